@@ -1,0 +1,214 @@
+//! `credit-bus`: operator commands.
+//!
+//! * `credit-bus topics create` creates every topic the catalogue implies.
+//! * `credit-bus topics list` prints them.
+//! * `credit-bus watch --service NAME=URL ...` shows live per-department
+//!   accepted / dead-lettered counts, throughput and dead-letter reasons,
+//!   scraped from each service's `/metrics`.
+
+mod prom;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use credit_runtime::config::KafkaConfig;
+use credit_runtime::metrics::{MetricName, label};
+
+#[derive(Parser)]
+#[command(name = "credit-bus", about = "Operate credit-bus")]
+struct Args {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Topics derived from the department catalogue.
+    Topics {
+        #[command(subcommand)]
+        cmd: TopicsCmd,
+    },
+    /// Live view of the bus from the services' /metrics endpoints.
+    Watch {
+        /// `name=http://host:port` of a service's ops endpoint; repeat per service.
+        #[arg(long = "service", required = true)]
+        services: Vec<String>,
+        /// Refresh interval in milliseconds.
+        #[arg(long, default_value_t = 1000)]
+        interval_ms: u64,
+        /// Stop after this many refreshes (0 = until Ctrl-C).
+        #[arg(long, default_value_t = 0)]
+        iterations: u64,
+    },
+}
+
+#[derive(Subcommand)]
+enum TopicsCmd {
+    /// Create every topic that does not exist yet.
+    Create {
+        #[arg(
+            long,
+            env = "CREDIT_BUS__KAFKA__BROKERS",
+            default_value = "127.0.0.1:9092"
+        )]
+        brokers: String,
+        #[arg(long, default_value_t = 4)]
+        partitions: i32,
+        #[arg(long, default_value_t = 1)]
+        replication_factor: i32,
+    },
+    /// Print every topic name.
+    List,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Args::parse().cmd {
+        Cmd::Topics {
+            cmd: TopicsCmd::List,
+        } => {
+            for t in credit_core::topics::all() {
+                println!("{t}");
+            }
+        }
+        Cmd::Topics {
+            cmd:
+                TopicsCmd::Create {
+                    brokers,
+                    partitions,
+                    replication_factor,
+                },
+        } => {
+            let cfg = KafkaConfig {
+                brokers,
+                fetch_wait_max_ms: 10,
+                linger_ms: 5,
+                partitions,
+                replication_factor,
+                security_protocol: "plaintext".into(),
+                sasl_mechanism: None,
+                sasl_username: None,
+                sasl_password: None,
+                extra: Default::default(),
+            };
+            let all = credit_core::topics::all();
+            credit_runtime::kafka::ensure_topics(&cfg, &all)
+                .await
+                .context("creating topics")?;
+            eprintln!("{} topics present", all.len());
+        }
+        Cmd::Watch {
+            services,
+            interval_ms,
+            iterations,
+        } => watch(services, interval_ms, iterations).await?,
+    }
+    Ok(())
+}
+
+#[derive(Default, Clone)]
+struct Row {
+    received: f64,
+    accepted: f64,
+    dead: f64,
+}
+
+async fn watch(services: Vec<String>, interval_ms: u64, iterations: u64) -> anyhow::Result<()> {
+    let targets: Vec<(String, String)> = services
+        .iter()
+        .map(|s| {
+            s.split_once('=').map(|(n, u)| {
+                (
+                    n.to_string(),
+                    format!("{}/metrics", u.trim_end_matches('/')),
+                )
+            })
+        })
+        .collect::<Option<_>>()
+        .context("--service must be NAME=URL")?;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()?;
+    let mut prev: Option<(Instant, BTreeMap<String, Row>)> = None;
+    let mut n = 0u64;
+    loop {
+        let mut rows: BTreeMap<String, Row> = BTreeMap::new();
+        let mut reasons: BTreeMap<(String, String), f64> = BTreeMap::new();
+        let mut down = Vec::new();
+        for (name, url) in &targets {
+            let text = match http
+                .get(url)
+                .send()
+                .await
+                .and_then(|r| r.error_for_status())
+            {
+                Ok(r) => r.text().await.unwrap_or_default(),
+                Err(_) => {
+                    down.push(name.clone());
+                    continue;
+                }
+            };
+            for s in prom::parse(&text) {
+                let dept = s.label(label::DEPARTMENT).unwrap_or("-").to_string();
+                let row = rows.entry(dept.clone()).or_default();
+                if s.name == MetricName::RecordsIn.exported() {
+                    row.received += s.value;
+                } else if s.name == MetricName::RecordsOut.exported() {
+                    row.accepted += s.value;
+                } else if s.name == MetricName::RecordsDeadLettered.exported() {
+                    row.dead += s.value;
+                    *reasons
+                        .entry((dept, s.label(label::REASON).unwrap_or("-").to_string()))
+                        .or_default() += s.value;
+                }
+            }
+        }
+        let now = Instant::now();
+        let mut out = String::new();
+        out.push_str("\x1b[2J\x1b[H");
+        out.push_str("credit-bus live view (Ctrl-C stops the demo)\n\n");
+        out.push_str(&format!(
+            "{:<14}{:>12}{:>12}{:>14}{:>12}{:>12}\n",
+            "department", "received", "accepted", "dead-letter", "pass rate", "records/s"
+        ));
+        let mut total_rate = 0.0;
+        for (dept, r) in &rows {
+            let rate = match &prev {
+                Some((t, p)) => {
+                    let d = p.get(dept).map_or(0.0, |x| x.received);
+                    (r.received - d) / now.duration_since(*t).as_secs_f64().max(1e-3)
+                }
+                None => 0.0,
+            };
+            total_rate += rate;
+            let pass = if r.accepted + r.dead > 0.0 {
+                100.0 * r.accepted / (r.accepted + r.dead)
+            } else {
+                0.0
+            };
+            out.push_str(&format!(
+                "{dept:<14}{:>12}{:>12}{:>14}{:>11.2}%{:>12.0}\n",
+                r.received, r.accepted, r.dead, pass, rate
+            ));
+        }
+        out.push_str(&format!("{:<14}{:>62.0}\n", "all", total_rate));
+        out.push_str("\ndead-letter reasons\n");
+        for ((dept, reason), v) in &reasons {
+            out.push_str(&format!("  {dept:<14}{reason:<28}{v:>10}\n"));
+        }
+        if !down.is_empty() {
+            out.push_str(&format!("\nnot answering: {}\n", down.join(", ")));
+        }
+        print!("{out}");
+        std::io::stdout().flush()?;
+        prev = Some((now, rows));
+        n += 1;
+        if iterations > 0 && n >= iterations {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(interval_ms)).await;
+    }
+}

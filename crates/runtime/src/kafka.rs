@@ -1,0 +1,120 @@
+//! librdkafka settings shared by every service, and topic administration.
+
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::error::RDKafkaErrorCode;
+
+use crate::config::KafkaConfig;
+
+/// Settings common to producers, consumers and admin clients.
+pub fn base(cfg: &KafkaConfig, client_id: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &cfg.brokers)
+        .set("client.id", client_id)
+        .set("security.protocol", &cfg.security_protocol);
+    if let Some(m) = &cfg.sasl_mechanism {
+        c.set("sasl.mechanism", m);
+    }
+    if let Some(u) = &cfg.sasl_username {
+        c.set("sasl.username", u);
+    }
+    if let Some(p) = &cfg.sasl_password {
+        c.set("sasl.password", p);
+    }
+    for (k, v) in &cfg.extra {
+        c.set(k, v);
+    }
+    c
+}
+
+/// A producer whose acknowledgements mean "stored by all in-sync replicas".
+pub fn producer(cfg: &KafkaConfig, client_id: &str) -> ClientConfig {
+    let mut c = base(cfg, client_id);
+    c.set("acks", "all")
+        .set("linger.ms", cfg.linger_ms.to_string())
+        // Infinite delivery timeout: a record is either acknowledged or the process
+        // stops; it is never dropped after a retry budget runs out.
+        .set("message.timeout.ms", "0")
+        .set("compression.type", "lz4")
+        .set("queue.buffering.max.messages", "1000000")
+        .set("batch.num.messages", "10000");
+    // Re-apply pass-through settings so operators can override ours.
+    for (k, v) in &cfg.extra {
+        c.set(k, v);
+    }
+    c
+}
+
+/// A consumer that stores offsets only when told to, after its outputs are acknowledged.
+pub fn consumer(cfg: &KafkaConfig, client_id: &str, group: &str) -> ClientConfig {
+    let mut c = base(cfg, client_id);
+    c.set("group.id", group)
+        .set("enable.auto.commit", "true")
+        .set("auto.commit.interval.ms", "1000")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("fetch.wait.max.ms", cfg.fetch_wait_max_ms.to_string())
+        .set("partition.assignment.strategy", "cooperative-sticky")
+        .set("session.timeout.ms", "10000")
+        .set("heartbeat.interval.ms", "1000");
+    for (k, v) in &cfg.extra {
+        c.set(k, v);
+    }
+    c
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("kafka admin client: {0}")]
+    Client(#[from] rdkafka::error::KafkaError),
+    #[error("creating topic {topic}: {code}")]
+    Create {
+        topic: String,
+        code: RDKafkaErrorCode,
+    },
+}
+
+/// Creates each topic that does not exist yet (brokers such as tansu do not
+/// auto-create). Compacted topics get `cleanup.policy=compact`.
+pub async fn ensure_topics(cfg: &KafkaConfig, topics: &[String]) -> Result<(), AdminError> {
+    let specs: Vec<(&str, bool)> = topics
+        .iter()
+        .map(|t| (t.as_str(), credit_core::topics::is_compacted(t)))
+        .collect();
+    create(cfg, &specs).await
+}
+
+/// Creates a single-partition compacted topic (a store such as the registry's) if missing.
+pub async fn ensure_compacted_topic(cfg: &KafkaConfig, topic: &str) -> Result<(), AdminError> {
+    create(cfg, &[(topic, true)]).await
+}
+
+async fn create(cfg: &KafkaConfig, specs: &[(&str, bool)]) -> Result<(), AdminError> {
+    let admin: AdminClient<DefaultClientContext> = base(cfg, "credit-bus-admin").create()?;
+    let new: Vec<NewTopic<'_>> = specs
+        .iter()
+        .map(|&(t, compacted)| {
+            let nt = NewTopic::new(
+                t,
+                if compacted { 1 } else { cfg.partitions },
+                TopicReplication::Fixed(cfg.replication_factor),
+            );
+            if compacted {
+                nt.set("cleanup.policy", "compact")
+            } else {
+                nt
+            }
+        })
+        .collect();
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    for result in admin.create_topics(&new, &opts).await? {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => return Err(AdminError::Create { topic, code }),
+        }
+    }
+    Ok(())
+}

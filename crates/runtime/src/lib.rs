@@ -1,0 +1,26 @@
+//! Plumbing every credit-bus service shares, kept out of the pure domain:
+//!
+//! * [`config`]: embedded defaults, then a TOML file, then `CREDIT_BUS__` env vars;
+//!   every problem reported at once.
+//! * [`telemetry`]: JSON logs through `tracing`, metrics through the OpenTelemetry
+//!   SDK exported for Prometheus.
+//! * [`metrics`]: the one list of metric names.
+//! * [`kafka`]: librdkafka settings and topic administration.
+//! * [`ops`]: `/metrics`, `/healthz`, `/readyz` on every service.
+//! * [`shutdown`]: SIGINT/SIGTERM into one cancellation token.
+
+pub mod config;
+pub mod kafka;
+pub mod metrics;
+pub mod ops;
+pub mod shutdown;
+pub mod telemetry;
+
+/// Today in days since 1970-01-01 (UTC+8, the city's calendar).
+pub fn today() -> i32 {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    ((secs + 8 * 3600) / 86_400) as i32
+}

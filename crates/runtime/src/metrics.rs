@@ -1,0 +1,94 @@
+//! The one list of metric names and labels.
+//!
+//! Convention (after Vector's instrumentation spec): every name starts with
+//! `credit_bus_`, counters end in `_total`, durations are histograms in seconds
+//! ending in `_seconds`. Labels: `department` (catalogue id), `reason` (a stable
+//! reason code), `topic`, `outcome`. Never a resident ID, subject key or name.
+//!
+//! Instruments are created through the OpenTelemetry SDK under the *base* name;
+//! the Prometheus exporter appends `_total` to counters and `_seconds` to
+//! histograms with unit `s`. [`MetricName::exported`] is what a scrape shows.
+
+use opentelemetry::KeyValue;
+use opentelemetry::metrics::{Counter, Histogram, Meter};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricName {
+    /// Inbound records read by a normaliser, by department.
+    RecordsIn,
+    /// Normalised records acknowledged on `credit.records`, by department.
+    RecordsOut,
+    /// Records sent to a dead-letter topic, by department and reason.
+    RecordsDeadLettered,
+    /// Time from reading a record to its output being acknowledged, by department.
+    ProcessingDuration,
+    /// Schemas registered by the registry service, by outcome.
+    SchemasRegistered,
+}
+
+impl MetricName {
+    pub const ALL: [MetricName; 5] = [
+        MetricName::RecordsIn,
+        MetricName::RecordsOut,
+        MetricName::RecordsDeadLettered,
+        MetricName::ProcessingDuration,
+        MetricName::SchemasRegistered,
+    ];
+
+    /// Instrument name given to the OpenTelemetry SDK.
+    pub const fn base(self) -> &'static str {
+        match self {
+            MetricName::RecordsIn => "credit_bus_records_in",
+            MetricName::RecordsOut => "credit_bus_records_out",
+            MetricName::RecordsDeadLettered => "credit_bus_records_dead_lettered",
+            MetricName::ProcessingDuration => "credit_bus_processing_duration",
+            MetricName::SchemasRegistered => "credit_bus_schemas_registered",
+        }
+    }
+
+    /// The name as Prometheus scrapes it.
+    pub const fn exported(self) -> &'static str {
+        match self {
+            MetricName::RecordsIn => "credit_bus_records_in_total",
+            MetricName::RecordsOut => "credit_bus_records_out_total",
+            MetricName::RecordsDeadLettered => "credit_bus_records_dead_lettered_total",
+            MetricName::ProcessingDuration => "credit_bus_processing_duration_seconds",
+            MetricName::SchemasRegistered => "credit_bus_schemas_registered_total",
+        }
+    }
+
+    pub fn counter(self, meter: &Meter, description: &'static str) -> Counter<u64> {
+        meter
+            .u64_counter(self.base())
+            .with_description(description)
+            .build()
+    }
+
+    pub fn seconds_histogram(self, meter: &Meter, description: &'static str) -> Histogram<f64> {
+        meter
+            .f64_histogram(self.base())
+            .with_unit("s")
+            .with_description(description)
+            // Sub-millisecond to seconds: the bus's latencies live in 0.1 ms..1 s.
+            .with_boundaries(vec![
+                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                1.0, 2.5, 5.0,
+            ])
+            .build()
+    }
+}
+
+/// Label keys.
+pub mod label {
+    pub const DEPARTMENT: &str = "department";
+    pub const REASON: &str = "reason";
+    pub const OUTCOME: &str = "outcome";
+}
+
+pub fn department(id: &'static str) -> KeyValue {
+    KeyValue::new(label::DEPARTMENT, id)
+}
+
+pub fn reason(code: &'static str) -> KeyValue {
+    KeyValue::new(label::REASON, code)
+}

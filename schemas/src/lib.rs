@@ -1,0 +1,40 @@
+//! The shared contracts of credit-bus.
+//!
+//! The `.avsc` files in `schemas/avro/` are the single source of every schema;
+//! this crate embeds them, frames records in the Confluent wire format
+//! ([`wire`]), encodes the normalised record without going through
+//! `apache_avro::types::Value` ([`encode`]), and talks to any Confluent-compatible
+//! schema registry ([`registry`]).
+
+pub mod encode;
+pub mod registry;
+pub mod wire;
+
+use std::sync::OnceLock;
+
+/// Value schema of `credit.records`.
+pub const CREDIT_RECORD_AVSC: &str = include_str!("../avro/credit_record.avsc");
+
+/// Every schema the bus registers, by the topic whose values it describes.
+pub fn value_schemas() -> [(&'static str, &'static str); 1] {
+    [(credit_core::topics::RECORDS, CREDIT_RECORD_AVSC)]
+}
+
+/// The parsed credit-record schema, parsed once per process.
+pub fn credit_record_schema() -> &'static apache_avro::Schema {
+    static SCHEMA: OnceLock<apache_avro::Schema> = OnceLock::new();
+    SCHEMA.get_or_init(|| {
+        apache_avro::Schema::parse_str(CREDIT_RECORD_AVSC)
+            .expect("credit_record.avsc is checked by this crate's tests")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn embedded_schemas_parse() {
+        for (_, avsc) in super::value_schemas() {
+            apache_avro::Schema::parse_str(avsc).unwrap();
+        }
+    }
+}

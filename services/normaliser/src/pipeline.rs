@@ -1,0 +1,389 @@
+//! The Kafka loop of a normaliser instance.
+//!
+//! Records are processed in batches: read up to `batch_size` records, send each
+//! one's output (normalised or dead-lettered), wait for every acknowledgement,
+//! then store the batch's offsets for the next auto-commit. A crash anywhere
+//! before the store replays the batch from the last commit: nothing is lost, and
+//! a replayed record carries the same key and the same bytes as before
+//! (`record_id` is derived from its inbound partition and offset), so
+//! downstream recognises the duplicate.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use credit_core::catalogue::{self, InboundFormat};
+use credit_core::record::Context;
+use credit_core::reject::{ReasonCode, Rejection};
+use credit_core::{dlq, topics};
+use credit_runtime::metrics::{self, MetricName};
+use credit_runtime::ops::Readiness;
+use credit_runtime::shutdown::Shutdown as CancellationToken;
+use credit_runtime::telemetry::Telemetry;
+use credit_schemas::encode;
+use credit_schemas::registry::{RegistryClient, RegistryError};
+use futures::FutureExt;
+use opentelemetry::KeyValue;
+use opentelemetry::metrics::{Counter, Histogram};
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+
+use crate::adapters;
+use crate::config::Config;
+
+/// Why the service stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error("schema registry: {0}")]
+    Registry(#[from] RegistryError),
+    #[error("kafka: {0}")]
+    Kafka(#[from] KafkaError),
+    #[error("output not acknowledged: {0}")]
+    Delivery(KafkaError),
+}
+
+impl Error {
+    /// Whether a restart may succeed. Offsets of unacknowledged work were not
+    /// stored, so restarting replays it.
+    pub fn is_retriable(&self) -> bool {
+        match self {
+            Error::Config(_) => false,
+            Error::Registry(e) => e.is_retriable(),
+            Error::Kafka(_) | Error::Delivery(_) => true,
+        }
+    }
+}
+
+struct Instruments {
+    records_in: Counter<u64>,
+    records_out: Counter<u64>,
+    dead_lettered: Counter<u64>,
+    duration: Histogram<f64>,
+    dept: [KeyValue; 1],
+}
+
+impl Instruments {
+    fn new(tel: &Telemetry, dept: &'static str) -> Self {
+        let m = tel.meter();
+        Instruments {
+            records_in: MetricName::RecordsIn.counter(&m, "Inbound records read"),
+            records_out: MetricName::RecordsOut.counter(&m, "Normalised records acknowledged"),
+            dead_lettered: MetricName::RecordsDeadLettered
+                .counter(&m, "Records dead-lettered, by reason"),
+            duration: MetricName::ProcessingDuration
+                .seconds_histogram(&m, "Read to output acknowledged"),
+            dept: [metrics::department(dept)],
+        }
+    }
+}
+
+/// What a batch sent for one inbound record.
+struct Pending {
+    partition: i32,
+    offset: i64,
+    delivery: DeliveryFuture,
+    rejected: Option<ReasonCode>,
+    read_at: Instant,
+}
+
+/// The output a record turns into, before it is sent.
+enum Output<'m> {
+    Normalised {
+        key: String,
+    },
+    Dead {
+        rejection: Rejection,
+        headers: OwnedHeaders,
+        key: Option<&'m [u8]>,
+    },
+}
+
+fn dlq_headers(msg: &BorrowedMessage<'_>, r: &Rejection, connector: &str) -> OwnedHeaders {
+    // Keep the original headers first, then add ours.
+    let mut h = OwnedHeaders::new_with_capacity(msg.headers().map_or(0, |h| h.count()) + 11);
+    if let Some(orig) = msg.headers() {
+        for hd in orig.iter() {
+            h = h.insert(Header {
+                key: hd.key,
+                value: hd.value,
+            });
+        }
+    }
+    let partition = msg.partition().to_string();
+    let offset = msg.offset().to_string();
+    let exception = format!("{}.{}", dlq::REJECTION_CLASS, r.code.as_str());
+    let message = r.to_string();
+    for (k, v) in [
+        (dlq::TOPIC, msg.topic()),
+        (dlq::PARTITION, &partition),
+        (dlq::OFFSET, &offset),
+        (dlq::CONNECTOR_NAME, connector),
+        (dlq::TASK_ID, "0"),
+        (dlq::STAGE, r.code.stage()),
+        (dlq::CLASS_NAME, dlq::NORMALISER_CLASS),
+        (dlq::EXCEPTION_CLASS_NAME, &exception),
+        (dlq::EXCEPTION_MESSAGE, &message),
+        (dlq::REASON, r.code.as_str()),
+    ] {
+        h = h.insert(Header {
+            key: k,
+            value: Some(v),
+        });
+    }
+    if let Some(f) = r.field {
+        h = h.insert(Header {
+            key: dlq::FIELD,
+            value: Some(f),
+        });
+    }
+    h
+}
+
+/// Turns one inbound record into its output bytes (in `buf`) and routing.
+fn process<'m>(
+    format: InboundFormat,
+    department: &'static str,
+    schema_id: u32,
+    max_bytes: usize,
+    today: i32,
+    msg: &'m BorrowedMessage<'m>,
+    buf: &mut Vec<u8>,
+    connector: &str,
+) -> Output<'m> {
+    buf.clear();
+    let ctx = Context {
+        department,
+        source_topic: msg.topic(),
+        partition: msg.partition(),
+        offset: msg.offset(),
+        timestamp_ms: msg.timestamp().to_millis(),
+        today,
+    };
+    let value = msg.payload().unwrap_or(&[]);
+    let result = if value.len() > max_bytes {
+        Err(Rejection::new(
+            ReasonCode::RecordTooLarge,
+            None,
+            format!("{} bytes exceed the limit of {max_bytes}", value.len()),
+        ))
+    } else {
+        adapters::normalise(format, &ctx, value, |r| {
+            encode::credit_record_framed(buf, schema_id, r);
+        })
+    };
+    match result {
+        Ok(()) => Output::Normalised {
+            key: ctx.record_id(),
+        },
+        Err(rejection) => {
+            // The detail goes to the DLQ header; the log line names only the code and
+            // position, so no personal data reaches the logs.
+            tracing::debug!(
+                reason = rejection.code.as_str(),
+                partition = msg.partition(),
+                offset = msg.offset(),
+                "dead-lettered"
+            );
+            let headers = dlq_headers(msg, &rejection, connector);
+            Output::Dead {
+                rejection,
+                headers,
+                key: msg.key(),
+            }
+        }
+    }
+}
+
+/// Sends one record, waiting for room in the producer queue if it is full.
+async fn send(
+    producer: &FutureProducer,
+    mut record: FutureRecord<'_, [u8], [u8]>,
+    pending: &mut Vec<Pending>,
+    partition: i32,
+    offset: i64,
+    rejected: Option<ReasonCode>,
+) -> Result<(), Error> {
+    loop {
+        match producer.send_result(record) {
+            Ok(delivery) => {
+                pending.push(Pending {
+                    partition,
+                    offset,
+                    delivery,
+                    rejected,
+                    read_at: Instant::now(),
+                });
+                return Ok(());
+            }
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                record = r;
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            Err((e, _)) => return Err(Error::Kafka(e)),
+        }
+    }
+}
+
+/// Registers the record schema, retrying while the registry starts.
+pub async fn register_schema(registry_url: &str) -> Result<u32, Error> {
+    let client = RegistryClient::new(registry_url)?;
+    Ok(client
+        .register_with_retry(
+            &topics::value_subject(topics::RECORDS),
+            credit_schemas::CREDIT_RECORD_AVSC,
+            60,
+        )
+        .await?)
+}
+
+/// Runs one normaliser instance until `shutdown`, then drains and commits.
+pub async fn run(
+    config: Config,
+    tel: Telemetry,
+    ready: Readiness,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
+    let dep = catalogue::department(&config.normaliser.department).ok_or_else(|| {
+        Error::Config(format!(
+            "unknown department {}",
+            config.normaliser.department
+        ))
+    })?;
+    let format = dep
+        .inbound
+        .ok_or_else(|| Error::Config(format!("{} publishes nothing the bus normalises", dep.id)))?;
+    let kafka = &config.common.kafka;
+    let inbound = topics::inbound(dep.id);
+    let dlq_topic = topics::dlq(dep.id);
+    let connector = format!("credit-normaliser-{}", dep.id);
+    let schema_id = register_schema(&config.common.registry.url).await?;
+
+    let consumer: StreamConsumer =
+        credit_runtime::kafka::consumer(kafka, &connector, &topics::normaliser_group(dep.id))
+            .create()?;
+    consumer.subscribe(&[&inbound])?;
+    let producer: FutureProducer = credit_runtime::kafka::producer(kafka, &connector).create()?;
+    let inst = Instruments::new(&tel, dep.id);
+    let batch_size = config.normaliser.batch_size;
+    let max_bytes = config.normaliser.max_record_bytes;
+    tracing::info!(department = dep.id, topic = %inbound, schema_id, "normaliser running");
+    ready.set_ready();
+
+    let mut buf = Vec::with_capacity(1024);
+    let mut pending: Vec<Pending> = Vec::with_capacity(batch_size);
+    let mut reason_attrs: HashMap<ReasonCode, [KeyValue; 2]> = HashMap::new();
+    loop {
+        let first = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break,
+            m = consumer.recv() => m,
+        };
+        let today = credit_runtime::today();
+        let mut next = Some(first);
+        let mut read = 0usize;
+        while let Some(m) = next.take() {
+            match m {
+                Ok(msg) => {
+                    read += 1;
+                    let out = process(
+                        format, dep.id, schema_id, max_bytes, today, &msg, &mut buf, &connector,
+                    );
+                    match out {
+                        Output::Normalised { key } => {
+                            let rec = FutureRecord::to(topics::RECORDS)
+                                .key(key.as_bytes())
+                                .payload(&buf[..]);
+                            send(
+                                &producer,
+                                rec,
+                                &mut pending,
+                                msg.partition(),
+                                msg.offset(),
+                                None,
+                            )
+                            .await?;
+                        }
+                        Output::Dead {
+                            rejection,
+                            headers,
+                            key,
+                        } => {
+                            let mut rec = FutureRecord::to(&dlq_topic).headers(headers);
+                            if let Some(k) = key {
+                                rec = rec.key(k);
+                            }
+                            if let Some(v) = msg.payload() {
+                                rec = rec.payload(v);
+                            }
+                            send(
+                                &producer,
+                                rec,
+                                &mut pending,
+                                msg.partition(),
+                                msg.offset(),
+                                Some(rejection.code),
+                            )
+                            .await?;
+                        }
+                    }
+                }
+                // Consumer errors (a broker going away, a rebalance) are reported and
+                // retried by librdkafka itself; they never lose a record.
+                Err(e) => tracing::warn!(error = %e, "consumer error"),
+            }
+            if read < batch_size {
+                next = consumer.recv().now_or_never();
+            }
+        }
+        inst.records_in.add(read as u64, &inst.dept);
+
+        // Wait for every output, then store the offsets after them.
+        let mut next_offsets: HashMap<i32, i64> = HashMap::new();
+        let mut normalised = 0u64;
+        for p in pending.drain(..) {
+            match p.delivery.await {
+                Ok(Ok(_)) => {}
+                Ok(Err((e, _))) => return Err(Error::Delivery(e)),
+                Err(_) => return Err(Error::Delivery(KafkaError::Canceled)),
+            }
+            inst.duration
+                .record(p.read_at.elapsed().as_secs_f64(), &inst.dept);
+            match p.rejected {
+                None => normalised += 1,
+                Some(code) => {
+                    let attrs = reason_attrs.entry(code).or_insert_with(|| {
+                        [metrics::department(dep.id), metrics::reason(code.as_str())]
+                    });
+                    inst.dead_lettered.add(1, attrs);
+                }
+            }
+            let e = next_offsets.entry(p.partition).or_insert(0);
+            *e = (*e).max(p.offset + 1);
+        }
+        inst.records_out.add(normalised, &inst.dept);
+        if !next_offsets.is_empty() {
+            let mut tpl = TopicPartitionList::with_capacity(next_offsets.len());
+            for (p, o) in &next_offsets {
+                tpl.add_partition_offset(&inbound, *p, Offset::Offset(*o))?;
+            }
+            // A partition revoked by a rebalance mid-batch refuses the store; its new
+            // owner replays those records, which carry the same keys.
+            if let Err(e) = consumer.store_offsets(&tpl) {
+                tracing::warn!(error = %e, "offsets not stored (rebalance?); records will be replayed");
+            }
+        }
+    }
+
+    tracing::info!("draining: committing stored offsets");
+    match consumer.commit_consumer_state(CommitMode::Sync) {
+        Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+        Err(e) => {
+            tracing::warn!(error = %e, "final commit failed; the last batch will be replayed")
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,97 @@
+//! The compacted topic behind the registry: write-ahead for every change,
+//! replayed in full on start.
+
+use std::time::Duration;
+
+use credit_runtime::config::KafkaConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::util::Timeout;
+use rdkafka::{Offset, TopicPartitionList};
+
+use crate::state::{Change, Compatibility, State};
+
+pub struct Store {
+    producer: FutureProducer,
+    kafka: KafkaConfig,
+    topic: String,
+}
+
+impl Store {
+    /// Connects and makes sure the (single-partition, compacted) topic exists.
+    pub async fn open(kafka: &KafkaConfig, topic: &str) -> anyhow::Result<Store> {
+        credit_runtime::kafka::ensure_compacted_topic(kafka, topic).await?;
+        let producer = credit_runtime::kafka::producer(kafka, "credit-registry").create()?;
+        Ok(Store {
+            producer,
+            kafka: kafka.clone(),
+            topic: topic.to_string(),
+        })
+    }
+
+    /// Rebuilds the state from every change in the topic, in order.
+    pub async fn replay(&self, default: Compatibility) -> anyhow::Result<State> {
+        let kafka = self.kafka.clone();
+        let topic = self.topic.clone();
+        tokio::task::spawn_blocking(move || replay_blocking(&kafka, &topic, default)).await?
+    }
+
+    /// Writes a change and waits until the broker has acknowledged it.
+    pub async fn write(&self, change: &Change) -> anyhow::Result<()> {
+        let key = change.key();
+        let value = serde_json::to_vec(change)?;
+        self.producer
+            .send(
+                FutureRecord::to(&self.topic)
+                    .key(&key)
+                    .payload(&value)
+                    .partition(0),
+                Timeout::After(Duration::from_secs(15)),
+            )
+            .await
+            .map_err(|(e, _)| e)?;
+        Ok(())
+    }
+}
+
+fn replay_blocking(
+    kafka: &KafkaConfig,
+    topic: &str,
+    default: Compatibility,
+) -> anyhow::Result<State> {
+    let mut state = State::new(default);
+    let consumer: BaseConsumer = credit_runtime::kafka::base(kafka, "credit-registry-replay")
+        .set("enable.auto.commit", "false")
+        .set("group.id", "credit-registry-replay")
+        .set("fetch.wait.max.ms", kafka.fetch_wait_max_ms.to_string())
+        .create()?;
+    let (_, high) = consumer.fetch_watermarks(topic, 0, Duration::from_secs(15))?;
+    if high <= 0 {
+        return Ok(state);
+    }
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, Offset::Beginning)?;
+    consumer.assign(&tpl)?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if std::time::Instant::now() > deadline {
+            anyhow::bail!("replaying {topic} did not reach offset {high} within 60 s");
+        }
+        let Some(m) = consumer.poll(Duration::from_millis(200)) else {
+            continue;
+        };
+        let m = m?;
+        if let Some(v) = m.payload() {
+            match serde_json::from_slice::<Change>(v) {
+                Ok(c) => state.apply(c),
+                Err(e) => {
+                    tracing::warn!(offset = m.offset(), error = %e, "skipping unreadable registry record")
+                }
+            }
+        }
+        if m.offset() + 1 >= high {
+            return Ok(state);
+        }
+    }
+}
