@@ -16,8 +16,8 @@ use std::sync::OnceLock;
 pub const CREDIT_RECORD_AVSC: &str = include_str!("../avro/credit_record.avsc");
 
 /// Every schema the bus registers, by the topic whose values it describes.
-pub fn value_schemas() -> [(&'static str, &'static str); 1] {
-    [(credit_core::topics::RECORDS, CREDIT_RECORD_AVSC)]
+pub fn value_schemas(naming: &credit_core::topics::Naming) -> [(String, &'static str); 1] {
+    [(naming.records(), CREDIT_RECORD_AVSC)]
 }
 
 /// The parsed credit-record schema, parsed once per process.
@@ -33,7 +33,7 @@ pub fn credit_record_schema() -> &'static apache_avro::Schema {
 mod tests {
     #[test]
     fn embedded_schemas_parse() {
-        for (_, avsc) in super::value_schemas() {
+        for (_, avsc) in super::value_schemas(&Default::default()) {
             apache_avro::Schema::parse_str(avsc).unwrap();
         }
     }

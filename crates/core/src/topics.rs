@@ -1,67 +1,94 @@
-//! Topic names and schema subjects, derived from the catalogue in this one place.
+//! Topic names, consumer groups and schema subjects, derived from the catalogue
+//! in this one place.
 //!
-//! | topic                     | holds                                              |
-//! |---------------------------|----------------------------------------------------|
-//! | `credit.<dept>.inbound`   | what a department publishes, in its native format   |
-//! | `credit.<dept>.dlq`       | what the bus could not accept, original bytes + why |
-//! | `credit.records`          | normalised credit records (Avro, `credit.records-value`) |
-//! | `credit.<dept>.notices`   | notices a department must implement                 |
-//! | `_credit_schemas`         | the schema registry's compacted store               |
+//! | topic                       | holds                                                 |
+//! |-----------------------------|-------------------------------------------------------|
+//! | `credit.<dept>.inbound`     | what a department publishes, in its native format     |
+//! | `credit.<dept>.dlq`         | what the bus could not accept: original bytes + why   |
+//! | `credit.records`            | normalised credit records (Avro, `credit.records-value`) |
+//! | `credit.<dept>.notices`     | notices a department must implement                   |
+//! | `_credit_schemas`           | the schema registry's compacted store                 |
 //!
-//! Schema subjects follow Confluent's TopicNameStrategy: `<topic>-value`.
+//! `credit` is the default prefix; `kafka.topic_prefix` changes it, so several
+//! environments (or parallel tests) can share one cluster. Schema subjects
+//! follow Confluent's TopicNameStrategy: `<topic>-value`.
 
 use crate::catalogue::Department;
 
+/// The default topic prefix.
 pub const PREFIX: &str = "credit";
-/// The shared topic of normalised records.
-pub const RECORDS: &str = "credit.records";
 /// The schema registry's durable store (compacted).
 pub const SCHEMAS: &str = "_credit_schemas";
 
-pub fn inbound(department_id: &str) -> String {
-    format!("{PREFIX}.{department_id}.inbound")
+/// Names under one prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Naming {
+    prefix: String,
 }
 
-pub fn dlq(department_id: &str) -> String {
-    format!("{PREFIX}.{department_id}.dlq")
+impl Default for Naming {
+    fn default() -> Self {
+        Naming::new(PREFIX)
+    }
 }
 
-pub fn notices(department_id: &str) -> String {
-    format!("{PREFIX}.{department_id}.notices")
+impl Naming {
+    pub fn new(prefix: &str) -> Self {
+        Naming {
+            prefix: prefix.to_string(),
+        }
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The shared topic of normalised records.
+    pub fn records(&self) -> String {
+        format!("{}.records", self.prefix)
+    }
+
+    pub fn inbound(&self, department_id: &str) -> String {
+        format!("{}.{department_id}.inbound", self.prefix)
+    }
+
+    pub fn dlq(&self, department_id: &str) -> String {
+        format!("{}.{department_id}.dlq", self.prefix)
+    }
+
+    pub fn notices(&self, department_id: &str) -> String {
+        format!("{}.{department_id}.notices", self.prefix)
+    }
+
+    /// The consumer group of a department's normaliser instance.
+    pub fn normaliser_group(&self, department_id: &str) -> String {
+        format!("{}.normaliser.{department_id}", self.prefix)
+    }
+
+    /// Every topic the bus needs for one department.
+    pub fn department_topics(&self, dep: &Department) -> Vec<String> {
+        let mut out = vec![self.notices(dep.id)];
+        if dep.inbound.is_some() {
+            out.push(self.inbound(dep.id));
+            out.push(self.dlq(dep.id));
+        }
+        out
+    }
+
+    /// Every data topic the bus needs, from the catalogue (the registry's store
+    /// is created by the registry itself).
+    pub fn all(&self) -> Vec<String> {
+        let mut out = vec![self.records()];
+        for dep in crate::DEPARTMENTS {
+            out.extend(self.department_topics(dep));
+        }
+        out
+    }
 }
 
 /// TopicNameStrategy subject of a topic's values.
 pub fn value_subject(topic: &str) -> String {
     format!("{topic}-value")
-}
-
-/// The consumer group of a department's normaliser instance.
-pub fn normaliser_group(department_id: &str) -> String {
-    format!("{PREFIX}.normaliser.{department_id}")
-}
-
-/// Whether a topic holds records that must be kept forever and compacted.
-pub fn is_compacted(topic: &str) -> bool {
-    topic == SCHEMAS
-}
-
-/// Every topic the bus needs for one department.
-pub fn department_topics(dep: &Department) -> Vec<String> {
-    let mut out = vec![notices(dep.id)];
-    if dep.inbound.is_some() {
-        out.push(inbound(dep.id));
-        out.push(dlq(dep.id));
-    }
-    out
-}
-
-/// Every topic the bus needs, from the catalogue.
-pub fn all() -> Vec<String> {
-    let mut out = vec![RECORDS.to_string(), SCHEMAS.to_string()];
-    for dep in crate::DEPARTMENTS {
-        out.extend(department_topics(dep));
-    }
-    out
 }
 
 #[cfg(test)]
@@ -70,15 +97,18 @@ mod tests {
 
     #[test]
     fn names_follow_the_documented_convention() {
-        assert_eq!(inbound("courts"), "credit.courts.inbound");
-        assert_eq!(dlq("gz-customs"), "credit.gz-customs.dlq");
-        assert_eq!(value_subject(RECORDS), "credit.records-value");
-        assert_eq!(normaliser_group("tax"), "credit.normaliser.tax");
+        let n = Naming::default();
+        assert_eq!(n.inbound("courts"), "credit.courts.inbound");
+        assert_eq!(n.dlq("gz-customs"), "credit.gz-customs.dlq");
+        assert_eq!(n.records(), "credit.records");
+        assert_eq!(value_subject(&n.records()), "credit.records-value");
+        assert_eq!(n.normaliser_group("tax"), "credit.normaliser.tax");
+        assert_eq!(Naming::new("staging").inbound("tax"), "staging.tax.inbound");
     }
 
     #[test]
     fn all_topics_are_unique_and_legal_kafka_names() {
-        let all = all();
+        let all = Naming::default().all();
         let set: std::collections::HashSet<_> = all.iter().collect();
         assert_eq!(set.len(), all.len());
         for t in &all {
@@ -89,7 +119,7 @@ mod tests {
                 "{t}"
             );
         }
-        // 35 departments with a notice topic, 5 publishers with inbound + dlq, plus 2 shared.
-        assert_eq!(all.len(), crate::DEPARTMENTS.len() + 2 * 5 + 2);
+        // A notice topic per department, inbound + dlq per publisher (5), and records.
+        assert_eq!(all.len(), crate::DEPARTMENTS.len() + 2 * 5 + 1);
     }
 }

@@ -70,7 +70,7 @@ async fn main() -> anyhow::Result<()> {
         Cmd::Topics {
             cmd: TopicsCmd::List,
         } => {
-            for t in credit_core::topics::all() {
+            for t in credit_core::topics::Naming::default().all() {
                 println!("{t}");
             }
         }
@@ -86,6 +86,7 @@ async fn main() -> anyhow::Result<()> {
                 brokers,
                 fetch_wait_max_ms: 10,
                 linger_ms: 5,
+                topic_prefix: credit_core::topics::PREFIX.into(),
                 partitions,
                 replication_factor,
                 security_protocol: "plaintext".into(),
@@ -94,7 +95,7 @@ async fn main() -> anyhow::Result<()> {
                 sasl_password: None,
                 extra: Default::default(),
             };
-            let all = credit_core::topics::all();
+            let all = credit_core::topics::Naming::default().all();
             credit_runtime::kafka::ensure_topics(&cfg, &all)
                 .await
                 .context("creating topics")?;

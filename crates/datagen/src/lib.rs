@@ -384,8 +384,9 @@ impl Generator {
             let key = format!("穗税稽罚〔{y}〕{}号", self.rng.random_range(1..2000));
             let expect_missing = case_type.is_empty();
             let row = format!(
-                "重大税收违法,{name},{uscc},国家税务总局广州市{district}税务局,{key},{y}-{m:02}-{d:02},{}-{m:02}-{d:02},{case_type},{amount},{rep},经查该单位{case}，涉案税款{amount}元\n",
-                y + 3
+                "重大税收违法,{name},{uscc},国家税务总局广州市{district}税务局,{key},{y}-{m:02}-{d:02},{}-{m:02}-{d:02},{case_type},{amount},{rep},经查该单位{case}，涉案税款{}元\n",
+                y + 3,
+                amount.trim_matches('"').replace(',', "")
             );
             if expect_missing {
                 // An empty category on a violation row is a missing field, not an invalid value.
@@ -398,7 +399,7 @@ impl Generator {
             }
             (key, row)
         };
-        let with_header = self.rng.random_bool(0.2);
+        let with_header = expect != Some(MalformedCsv) && self.rng.random_bool(0.2);
         let text = if with_header {
             format!(
                 "记录类型,纳税人名称,统一社会信用代码,主管税务机关,文书编号,认定日期,有效期至,类别,金额(元),法定代表人,违法事实\n{row}"
@@ -455,7 +456,7 @@ impl Generator {
         let (key, mut json) = if kind <= 1 {
             // Penalty decision (two in four): natural persons, businesses, companies.
             let natural = matches!(expect, Some(InvalidResidentId | GuardrailMinorBehaviour))
-                || self.rng.random_bool(0.2);
+                || (expect != Some(InvalidUscc) && self.rng.random_bool(0.2));
             let no = format!("穗市监处罚〔{y}〕{}号", self.rng.random_range(1..5000));
             let (lb, key_field, key, name) = if natural {
                 let id = self.resident_id();
@@ -469,7 +470,7 @@ impl Generator {
                     },
                     self.person_name(),
                 )
-            } else if self.rng.random_bool(0.3) {
+            } else if expect != Some(InvalidUscc) && self.rng.random_bool(0.3) {
                 (
                     "个体工商户",
                     "CF_XDR_SHXYM",

@@ -32,6 +32,9 @@ struct Args {
     /// Write files `<dir>/<department>/<n>.<ext>` instead of publishing.
     #[arg(long)]
     out_dir: Option<PathBuf>,
+    /// Topic prefix (`kafka.topic_prefix` of the services).
+    #[arg(long, env = "CREDIT_BUS__KAFKA__TOPIC_PREFIX", default_value = topics::PREFIX)]
+    topic_prefix: String,
     /// Bootstrap servers.
     #[arg(
         long,
@@ -62,6 +65,7 @@ async fn main() -> anyhow::Result<()> {
         }
     };
     let mut gen_ = Generator::new(args.seed, args.bad_share);
+    let naming = topics::Naming::new(&args.topic_prefix);
 
     if let Some(dir) = &args.out_dir {
         for d in &depts {
@@ -95,7 +99,7 @@ async fn main() -> anyhow::Result<()> {
     while forever || n < args.count {
         for d in &depts {
             let s = gen_.record(d);
-            let topic = topics::inbound(d);
+            let topic = naming.inbound(d);
             let headers = OwnedHeaders::new().insert(Header {
                 key: EXPECT_HEADER,
                 value: Some(s.expect_str()),

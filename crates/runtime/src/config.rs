@@ -123,6 +123,9 @@ pub struct KafkaConfig {
     pub fetch_wait_max_ms: u32,
     /// Producer `linger.ms`: batching delay before a produce request is sent.
     pub linger_ms: u32,
+    /// Prefix of every topic and consumer group name (`credit` by default), so
+    /// several environments can share one cluster.
+    pub topic_prefix: String,
     /// Partitions for topics the bus creates.
     pub partitions: i32,
     /// Replication factor for topics the bus creates (3 on a production cluster).
@@ -151,6 +154,17 @@ impl Validate for KafkaConfig {
             {
                 p.push(format!("{s}.brokers: {b:?} is not host:port"));
             }
+        }
+        if self.topic_prefix.is_empty()
+            || !self
+                .topic_prefix
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        {
+            p.push(format!(
+                "{s}.topic_prefix: {:?} must be non-empty [A-Za-z0-9._-]",
+                self.topic_prefix
+            ));
         }
         if self.partitions < 1 {
             p.push(format!("{s}.partitions: must be at least 1"));
@@ -232,6 +246,11 @@ pub struct Common {
 }
 
 impl Common {
+    /// Topic names under the configured prefix.
+    pub fn naming(&self) -> credit_core::topics::Naming {
+        credit_core::topics::Naming::new(&self.kafka.topic_prefix)
+    }
+
     pub fn load(loader: &mut Loader) -> Option<Common> {
         let kafka = loader.section("kafka");
         let registry = loader.section("registry");

@@ -80,10 +80,7 @@ pub enum AdminError {
 /// Creates each topic that does not exist yet (brokers such as tansu do not
 /// auto-create). Compacted topics get `cleanup.policy=compact`.
 pub async fn ensure_topics(cfg: &KafkaConfig, topics: &[String]) -> Result<(), AdminError> {
-    let specs: Vec<(&str, bool)> = topics
-        .iter()
-        .map(|t| (t.as_str(), credit_core::topics::is_compacted(t)))
-        .collect();
+    let specs: Vec<(&str, bool)> = topics.iter().map(|t| (t.as_str(), false)).collect();
     create(cfg, &specs).await
 }
 

@@ -229,11 +229,11 @@ async fn send(
 }
 
 /// Registers the record schema, retrying while the registry starts.
-pub async fn register_schema(registry_url: &str) -> Result<u32, Error> {
+pub async fn register_schema(registry_url: &str, records_topic: &str) -> Result<u32, Error> {
     let client = RegistryClient::new(registry_url)?;
     Ok(client
         .register_with_retry(
-            &topics::value_subject(topics::RECORDS),
+            &topics::value_subject(records_topic),
             credit_schemas::CREDIT_RECORD_AVSC,
             60,
         )
@@ -257,13 +257,15 @@ pub async fn run(
         .inbound
         .ok_or_else(|| Error::Config(format!("{} publishes nothing the bus normalises", dep.id)))?;
     let kafka = &config.common.kafka;
-    let inbound = topics::inbound(dep.id);
-    let dlq_topic = topics::dlq(dep.id);
+    let naming = config.common.naming();
+    let inbound = naming.inbound(dep.id);
+    let dlq_topic = naming.dlq(dep.id);
+    let records_topic = naming.records();
     let connector = format!("credit-normaliser-{}", dep.id);
-    let schema_id = register_schema(&config.common.registry.url).await?;
+    let schema_id = register_schema(&config.common.registry.url, &records_topic).await?;
 
     let consumer: StreamConsumer =
-        credit_runtime::kafka::consumer(kafka, &connector, &topics::normaliser_group(dep.id))
+        credit_runtime::kafka::consumer(kafka, &connector, &naming.normaliser_group(dep.id))
             .create()?;
     consumer.subscribe(&[&inbound])?;
     let producer: FutureProducer = credit_runtime::kafka::producer(kafka, &connector).create()?;
@@ -294,7 +296,7 @@ pub async fn run(
                     );
                     match out {
                         Output::Normalised { key } => {
-                            let rec = FutureRecord::to(topics::RECORDS)
+                            let rec = FutureRecord::to(&records_topic)
                                 .key(key.as_bytes())
                                 .payload(&buf[..]);
                             send(

@@ -1,0 +1,69 @@
+# Shared shell helpers for credit-bus scripts. Source it; do not run it.
+# Installs only what is missing, and says what it is doing.
+
+CB_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+CB_RUN="${CB_RUN:-$CB_ROOT/.run}"
+mkdir -p "$CB_RUN"
+export PATH="$HOME/.cargo/bin:$PATH"
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+# Debian packages the build needs: cmake and libcurl headers for rdkafka's bundled
+# librdkafka (Debian's own librdkafka is too old to talk to tansu), and python3-pip
+# for the cross-check of the identifier validators.
+ensure_system_packages() {
+  local missing=()
+  command -v cmake >/dev/null || missing+=(cmake)
+  dpkg -s libcurl4-openssl-dev >/dev/null 2>&1 || missing+=(libcurl4-openssl-dev)
+  command -v g++ >/dev/null || missing+=(g++)
+  command -v python3 >/dev/null || missing+=(python3 python3-pip)
+  if [ ${#missing[@]} -gt 0 ]; then
+    log "installing Debian packages: ${missing[*]}"
+    as_root apt-get update
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y "${missing[@]}"
+  fi
+}
+
+ensure_stdnum() {
+  if ! python3 -c 'import stdnum.cn.uscc, stdnum.cn.ric' 2>/dev/null; then
+    log "installing python-stdnum (independent check of USCC and resident-ID validators)"
+    python3 -m pip install --quiet python-stdnum || python3 -m pip install --quiet --break-system-packages python-stdnum
+  fi
+}
+
+# tansu 0.6: the Kafka-protocol broker these machines run (about 10 minutes to build
+# on 2 cores; cargo prints its progress). Skipped when already installed.
+ensure_tansu() {
+  if command -v tansu >/dev/null && tansu --version 2>/dev/null | grep -q '^tansu 0\.6'; then
+    return
+  fi
+  log "installing the tansu broker (cargo install, about 10 minutes on 2 cores)"
+  cargo install --locked tansu --version '^0.6' --features dynostore,libsql
+}
+
+wait_port() { # host port seconds
+  local deadline=$(( $(date +%s) + $3 ))
+  until (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; do
+    [ "$(date +%s)" -lt "$deadline" ] || { echo "nothing listening on $1:$2 after $3 s" >&2; return 1; }
+    sleep 0.2
+  done
+}
+
+# start_broker PORT [STORAGE_URL]: tansu on loopback, in memory unless told otherwise.
+start_broker() {
+  local port=$1 storage=${2:-memory://tansu/}
+  log "starting tansu on 127.0.0.1:$port ($storage)"
+  tansu broker --listener-url "tcp://127.0.0.1:$port" --advertised-listener-url "tcp://127.0.0.1:$port" \
+    --storage-engine "$storage" >"$CB_RUN/tansu-$port.log" 2>&1 &
+  echo $! >"$CB_RUN/tansu-$port.pid"
+  wait_port 127.0.0.1 "$port" 30
+}
+
+stop_broker() {
+  local port=$1 pidfile="$CB_RUN/tansu-$1.pid"
+  [ -f "$pidfile" ] || return 0
+  kill "$(cat "$pidfile")" 2>/dev/null || true
+  rm -f "$pidfile"
+}
