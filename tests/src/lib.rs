@@ -162,6 +162,17 @@ pub async fn publish(
 /// Reads `topic` from the beginning until `want` records arrived and then
 /// `settle` passed without more, or `timeout` ran out.
 pub fn consume(topic: &str, want: usize, timeout: Duration, settle: Duration) -> Vec<OwnedMessage> {
+    consume_until(topic, timeout, settle, |got| got.len() >= want)
+}
+
+/// Reads `topic` from the beginning until `done` holds and then `settle` passed
+/// without more records, or `timeout` ran out.
+pub fn consume_until(
+    topic: &str,
+    timeout: Duration,
+    settle: Duration,
+    done: impl Fn(&[OwnedMessage]) -> bool,
+) -> Vec<OwnedMessage> {
     let c: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers())
         .set("group.id", unique("reader"))
@@ -183,7 +194,7 @@ pub fn consume(topic: &str, want: usize, timeout: Duration, settle: Duration) ->
             Some(Err(e)) => eprintln!("consumer: {e}"),
             None => {}
         }
-        if out.len() >= want && last.elapsed() >= settle {
+        if last.elapsed() >= settle && done(&out) {
             break;
         }
     }
