@@ -27,14 +27,18 @@ fn codes() -> Vec<(&'static str, String)> {
     let mut rng = SmallRng::seed_from_u64(2020);
     let mut out = Vec::with_capacity(2 * N);
     for _ in 0..N {
-        let mut body: Vec<u8> = (0..16).map(|_| USCC_SYMBOLS[rng.random_range(0..31)]).collect();
+        let mut body: Vec<u8> = (0..16)
+            .map(|_| USCC_SYMBOLS[rng.random_range(0..31)])
+            .collect();
         if rng.random_bool(0.7) {
             body[..2].copy_from_slice(b"91");
             for b in &mut body[2..8] {
                 *b = b'0' + rng.random_range(0..10);
             }
         }
-        let mut code = ids::complete_uscc(std::str::from_utf8(&body).unwrap()).unwrap().into_bytes();
+        let mut code = ids::complete_uscc(std::str::from_utf8(&body).unwrap())
+            .unwrap()
+            .into_bytes();
         if rng.random_bool(0.5) {
             let pos = rng.random_range(0..18);
             code[pos] = USCC_SYMBOLS[rng.random_range(0..31)];
@@ -42,12 +46,16 @@ fn codes() -> Vec<(&'static str, String)> {
         out.push(("uscc", String::from_utf8(code).unwrap()));
     }
     for _ in 0..N {
-        let div = ["440103", "440104", "440106", "440111", "440113", "110101", "310104", "999999"][rng.random_range(0..8)];
+        let div = [
+            "440103", "440104", "440106", "440111", "440113", "110101", "310104", "999999",
+        ][rng.random_range(0..8)];
         let y = rng.random_range(1880..2040);
         let m = rng.random_range(1..13);
         let d = rng.random_range(1..32);
         let seq = rng.random_range(0..1000);
-        let mut code = ids::complete_resident_id(&format!("{div}{y:04}{m:02}{d:02}{seq:03}")).unwrap().into_bytes();
+        let mut code = ids::complete_resident_id(&format!("{div}{y:04}{m:02}{d:02}{seq:03}"))
+            .unwrap()
+            .into_bytes();
         if rng.random_bool(0.4) {
             let pos = rng.random_range(0..18);
             code[pos] = b"0123456789X"[rng.random_range(0..11)];
@@ -95,7 +103,9 @@ fn uscc_and_resident_id_agree_with_python_stdnum() {
             let unknown_place = f[3] == "unknown";
             let year: i32 = code[6..10].parse().unwrap_or(0);
             let out_of_range_birth = r == Err(RicError::BirthDate)
-                && (year < 1900 || credit_core::date::parse_compact(&code.as_bytes()[6..14]).is_some_and(|d| d > today));
+                && (year < 1900
+                    || credit_core::date::parse_compact(&code.as_bytes()[6..14])
+                        .is_some_and(|d| d > today));
             (r.is_ok(), unknown_place || out_of_range_birth)
         };
         if !why_differ {
@@ -107,12 +117,21 @@ fn uscc_and_resident_id_agree_with_python_stdnum() {
                 rejected_by_both += 1;
             }
         } else {
-            assert!(why_differ, "{kind} {code}: ours={ours} stdnum={theirs}, and no documented reason explains it");
+            assert!(
+                why_differ,
+                "{kind} {code}: ours={ours} stdnum={theirs}, and no documented reason explains it"
+            );
             documented += 1;
         }
     }
-    eprintln!("{} codes: {agree} agree ({rejected_by_both} rejected by both), {documented} differ for documented reasons", codes.len());
-    assert!(rejected_by_both > N / 2, "the sample must include many invalid codes");
+    eprintln!(
+        "{} codes: {agree} agree ({rejected_by_both} rejected by both), {documented} differ for documented reasons",
+        codes.len()
+    );
+    assert!(
+        rejected_by_both > N / 2,
+        "the sample must include many invalid codes"
+    );
     // At least 50k codes had no documented reason to differ, and on every one of
     // them the two implementations agreed (asserted per code above).
     assert!(plain >= N / 2, "only {plain} codes were plain cases");

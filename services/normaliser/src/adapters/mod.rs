@@ -42,7 +42,7 @@ pub fn normalise<R>(
 /// (`Option<Cow<str>>` with `#[serde(borrow)]` always allocates: serde does not
 /// propagate borrowing through `Option`, and this runs for every field.)
 #[derive(Debug, Default)]
-pub(crate) struct Text<'a>(pub Cow<'a, str>);
+pub struct Text<'a>(pub Cow<'a, str>);
 
 impl<'de: 'a, 'a> serde::Deserialize<'de> for Text<'a> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {

@@ -119,13 +119,27 @@ pub(super) fn normalise<R>(
         text.to_mut().push('\n');
     }
     let input = text.as_bytes();
+    // Building a csv-core reader compiles its DFA (microseconds); reuse one per thread.
+    thread_local! {
+        static READER: std::cell::RefCell<Reader> = std::cell::RefCell::new(Reader::new());
+    }
+    READER.with_borrow_mut(|rdr| {
+        rdr.reset();
+        parse_row(ctx, input, rdr, f)
+    })
+}
+
+fn parse_row<R>(
+    ctx: &Context<'_>,
+    input: &[u8],
+    rdr: &mut Reader,
+    f: impl FnOnce(&CreditRecord<'_>) -> R,
+) -> Result<R, Rejection> {
     let mut out = vec![0u8; input.len()];
-    let mut rdr = Reader::new();
-    let (mut row, mut used) =
-        read_row(&mut rdr, input, &mut out)?.ok_or_else(|| csv_err("no row"))?;
+    let (mut row, mut used) = read_row(rdr, input, &mut out)?.ok_or_else(|| csv_err("no row"))?;
     if fields(&row, &out)?.first().is_some_and(|f| is_header(f)) {
         let mut out2 = vec![0u8; input.len()];
-        let next = read_row(&mut rdr, &input[used..], &mut out2)?;
+        let next = read_row(rdr, &input[used..], &mut out2)?;
         let (r2, u2) = next.ok_or_else(|| Rejection::missing("data row after header"))?;
         out = out2;
         row = r2;
