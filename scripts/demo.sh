@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# The whole system on one machine: installs what is missing, starts tansu, the
+# schema registry, one normaliser per publishing department and a sample-data
+# publisher (5% bad records), and shows the live view. Ctrl-C stops everything.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+cd "$CB_ROOT"
+
+ensure_system_packages
+ensure_tansu
+log "building release binaries (first build takes a few minutes)"
+cargo build --release --bins
+BIN="$CB_ROOT/target/release"
+PORT=${CREDIT_BUS_DEMO_PORT:-9092}
+export CREDIT_BUS__KAFKA__BROKERS="127.0.0.1:$PORT"
+export CREDIT_BUS__TELEMETRY__LOG_FILTER="warn"
+
+pids=()
+cleanup() {
+  log "stopping"
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  wait "${pids[@]}" 2>/dev/null || true
+  stop_broker "$PORT"
+}
+trap cleanup EXIT INT TERM
+
+start_broker "$PORT"
+"$BIN/credit-bus" topics create --brokers "127.0.0.1:$PORT"
+log "starting the schema registry on 127.0.0.1:8081"
+"$BIN/credit-registry" >"$CB_RUN/registry.log" 2>&1 & pids+=($!)
+wait_port 127.0.0.1 8081 60
+
+watch_args=()
+port=9101
+for dept in courts gz-customs hp-customs tax market; do
+  log "starting normaliser for $dept (ops on 127.0.0.1:$port)"
+  CREDIT_BUS__TELEMETRY__OPS_LISTEN="127.0.0.1:$port" \
+    "$BIN/credit-normaliser" --department "$dept" >"$CB_RUN/normaliser-$dept.log" 2>&1 & pids+=($!)
+  watch_args+=(--service "$dept=http://127.0.0.1:$port")
+  port=$((port + 1))
+done
+
+log "publishing sample department data (200 records/s per department, 5% bad)"
+"$BIN/credit-datagen" --brokers "127.0.0.1:$PORT" --count 0 --rate 200 --bad-share 0.05 \
+  >"$CB_RUN/datagen.log" 2>&1 & pids+=($!)
+
+"$BIN/credit-bus" watch "${watch_args[@]}" ${CREDIT_BUS_DEMO_ITERATIONS:+--iterations "$CREDIT_BUS_DEMO_ITERATIONS"}
