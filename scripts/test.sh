@@ -19,4 +19,7 @@ export CREDIT_BUS_TEST_BROKERS="127.0.0.1:$PORT"
 export CREDIT_BUS_BIN_DIR="$CB_ROOT/target/debug"
 
 log "running the test suite against $CREDIT_BUS_TEST_BROKERS"
-cargo test --workspace -- --test-threads 4
+cargo test --workspace -- --test-threads 4 2>&1 | tee "$CB_RUN/test-output.log"
+# One closing line over every test binary (cargo's last line is often a doc-test
+# binary with 0 tests).
+awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' "$CB_RUN/test-output.log"

@@ -78,7 +78,7 @@ async fn every_department_normalises_and_dead_letters_with_reasons() {
     let mut seen = HashSet::new();
     for m in &records {
         let (id, body) = credit_schemas::wire::split(m.payload().unwrap()).unwrap();
-        if !schemas.contains_key(&id) {
+        if let std::collections::btree_map::Entry::Vacant(slot) = schemas.entry(id) {
             let v: serde_json::Value = http
                 .get(format!("{}/schemas/ids/{id}", registry.url))
                 .send()
@@ -87,10 +87,7 @@ async fn every_department_normalises_and_dead_letters_with_reasons() {
                 .json()
                 .await
                 .unwrap();
-            schemas.insert(
-                id,
-                apache_avro::Schema::parse_str(v["schema"].as_str().unwrap()).unwrap(),
-            );
+            slot.insert(apache_avro::Schema::parse_str(v["schema"].as_str().unwrap()).unwrap());
         }
         #[allow(deprecated)]
         let value = apache_avro::from_avro_datum(&schemas[&id], &mut &body[..], None).unwrap();

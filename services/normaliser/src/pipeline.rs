@@ -143,17 +143,29 @@ fn dlq_headers(msg: &BorrowedMessage<'_>, r: &Rejection, connector: &str) -> Own
     h
 }
 
-/// Turns one inbound record into its output bytes (in `buf`) and routing.
-fn process<'m>(
+/// What stays fixed for every record an instance processes.
+struct Route<'a> {
     format: InboundFormat,
     department: &'static str,
     schema_id: u32,
     max_bytes: usize,
+    connector: &'a str,
+}
+
+/// Turns one inbound record into its output bytes (in `buf`) and routing.
+fn process<'m>(
+    route: &Route<'_>,
     today: i32,
     msg: &'m BorrowedMessage<'m>,
     buf: &mut Vec<u8>,
-    connector: &str,
 ) -> Output<'m> {
+    let Route {
+        format,
+        department,
+        schema_id,
+        max_bytes,
+        connector,
+    } = *route;
     buf.clear();
     let ctx = Context {
         department,
@@ -272,6 +284,13 @@ pub async fn run(
     let inst = Instruments::new(&tel, dep.id);
     let batch_size = config.normaliser.batch_size;
     let max_bytes = config.normaliser.max_record_bytes;
+    let route = Route {
+        format,
+        department: dep.id,
+        schema_id,
+        max_bytes,
+        connector: &connector,
+    };
     tracing::info!(department = dep.id, topic = %inbound, schema_id, "normaliser running");
     ready.set_ready();
 
@@ -291,9 +310,7 @@ pub async fn run(
             match m {
                 Ok(msg) => {
                     read += 1;
-                    let out = process(
-                        format, dep.id, schema_id, max_bytes, today, &msg, &mut buf, &connector,
-                    );
+                    let out = process(&route, today, &msg, &mut buf);
                     match out {
                         Output::Normalised { key } => {
                             let rec = FutureRecord::to(&records_topic)

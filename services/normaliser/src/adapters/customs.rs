@@ -285,9 +285,9 @@ mod tests {
         credit_core::ids::complete_uscc("9144010166400000").unwrap()
     }
 
-    fn run(
-        xml: &str,
-    ) -> Result<(InfoKind, Option<ListType>, String, String, Option<String>), Rejection> {
+    type Out = (InfoKind, Option<ListType>, String, String, Option<String>);
+
+    fn run(xml: &str) -> Result<Out, Rejection> {
         normalise(&ctx("gz-customs"), xml.as_bytes(), |r| {
             (
                 r.info_kind,

@@ -370,7 +370,7 @@ mod tests {
                 Some("有效期至"),
             ),
             (
-                good[..40].as_bytes().to_vec(),
+                good.as_bytes()[..40].to_vec(),
                 ReasonCode::MalformedCsv,
                 None,
             ),
