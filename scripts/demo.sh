@@ -25,7 +25,7 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 start_broker "$PORT"
-"$BIN/credit-bus" topics create --brokers "127.0.0.1:$PORT"
+"$BIN/credit-bus" topics create
 log "starting the schema registry on 127.0.0.1:8081"
 "$BIN/credit-registry" >"$CB_RUN/registry.log" 2>&1 & pids+=($!)
 wait_port 127.0.0.1 8081 60

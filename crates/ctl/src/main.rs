@@ -47,56 +47,36 @@ enum Cmd {
 
 #[derive(Subcommand)]
 enum TopicsCmd {
-    /// Create every topic that does not exist yet.
+    /// Create every topic that does not exist yet, with the services' `[kafka]`
+    /// settings (brokers, prefix, partitions, replication, security).
     Create {
-        #[arg(
-            long,
-            env = "CREDIT_BUS__KAFKA__BROKERS",
-            default_value = "127.0.0.1:9092"
-        )]
-        brokers: String,
-        #[arg(long, default_value_t = 4)]
-        partitions: i32,
-        #[arg(long, default_value_t = 1)]
-        replication_factor: i32,
+        /// TOML config file layered over the embedded defaults.
+        #[arg(long, env = "CREDIT_BUS_CONFIG")]
+        config: Option<std::path::PathBuf>,
     },
-    /// Print every topic name.
-    List,
+    /// Print every topic name under the configured prefix.
+    List {
+        #[arg(long, env = "CREDIT_BUS_CONFIG")]
+        config: Option<std::path::PathBuf>,
+    },
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Args::parse().cmd {
         Cmd::Topics {
-            cmd: TopicsCmd::List,
+            cmd: TopicsCmd::List { config },
         } => {
-            for t in credit_core::topics::Naming::default().all() {
+            for t in load_kafka(config.as_deref())?.naming().all() {
                 println!("{t}");
             }
         }
         Cmd::Topics {
-            cmd:
-                TopicsCmd::Create {
-                    brokers,
-                    partitions,
-                    replication_factor,
-                },
+            cmd: TopicsCmd::Create { config },
         } => {
-            let cfg = KafkaConfig {
-                brokers,
-                fetch_wait_max_ms: 10,
-                linger_ms: 5,
-                topic_prefix: credit_core::topics::PREFIX.into(),
-                partitions,
-                replication_factor,
-                security_protocol: "plaintext".into(),
-                sasl_mechanism: None,
-                sasl_username: None,
-                sasl_password: None,
-                extra: Default::default(),
-            };
-            let all = credit_core::topics::Naming::default().all();
-            credit_runtime::kafka::ensure_topics(&cfg, &all)
+            let kafka = load_kafka(config.as_deref())?;
+            let all = kafka.naming().all();
+            credit_runtime::kafka::ensure_topics(&kafka, &all)
                 .await
                 .context("creating topics")?;
             eprintln!("{} topics present", all.len());
@@ -108,6 +88,13 @@ async fn main() -> anyhow::Result<()> {
         } => watch(services, interval_ms, iterations).await?,
     }
     Ok(())
+}
+
+/// The `[kafka]` section exactly as the services load it.
+fn load_kafka(file: Option<&std::path::Path>) -> anyhow::Result<KafkaConfig> {
+    let mut l = credit_runtime::config::Loader::new("", file);
+    let kafka = l.section::<KafkaConfig>("kafka");
+    Ok(l.finish(|| kafka)?)
 }
 
 #[derive(Default, Clone)]

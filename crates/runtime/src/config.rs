@@ -141,6 +141,13 @@ pub struct KafkaConfig {
     pub extra: std::collections::BTreeMap<String, String>,
 }
 
+impl KafkaConfig {
+    /// Topic names under the configured prefix.
+    pub fn naming(&self) -> credit_core::topics::Naming {
+        credit_core::topics::Naming::new(&self.topic_prefix)
+    }
+}
+
 impl Validate for KafkaConfig {
     fn validate(&self, s: &str, p: &mut Vec<String>) {
         if self.brokers.trim().is_empty() {
@@ -246,11 +253,6 @@ pub struct Common {
 }
 
 impl Common {
-    /// Topic names under the configured prefix.
-    pub fn naming(&self) -> credit_core::topics::Naming {
-        credit_core::topics::Naming::new(&self.kafka.topic_prefix)
-    }
-
     pub fn load(loader: &mut Loader) -> Option<Common> {
         let kafka = loader.section("kafka");
         let registry = loader.section("registry");

@@ -74,3 +74,9 @@ pub fn init_logging(cfg: &TelemetryConfig) {
             .try_init()
     };
 }
+
+/// What every service's `main` does first: logs, then its own metrics.
+pub fn start(cfg: &TelemetryConfig, service: &'static str) -> anyhow::Result<Telemetry> {
+    init_logging(cfg);
+    Telemetry::new(service)
+}

@@ -27,8 +27,7 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    telemetry::init_logging(&config.common.telemetry);
-    let tel = match telemetry::Telemetry::new("credit-normaliser") {
+    let tel = match telemetry::start(&config.common.telemetry, "credit-normaliser") {
         Ok(t) => t,
         Err(e) => {
             eprintln!("telemetry: {e}");

@@ -81,13 +81,10 @@ impl Instruments {
     }
 }
 
-/// What a batch sent for one inbound record.
+/// An output in flight.
 struct Pending {
-    partition: i32,
-    offset: i64,
+    sent: Sent,
     delivery: DeliveryFuture,
-    rejected: Option<ReasonCode>,
-    read_at: Instant,
 }
 
 /// The output a record turns into, before it is sent.
@@ -210,25 +207,25 @@ fn process<'m>(
     }
 }
 
+/// What a batch remembers about one inbound record until its output is acknowledged.
+struct Sent {
+    partition: i32,
+    offset: i64,
+    rejected: Option<ReasonCode>,
+    read_at: Instant,
+}
+
 /// Sends one record, waiting for room in the producer queue if it is full.
 async fn send(
     producer: &FutureProducer,
     mut record: FutureRecord<'_, [u8], [u8]>,
     pending: &mut Vec<Pending>,
-    partition: i32,
-    offset: i64,
-    rejected: Option<ReasonCode>,
+    sent: Sent,
 ) -> Result<(), Error> {
     loop {
         match producer.send_result(record) {
             Ok(delivery) => {
-                pending.push(Pending {
-                    partition,
-                    offset,
-                    delivery,
-                    rejected,
-                    read_at: Instant::now(),
-                });
+                pending.push(Pending { sent, delivery });
                 return Ok(());
             }
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
@@ -269,7 +266,7 @@ pub async fn run(
         .inbound
         .ok_or_else(|| Error::Config(format!("{} publishes nothing the bus normalises", dep.id)))?;
     let kafka = &config.common.kafka;
-    let naming = config.common.naming();
+    let naming = config.common.kafka.naming();
     let inbound = naming.inbound(dep.id);
     let dlq_topic = naming.dlq(dep.id);
     let records_topic = naming.records();
@@ -310,21 +307,16 @@ pub async fn run(
             match m {
                 Ok(msg) => {
                     read += 1;
-                    let out = process(&route, today, &msg, &mut buf);
-                    match out {
+                    let read_at = Instant::now();
+                    // Holds the normalised record's key while `rec` borrows it.
+                    let record_key;
+                    let (rec, rejected) = match process(&route, today, &msg, &mut buf) {
                         Output::Normalised { key } => {
+                            record_key = key;
                             let rec = FutureRecord::to(&records_topic)
-                                .key(key.as_bytes())
+                                .key(record_key.as_bytes())
                                 .payload(&buf[..]);
-                            send(
-                                &producer,
-                                rec,
-                                &mut pending,
-                                msg.partition(),
-                                msg.offset(),
-                                None,
-                            )
-                            .await?;
+                            (rec, None)
                         }
                         Output::Dead {
                             rejection,
@@ -338,17 +330,16 @@ pub async fn run(
                             if let Some(v) = msg.payload() {
                                 rec = rec.payload(v);
                             }
-                            send(
-                                &producer,
-                                rec,
-                                &mut pending,
-                                msg.partition(),
-                                msg.offset(),
-                                Some(rejection.code),
-                            )
-                            .await?;
+                            (rec, Some(rejection.code))
                         }
-                    }
+                    };
+                    let sent = Sent {
+                        partition: msg.partition(),
+                        offset: msg.offset(),
+                        rejected,
+                        read_at,
+                    };
+                    send(&producer, rec, &mut pending, sent).await?;
                 }
                 // Consumer errors (a broker going away, a rebalance) are reported and
                 // retried by librdkafka itself; they never lose a record.
@@ -369,6 +360,7 @@ pub async fn run(
                 Ok(Err((e, _))) => return Err(Error::Delivery(e)),
                 Err(_) => return Err(Error::Delivery(KafkaError::Canceled)),
             }
+            let p = p.sent;
             inst.duration
                 .record(p.read_at.elapsed().as_secs_f64(), &inst.dept);
             match p.rejected {
