@@ -32,6 +32,9 @@ enum Cmd {
         /// Passes over the samples.
         #[arg(long, default_value_t = 20)]
         passes: usize,
+        /// Only this department (default: every publishing department).
+        #[arg(long)]
+        department: Option<String>,
     },
 }
 
@@ -41,19 +44,23 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 fn main() -> anyhow::Result<()> {
     match Args::parse().cmd {
-        Cmd::Normalise { samples, passes } => normalise(samples, passes),
+        Cmd::Normalise {
+            samples,
+            passes,
+            department,
+        } => normalise(samples, passes, department.as_deref()),
     }
     Ok(())
 }
 
-fn normalise(samples: usize, passes: usize) {
+fn normalise(samples: usize, passes: usize, only: Option<&str>) {
     println!("in-process normalise, 1 core, {samples} records x {passes} passes per department");
     println!(
         "{:<12}{:>16}{:>12}{:>12}{:>18}{:>10}",
         "department", "records/s/core", "p50 ns", "p99 ns", "baseline rec/s", "ratio"
     );
     let today = credit_runtime::today();
-    for dep in publishing_departments() {
+    for dep in publishing_departments().filter(|d| only.is_none_or(|o| o == d.id)) {
         let mut g = Generator::new(1, 0.0);
         let values: Vec<Vec<u8>> = (0..samples).map(|_| g.record(dep.id).value).collect();
         let format = dep.inbound.unwrap();

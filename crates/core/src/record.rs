@@ -104,9 +104,6 @@ pub struct Lineage<'a> {
 /// One normalised credit record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CreditRecord<'a> {
-    /// Deterministic id, `<department>:<partition>:<offset>` of the inbound record,
-    /// so a record re-read after a crash carries the same id and key.
-    pub record_id: String,
     /// Identifying department id (catalogue).
     pub department: &'static str,
     /// Supervision domain id (catalogue).
@@ -135,16 +132,42 @@ pub struct CreditRecord<'a> {
     pub lineage: Lineage<'a>,
 }
 
+/// The id of a normalised record, `<department>:<partition>:<offset>` of the
+/// inbound record it came from, so a record re-read after a crash carries the
+/// same id (and Kafka key).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordId<'a> {
+    pub department: &'a str,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+impl std::fmt::Display for RecordId<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}:{}", self.department, self.partition, self.offset)
+    }
+}
+
+impl RecordId<'_> {
+    /// Writes the id into `out` (cleared first), allocation-free once `out` has grown.
+    pub fn write_to(&self, out: &mut String) {
+        out.clear();
+        out.push_str(self.department);
+        out.push(':');
+        out.push_str(itoa::Buffer::new().format(self.partition));
+        out.push(':');
+        out.push_str(itoa::Buffer::new().format(self.offset));
+    }
+}
+
 impl CreditRecord<'_> {
-    /// The record id for an inbound record.
-    pub fn record_id_for(department: &str, partition: i32, offset: i64) -> String {
-        let mut s = String::with_capacity(department.len() + 24);
-        s.push_str(department);
-        s.push(':');
-        s.push_str(&partition.to_string());
-        s.push(':');
-        s.push_str(&offset.to_string());
-        s
+    /// Derived from the department and lineage, never stored twice.
+    pub fn record_id(&self) -> RecordId<'_> {
+        RecordId {
+            department: self.department,
+            partition: self.lineage.source_partition,
+            offset: self.lineage.source_offset,
+        }
     }
 }
 
@@ -171,8 +194,12 @@ impl<'a> Context<'a> {
         }
     }
 
-    pub fn record_id(&self) -> String {
-        CreditRecord::record_id_for(self.department, self.partition, self.offset)
+    pub fn record_id(&self) -> RecordId<'static> {
+        RecordId {
+            department: self.department,
+            partition: self.partition,
+            offset: self.offset,
+        }
     }
 }
 
@@ -233,7 +260,15 @@ mod tests {
 
     #[test]
     fn record_id_is_deterministic() {
-        assert_eq!(CreditRecord::record_id_for("courts", 3, 42), "courts:3:42");
+        let id = RecordId {
+            department: "courts",
+            partition: 3,
+            offset: 42,
+        };
+        let mut s = String::from("stale");
+        id.write_to(&mut s);
+        assert_eq!(s, "courts:3:42");
+        assert_eq!(id.to_string(), s);
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use credit_core::catalogue::{self, InboundFormat};
-use credit_core::record::Context;
+use credit_core::record::{Context, RecordId};
 use credit_core::reject::{ReasonCode, Rejection};
 use credit_core::{dlq, topics};
 use credit_runtime::metrics::{self, MetricName};
@@ -90,7 +90,7 @@ struct Pending {
 /// The output a record turns into, before it is sent.
 enum Output<'m> {
     Normalised {
-        key: String,
+        id: RecordId<'static>,
     },
     Dead {
         rejection: Rejection,
@@ -186,7 +186,7 @@ fn process<'m>(
     };
     match result {
         Ok(()) => Output::Normalised {
-            key: ctx.record_id(),
+            id: ctx.record_id(),
         },
         Err(rejection) => {
             // The detail goes to the DLQ header; the log line names only the code and
@@ -292,6 +292,7 @@ pub async fn run(
     ready.set_ready();
 
     let mut buf = Vec::with_capacity(1024);
+    let mut key_buf = String::with_capacity(64);
     let mut pending: Vec<Pending> = Vec::with_capacity(batch_size);
     let mut reason_attrs: HashMap<ReasonCode, [KeyValue; 2]> = HashMap::new();
     loop {
@@ -308,13 +309,11 @@ pub async fn run(
                 Ok(msg) => {
                     read += 1;
                     let read_at = Instant::now();
-                    // Holds the normalised record's key while `rec` borrows it.
-                    let record_key;
                     let (rec, rejected) = match process(&route, today, &msg, &mut buf) {
-                        Output::Normalised { key } => {
-                            record_key = key;
+                        Output::Normalised { id } => {
+                            id.write_to(&mut key_buf);
                             let rec = FutureRecord::to(&records_topic)
-                                .key(record_key.as_bytes())
+                                .key(key_buf.as_bytes())
                                 .payload(&buf[..]);
                             (rec, None)
                         }

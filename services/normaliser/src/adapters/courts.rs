@@ -12,7 +12,8 @@ use credit_core::reject::Rejection;
 use serde::Deserialize;
 
 use super::{
-    Text, check_document_number, json_error, optional, optional_date, required, required_date, text,
+    Text, check_document_number, json_error, optional, optional_date, required, required_date,
+    text, utf8,
 };
 
 #[derive(Deserialize)]
@@ -70,7 +71,7 @@ pub(super) fn normalise<'a>(
     ctx: &Context<'a>,
     value: &'a [u8],
 ) -> Result<CreditRecord<'a>, Rejection> {
-    let r: CourtRecord<'a> = serde_json::from_slice(value).map_err(json_error)?;
+    let r: CourtRecord<'a> = serde_json::from_str(utf8(value)?).map_err(json_error)?;
     let name = required("iname", text(r.iname))?;
     let case_code = required("caseCode", text(r.case_code))?;
     check_document_number("caseCode", &case_code)?;
@@ -111,7 +112,6 @@ pub(super) fn normalise<'a>(
     }
 
     Ok(CreditRecord {
-        record_id: ctx.record_id(),
         department: ctx.department,
         domain: "judicial",
         subject: Subject {
@@ -178,7 +178,7 @@ mod tests {
         assert_eq!(r.decision_date, days_from_civil(2020, 3, 2));
         assert_eq!(r.valid_from, days_from_civil(2020, 5, 12));
         assert_eq!(r.responsible_person.as_deref(), Some("李某"));
-        assert_eq!(r.record_id, "courts:1:7");
+        assert_eq!(r.record_id().to_string(), "courts:1:7");
         assert_eq!(r.lineage.source_record_id, "(2020)粤01执123号");
         assert!(
             r.attributes

@@ -21,7 +21,8 @@ use credit_core::reject::{ReasonCode, Rejection};
 use serde::Deserialize;
 
 use super::{
-    Text, check_document_number, json_error, optional, optional_date, required, required_date, text,
+    Text, check_document_number, json_error, optional, optional_date, required, required_date,
+    text, utf8,
 };
 
 #[derive(Deserialize)]
@@ -161,7 +162,6 @@ fn penalty<'a>(ctx: &Context<'a>, r: MarketRecord<'a>) -> Result<CreditRecord<'a
         attributes.push(("facts", f));
     }
     Ok(CreditRecord {
-        record_id: ctx.record_id(),
         department: ctx.department,
         domain: "food-drug",
         subject: Subject { kind, key, name },
@@ -211,7 +211,6 @@ fn list_entry<'a>(
     )?;
     let org = required("decOrg", text(r.dec_org))?;
     Ok(CreditRecord {
-        record_id: ctx.record_id(),
         department: ctx.department,
         domain: "platform-economy",
         subject: Subject {
@@ -245,7 +244,7 @@ pub(super) fn normalise<'a>(
     ctx: &Context<'a>,
     value: &'a [u8],
 ) -> Result<CreditRecord<'a>, Rejection> {
-    let r: MarketRecord<'a> = serde_json::from_slice(value).map_err(json_error)?;
+    let r: MarketRecord<'a> = serde_json::from_str(utf8(value)?).map_err(json_error)?;
     let rt = r
         .record_type
         .as_ref()

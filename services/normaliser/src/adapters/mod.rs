@@ -82,23 +82,36 @@ fn text(v: Option<Text<'_>>) -> Option<Cow<'_, str>> {
 
 /// A required text field: present and not blank, trimmed.
 fn required<'a>(field: &'static str, v: Option<Cow<'a, str>>) -> Result<Cow<'a, str>, Rejection> {
-    match v {
-        Some(s) if !s.trim().is_empty() => Ok(trim_cow(s)),
-        _ => Err(Rejection::missing(field)),
-    }
+    optional(v).ok_or_else(|| Rejection::missing(field))
 }
 
-/// An optional text field; blank counts as absent.
+/// An optional text field, trimmed; blank counts as absent.
 fn optional(v: Option<Cow<'_, str>>) -> Option<Cow<'_, str>> {
-    v.filter(|s| !s.trim().is_empty()).map(trim_cow)
+    let s = v?;
+    let t = s.trim();
+    if t.is_empty() {
+        return None;
+    }
+    Some(match s {
+        Cow::Borrowed(b) => Cow::Borrowed(b.trim()),
+        Cow::Owned(o) if t.len() == o.len() => Cow::Owned(o),
+        Cow::Owned(o) => Cow::Owned(o.trim().to_string()),
+    })
 }
 
-fn trim_cow(s: Cow<'_, str>) -> Cow<'_, str> {
-    match s {
-        Cow::Borrowed(b) => Cow::Borrowed(b.trim()),
-        Cow::Owned(o) if o.trim().len() == o.len() => Cow::Owned(o),
-        Cow::Owned(o) => Cow::Owned(o.trim().to_string()),
-    }
+/// Checks that the whole value is UTF-8 once, with SIMD, so the parsers after it
+/// work on `&str` and skip validating string by string.
+fn utf8(value: &[u8]) -> Result<&str, Rejection> {
+    simdutf8::basic::from_utf8(value).map_err(|_| {
+        let at = std::str::from_utf8(value)
+            .err()
+            .map_or(0, |e| e.valid_up_to());
+        Rejection::new(
+            ReasonCode::BadEncoding,
+            None,
+            format!("not UTF-8 (first bad byte at {at})"),
+        )
+    })
 }
 
 fn required_date(field: &'static str, v: Option<&str>) -> Result<i32, Rejection> {
@@ -217,7 +230,7 @@ mod tests {
         #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512), which in 0usize..4) {
             let fmt = [InboundFormat::CourtsJson, InboundFormat::CustomsXml, InboundFormat::TaxCsv, InboundFormat::MarketJson][which];
-            let _ = normalise(fmt, &ctx("courts"), &bytes, |r| r.record_id.len());
+            let _ = normalise(fmt, &ctx("courts"), &bytes, |r| r.record_id().offset);
         }
 
         /// Mutated real records (the hardest inputs for a parser) never panic either.
@@ -231,7 +244,7 @@ mod tests {
                     v[i] = byte;
                     v.truncate(cut.index(v.len() + 1));
                 }
-                let _ = normalise(d.inbound.unwrap(), &ctx(d.id), &v, |r| r.record_id.len());
+                let _ = normalise(d.inbound.unwrap(), &ctx(d.id), &v, |r| r.record_id().offset);
             }
         }
     }

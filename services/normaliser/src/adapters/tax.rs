@@ -44,7 +44,7 @@ fn csv_err(detail: impl Into<String>) -> Rejection {
 /// Bytes that are neither are rejected, never replaced with U+FFFD.
 fn decode(value: &[u8]) -> Result<Cow<'_, str>, Rejection> {
     let value = value.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(value);
-    if let Ok(s) = std::str::from_utf8(value) {
+    if let Ok(s) = simdutf8::basic::from_utf8(value) {
         return Ok(Cow::Borrowed(s));
     }
     encoding_rs::GB18030
@@ -115,6 +115,10 @@ pub(super) fn normalise<R>(
     f: impl FnOnce(&CreditRecord<'_>) -> R,
 ) -> Result<R, Rejection> {
     let mut text = decode(value)?;
+    // Most exports quote nothing: then a row is its fields, split in place.
+    if !text.contains('"') {
+        return from_columns(ctx, &plain_row(&text)?, f);
+    }
     if !text.ends_with('\n') {
         text.to_mut().push('\n');
     }
@@ -125,33 +129,61 @@ pub(super) fn normalise<R>(
     }
     READER.with_borrow_mut(|rdr| {
         rdr.reset();
-        parse_row(ctx, input, rdr, f)
+        let mut out = vec![0u8; input.len()];
+        let cols = quoted_row(input, rdr, &mut out)?;
+        from_columns(ctx, &cols, f)
     })
 }
 
-fn parse_row<R>(
-    ctx: &Context<'_>,
+/// The data row of a message without quotes: blank lines ignored, an optional
+/// header first, exactly one data row.
+fn plain_row(text: &str) -> Result<Vec<&str>, Rejection> {
+    let mut lines = text
+        .split('\n')
+        .map(|l| l.strip_suffix('\r').unwrap_or(l))
+        .filter(|l| !l.trim().is_empty());
+    let mut row = lines.next().ok_or_else(|| csv_err("no row"))?;
+    if row.split(',').next().is_some_and(is_header) {
+        row = lines
+            .next()
+            .ok_or_else(|| Rejection::missing("data row after header"))?;
+    }
+    if lines.next().is_some() {
+        return Err(csv_err(MORE_THAN_ONE_ROW));
+    }
+    Ok(row.split(',').collect())
+}
+
+const MORE_THAN_ONE_ROW: &str = "more than one data row in one message; publish one row per record";
+
+/// The data row of a message with quoted fields, read by csv-core into `out`.
+fn quoted_row<'o>(
     input: &[u8],
     rdr: &mut Reader,
-    f: impl FnOnce(&CreditRecord<'_>) -> R,
-) -> Result<R, Rejection> {
-    let mut out = vec![0u8; input.len()];
-    let (mut row, mut used) = read_row(rdr, input, &mut out)?.ok_or_else(|| csv_err("no row"))?;
-    if fields(&row, &out)?.first().is_some_and(|f| is_header(f)) {
-        let mut out2 = vec![0u8; input.len()];
-        let next = read_row(rdr, &input[used..], &mut out2)?;
+    out: &'o mut [u8],
+) -> Result<Vec<&'o str>, Rejection> {
+    let (row, mut used) = read_row(rdr, input, out)?.ok_or_else(|| csv_err("no row"))?;
+    let (row, out): (Row, &'o [u8]) = if fields(&row, out)?.first().is_some_and(|f| is_header(f)) {
+        // Read the data row over the header's output: its fields are not needed.
+        let next = read_row(rdr, &input[used..], out)?;
         let (r2, u2) = next.ok_or_else(|| Rejection::missing("data row after header"))?;
-        out = out2;
-        row = r2;
         used += u2;
-    }
+        (r2, out)
+    } else {
+        (row, out)
+    };
     // One record per message: anything after the data row other than blank lines is an error.
     if input[used..].iter().any(|b| !b.is_ascii_whitespace()) {
-        return Err(csv_err(
-            "more than one data row in one message; publish one row per record",
-        ));
+        return Err(csv_err(MORE_THAN_ONE_ROW));
     }
-    let cols = fields(&row, &out)?;
+    fields(&row, out)
+}
+
+fn from_columns<R>(
+    ctx: &Context<'_>,
+    cols: &[&str],
+    f: impl FnOnce(&CreditRecord<'_>) -> R,
+) -> Result<R, Rejection> {
     if cols.len() != COLUMNS.len() {
         return Err(csv_err(format!(
             "expected {} columns, got {}",
@@ -231,7 +263,6 @@ fn parse_row<R>(
         attributes.push(("case_type", category));
     }
     let record = CreditRecord {
-        record_id: ctx.record_id(),
         department: ctx.department,
         domain: "tax",
         subject: Subject {
