@@ -47,21 +47,27 @@ impl MinorBehaviour {
     }
 }
 
+/// Every keyword with its behaviour, searched in one pass over each text.
+static MATCHER: std::sync::LazyLock<(aho_corasick::AhoCorasick, Vec<MinorBehaviour>)> =
+    std::sync::LazyLock::new(|| {
+        let pairs: Vec<(&str, MinorBehaviour)> = MinorBehaviour::ALL
+            .iter()
+            .flat_map(|b| b.keywords().iter().map(move |k| (*k, *b)))
+            .collect();
+        let ac = aho_corasick::AhoCorasick::new(pairs.iter().map(|(k, _)| k))
+            .expect("a few fixed keywords always build");
+        (ac, pairs.into_iter().map(|(_, b)| b).collect())
+    });
+
 /// The minor behaviour a natural person's record describes, if any.
 /// Every text field that states the conduct must be passed.
 pub fn minor_behaviour<'a>(texts: impl IntoIterator<Item = &'a str>) -> Option<MinorBehaviour> {
-    for text in texts {
-        // Cheap pre-filter: all keywords are CJK, so pure-ASCII text cannot match.
-        if text.is_ascii() {
-            continue;
-        }
-        for b in MinorBehaviour::ALL {
-            if b.keywords().iter().any(|k| text.contains(k)) {
-                return Some(b);
-            }
-        }
-    }
-    None
+    let (ac, behaviours) = &*MATCHER;
+    texts
+        .into_iter()
+        // All keywords are CJK, so pure-ASCII text cannot match.
+        .filter(|t| !t.is_ascii())
+        .find_map(|t| ac.find(t).map(|m| behaviours[m.pattern().as_usize()]))
 }
 
 #[cfg(test)]

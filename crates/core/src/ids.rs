@@ -44,16 +44,23 @@ pub enum RicError {
     Check,
 }
 
+/// Symbol values by byte, 0xFF for bytes outside the USCC alphabet: one table
+/// look-up per character on the hot path instead of a chain of range tests.
+const USCC_VALUES: [u8; 256] = {
+    let mut t = [0xFF; 256];
+    let mut i = 0;
+    while i < USCC_ALPHABET.len() {
+        t[USCC_ALPHABET[i] as usize] = i as u8;
+        i += 1;
+    }
+    t
+};
+
+#[inline]
 fn uscc_value(b: u8) -> Option<u32> {
-    // Branch-light lookup: the alphabet is tiny and this runs once per symbol.
-    match b {
-        b'0'..=b'9' => Some((b - b'0') as u32),
-        b'A'..=b'H' => Some((b - b'A') as u32 + 10),
-        b'J'..=b'N' => Some((b - b'J') as u32 + 18),
-        b'P'..=b'R' => Some((b - b'P') as u32 + 23),
-        b'T' | b'U' => Some((b - b'T') as u32 + 26),
-        b'W'..=b'Y' => Some((b - b'W') as u32 + 28),
-        _ => None,
+    match USCC_VALUES[b as usize] {
+        0xFF => None,
+        v => Some(v as u32),
     }
 }
 

