@@ -5,6 +5,11 @@
 //! decode + validate + Avro encode with Confluent framing on one core, beside
 //! a baseline that only copies the same bytes behind the same 5-byte header.
 //! Figures: records/s per core and per-record latency percentiles (p50/p99).
+//!
+//! `cargo run --release -p credit-bench -- e2e --brokers 127.0.0.1:9092` measures the
+//! normaliser through a real broker beside a raw rdkafka copy (see [`e2e`]).
+
+mod e2e;
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -36,6 +41,8 @@ enum Cmd {
         #[arg(long)]
         department: Option<String>,
     },
+    /// Through a real broker, beside a raw rdkafka copy of the same records.
+    E2e(e2e::E2eArgs),
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -44,6 +51,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 fn main() -> anyhow::Result<()> {
     match Args::parse().cmd {
+        Cmd::E2e(a) => tokio::runtime::Runtime::new()?.block_on(e2e::run(a))?,
         Cmd::Normalise {
             samples,
             passes,

@@ -15,7 +15,6 @@ use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use tokio_util::sync::CancellationToken;
 
 pub fn brokers() -> String {
     std::env::var("CREDIT_BUS_TEST_BROKERS")
@@ -71,8 +70,7 @@ pub fn common(prefix: &str, registry_url: &str) -> Common {
 pub struct Registry {
     pub url: String,
     pub store_topic: String,
-    stop: CancellationToken,
-    handle: tokio::task::JoinHandle<anyhow::Result<()>>,
+    running: credit_registry::Running,
 }
 
 impl Registry {
@@ -86,24 +84,18 @@ impl Registry {
             },
         };
         let tel = credit_runtime::telemetry::Telemetry::new("credit-registry").unwrap();
-        let stop = CancellationToken::new();
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let handle = tokio::spawn(credit_registry::run(config, tel, stop.clone(), Some(tx)));
-        let addr = tokio::time::timeout(Duration::from_secs(60), rx)
+        let running = credit_registry::spawn(config, tel)
             .await
-            .expect("registry did not start within 60 s")
-            .expect("registry failed to start");
+            .expect("registry starts");
         Registry {
-            url: format!("http://{addr}"),
+            url: running.url(),
             store_topic: store_topic.to_string(),
-            stop,
-            handle,
+            running,
         }
     }
 
     pub async fn stop(self) {
-        self.stop.cancel();
-        self.handle.await.unwrap().unwrap();
+        self.running.stop().await.unwrap();
     }
 }
 

@@ -20,7 +20,9 @@ pub enum MetricName {
     RecordsOut,
     /// Records sent to a dead-letter topic, by department and reason.
     RecordsDeadLettered,
-    /// Time from reading a record to its output being acknowledged, by department.
+    /// Time from reading a batch's first record to acknowledging its last output,
+    /// one observation per batch, by department: an upper bound on every record's
+    /// processing latency in that batch.
     ProcessingDuration,
     /// Schemas registered by the registry service, by outcome.
     SchemasRegistered,

@@ -74,8 +74,10 @@ impl Instruments {
             records_out: MetricName::RecordsOut.counter(&m, "Normalised records acknowledged"),
             dead_lettered: MetricName::RecordsDeadLettered
                 .counter(&m, "Records dead-lettered, by reason"),
-            duration: MetricName::ProcessingDuration
-                .seconds_histogram(&m, "Read to output acknowledged"),
+            duration: MetricName::ProcessingDuration.seconds_histogram(
+                &m,
+                "Batch read to its last output acknowledged (an upper bound for each record in it)",
+            ),
             dept: [metrics::department(dept)],
         }
     }
@@ -212,7 +214,6 @@ struct Sent {
     partition: i32,
     offset: i64,
     rejected: Option<ReasonCode>,
-    read_at: Instant,
 }
 
 /// Sends one record, waiting for room in the producer queue if it is full.
@@ -301,6 +302,8 @@ pub async fn run(
             _ = shutdown.cancelled() => break,
             m = consumer.recv() => m,
         };
+        // One clock read per batch: per-record reads were 8 % of a profile.
+        let batch_started = Instant::now();
         let today = credit_runtime::today();
         let mut next = Some(first);
         let mut read = 0usize;
@@ -308,7 +311,6 @@ pub async fn run(
             match m {
                 Ok(msg) => {
                     read += 1;
-                    let read_at = Instant::now();
                     let (rec, rejected) = match process(&route, today, &msg, &mut buf) {
                         Output::Normalised { id } => {
                             id.write_to(&mut key_buf);
@@ -336,7 +338,6 @@ pub async fn run(
                         partition: msg.partition(),
                         offset: msg.offset(),
                         rejected,
-                        read_at,
                     };
                     send(&producer, rec, &mut pending, sent).await?;
                 }
@@ -360,8 +361,6 @@ pub async fn run(
                 Err(_) => return Err(Error::Delivery(KafkaError::Canceled)),
             }
             let p = p.sent;
-            inst.duration
-                .record(p.read_at.elapsed().as_secs_f64(), &inst.dept);
             match p.rejected {
                 None => normalised += 1,
                 Some(code) => {
@@ -375,6 +374,8 @@ pub async fn run(
             *e = (*e).max(p.offset + 1);
         }
         inst.records_out.add(normalised, &inst.dept);
+        inst.duration
+            .record(batch_started.elapsed().as_secs_f64(), &inst.dept);
         if !next_offsets.is_empty() {
             let mut tpl = TopicPartitionList::with_capacity(next_offsets.len());
             for (p, o) in &next_offsets {
