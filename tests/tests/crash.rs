@@ -51,7 +51,18 @@ async fn wait_for_progress(port: u16) {
     panic!("normaliser on ops port {port} made no progress within 60 s");
 }
 
-fn spawn_normaliser(prefix: &str, registry: &str, dept: &str, ops_port: u16) -> Child {
+fn spawn_normaliser(
+    prefix: &str,
+    registry: &str,
+    dept: &str,
+    ops_port: u16,
+    log: &std::path::Path,
+) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
     Command::new(bin("credit-normaliser"))
         .env(
             "CREDIT_BUS__TELEMETRY__OPS_LISTEN",
@@ -62,8 +73,14 @@ fn spawn_normaliser(prefix: &str, registry: &str, dept: &str, ops_port: u16) -> 
         .env("CREDIT_BUS__REGISTRY__URL", registry)
         .env("CREDIT_BUS__NORMALISER__DEPARTMENT", dept)
         .env("CREDIT_BUS__NORMALISER__BATCH_SIZE", "200")
-        .env("CREDIT_BUS__TELEMETRY__LOG_FILTER", "warn")
+        // Debug logging, so the check below that no resident ID is ever logged has
+        // every log line the normaliser can write to look at.
+        .env(
+            "CREDIT_BUS__TELEMETRY__LOG_FILTER",
+            "info,credit_normaliser=debug",
+        )
         .stdout(Stdio::null())
+        .stderr(log)
         .spawn()
         .expect("spawning credit-normaliser")
 }
@@ -78,8 +95,9 @@ async fn kill_9_mid_stream_loses_nothing() {
     let mut g = Generator::new(5, 0.1);
     let mut published = BTreeMap::new();
 
+    let log = std::env::temp_dir().join(format!("{}.log", unique("normaliser")));
     let mut port = free_port();
-    let mut child = spawn_normaliser(&prefix, &registry.url, dept, port);
+    let mut child = spawn_normaliser(&prefix, &registry.url, dept, port, &log);
     let kills = 3;
     for round in 0..kills {
         // Publish while the normaliser is mid-stream, then kill it without warning.
@@ -90,7 +108,7 @@ async fn kill_9_mid_stream_loses_nothing() {
         child.kill().expect("SIGKILL"); // Child::kill is SIGKILL on Unix
         child.wait().unwrap();
         port = free_port();
-        child = spawn_normaliser(&prefix, &registry.url, dept, port);
+        child = spawn_normaliser(&prefix, &registry.url, dept, port, &log);
     }
     let chunk: Vec<_> = (0..4000).map(|_| g.record(dept)).collect();
     published.extend(publish(&naming, chunk).await);
@@ -125,8 +143,44 @@ async fn kill_9_mid_stream_loses_nothing() {
         Duration::from_secs(2),
         distinct(total - want_ok),
     );
+    let metrics_text = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     child.kill().unwrap();
     child.wait().unwrap();
+
+    // Resident ID numbers never appear in logs or metrics, masked or not.
+    let logs = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        logs.contains("normaliser running") && logs.contains("dead-lettered"),
+        "debug logs were written"
+    );
+    assert!(
+        metrics_text.contains(credit_runtime::metrics::MetricName::RecordsDeadLettered.exported())
+    );
+    let mut ids = 0;
+    for s in published.values() {
+        let v = String::from_utf8_lossy(&s.value);
+        if !v.contains("自然人") {
+            continue;
+        }
+        if let Some(i) = v.find("\"cardNum\":\"") {
+            let id: String = v[i + 11..].chars().take(18).collect();
+            ids += 1;
+            assert!(
+                !logs.contains(&id) && !metrics_text.contains(&id),
+                "resident ID leaked"
+            );
+            assert!(
+                !logs.contains(&id[6..14]),
+                "a birth date from a resident ID leaked"
+            );
+        }
+    }
+    assert!(ids > 1000, "only {ids} natural persons in the sample");
 
     // Each inbound (partition, offset) → the distinct outputs it produced.
     let mut outputs: BTreeMap<(i32, i64), BTreeSet<Vec<u8>>> = BTreeMap::new();

@@ -24,6 +24,7 @@ async fn every_department_normalises_and_dead_letters_with_reasons() {
 
     let stop = CancellationToken::new();
     let mut services = Vec::new();
+    let mut tels = Vec::new();
     for dep in publishing_departments() {
         let config = Config {
             common: common(&prefix, &registry.url),
@@ -34,6 +35,7 @@ async fn every_department_normalises_and_dead_letters_with_reasons() {
             },
         };
         let tel = credit_runtime::telemetry::Telemetry::new("credit-normaliser").unwrap();
+        tels.push((dep.id, tel.clone()));
         services.push(tokio::spawn(credit_normaliser::run(
             config,
             tel,
@@ -206,6 +208,59 @@ async fn every_department_normalises_and_dead_letters_with_reasons() {
         reasons.len() >= 10,
         "a wide spread of reasons was exercised: {reasons:?}"
     );
+
+    // The metrics an ops team watches say the same as the topics.
+    for (dept, tel) in &tels {
+        let text = tel.render().unwrap();
+        let value = |name: &str, reason: Option<&str>| -> f64 {
+            text.lines()
+                .filter(|l| {
+                    l.starts_with(&format!("{name}{{"))
+                        && l.contains(&format!("department=\"{dept}\""))
+                })
+                .filter(|l| reason.is_none_or(|r| l.contains(&format!("reason=\"{r}\""))))
+                .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
+                .sum()
+        };
+        let mine: Vec<_> = published
+            .iter()
+            .filter(|((d, _, _), _)| d == dept)
+            .map(|(_, s)| s)
+            .collect();
+        let bad = mine.iter().filter(|s| s.expect.is_some()).count();
+        use credit_runtime::metrics::MetricName;
+        assert_eq!(
+            value(MetricName::RecordsIn.exported(), None),
+            mine.len() as f64,
+            "{dept} records in"
+        );
+        assert_eq!(
+            value(MetricName::RecordsOut.exported(), None),
+            (mine.len() - bad) as f64,
+            "{dept} records out"
+        );
+        assert_eq!(
+            value(MetricName::RecordsDeadLettered.exported(), None),
+            bad as f64,
+            "{dept} dead-lettered"
+        );
+        for s in mine.iter().filter(|s| s.expect.is_some()).take(3) {
+            assert!(
+                value(
+                    MetricName::RecordsDeadLettered.exported(),
+                    Some(s.expect_str())
+                ) >= 1.0,
+                "{dept} by reason"
+            );
+        }
+        assert!(
+            text.contains(&format!(
+                "{}_count",
+                MetricName::ProcessingDuration.exported()
+            )),
+            "latency histogram exported"
+        );
+    }
 
     stop.cancel();
     for s in services {
