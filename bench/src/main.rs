@@ -40,6 +40,9 @@ enum Cmd {
         /// Only this department (default: every publishing department).
         #[arg(long)]
         department: Option<String>,
+        /// Share of records that are rejected (the dead-letter path).
+        #[arg(long, default_value_t = 0.0)]
+        bad_share: f64,
     },
     /// Through a real broker, beside a raw rdkafka copy of the same records.
     E2e(e2e::E2eArgs),
@@ -56,12 +59,13 @@ fn main() -> anyhow::Result<()> {
             samples,
             passes,
             department,
-        } => normalise(samples, passes, department.as_deref()),
+            bad_share,
+        } => normalise(samples, passes, department.as_deref(), bad_share),
     }
     Ok(())
 }
 
-fn normalise(samples: usize, passes: usize, only: Option<&str>) {
+fn normalise(samples: usize, passes: usize, only: Option<&str>, bad_share: f64) {
     println!("in-process normalise, 1 core, {samples} records x {passes} passes per department");
     println!(
         "{:<12}{:>16}{:>12}{:>12}{:>18}{:>10}",
@@ -69,7 +73,7 @@ fn normalise(samples: usize, passes: usize, only: Option<&str>) {
     );
     let today = credit_runtime::today();
     for dep in publishing_departments().filter(|d| only.is_none_or(|o| o == d.id)) {
-        let mut g = Generator::new(1, 0.0);
+        let mut g = Generator::new(1, bad_share);
         let values: Vec<Vec<u8>> = (0..samples).map(|_| g.record(dep.id).value).collect();
         let format = dep.inbound.unwrap();
         let mut buf = Vec::with_capacity(2048);
@@ -92,7 +96,8 @@ fn normalise(samples: usize, passes: usize, only: Option<&str>) {
                     let r = adapters::normalise(format, &ctx, v, |rec| {
                         encode::credit_record_framed(&mut buf, 1, rec)
                     });
-                    assert!(r.is_ok(), "bench samples are valid");
+                    assert!(bad_share > 0.0 || r.is_ok(), "bench samples are valid");
+                    black_box(&r);
                     black_box(&buf);
                 }
                 block_ns.push(t.elapsed().as_nanos() as f64 / chunk.len() as f64);
