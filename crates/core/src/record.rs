@@ -13,7 +13,7 @@ use crate::reject::{ReasonCode, Rejection};
 macro_rules! avro_enum {
     ($(#[$m:meta])* $name:ident { $($variant:ident => $symbol:literal),+ $(,)? }) => {
         $(#[$m])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub enum $name { $($variant),+ }
 
         impl $name {
