@@ -90,6 +90,35 @@ pub fn credit_record_body(buf: &mut Vec<u8>, r: &CreditRecord<'_>) {
     opt_long(buf, l.source_timestamp_ms);
 }
 
+/// Appends the Avro binary body of a notice to `buf`, in the order of `notice.avsc`.
+pub fn notice_body(buf: &mut Vec<u8>, n: &credit_core::notice::Notice<'_>) {
+    string(buf, n.notice_id);
+    zigzag(buf, n.kind.index() as i64);
+    string(buf, n.department);
+    string(buf, n.measure_id);
+    string(buf, n.measure_name);
+    string(buf, n.legal_basis);
+    zigzag(buf, n.catalogue_version as i64);
+    zigzag(buf, n.generation as i64);
+    string(buf, n.record_id);
+    string(buf, n.list_type);
+    string(buf, n.subject_type);
+    string(buf, n.subject_key);
+    string(buf, n.subject_name);
+    string(buf, n.identifying_department);
+    string(buf, n.decision_number);
+    opt_string(buf, n.reason);
+    string(buf, n.source_topic);
+    zigzag(buf, n.source_partition as i64);
+    zigzag(buf, n.source_offset);
+}
+
+/// Appends a notice in the Confluent wire format to `buf`.
+pub fn notice_framed(buf: &mut Vec<u8>, schema_id: u32, n: &credit_core::notice::Notice<'_>) {
+    wire::write_header(buf, schema_id);
+    notice_body(buf, n);
+}
+
 /// Appends `r` in the Confluent wire format (header + body) to `buf`.
 pub fn credit_record_framed(buf: &mut Vec<u8>, schema_id: u32, r: &CreditRecord<'_>) {
     wire::write_header(buf, schema_id);
@@ -176,6 +205,61 @@ mod tests {
             Value::Union(0, _) => None,
             Value::Union(_, inner) => Some((**inner).clone()),
             other => panic!("not a union: {other:?}"),
+        }
+    }
+
+    #[test]
+    #[allow(deprecated)]
+    fn apache_avro_reads_notices() {
+        use credit_core::notice::{Notice, NoticeKind};
+        for (kind, reason) in [
+            (NoticeKind::Punishment, None),
+            (NoticeKind::Lift, Some("repaired")),
+        ] {
+            let n = Notice {
+                notice_id: "courts:1:7/no-honours/hrss/punishment/1",
+                kind,
+                department: "hrss",
+                measure_id: "no-honours",
+                measure_name: "不得参加评先评优",
+                legal_basis: "国发〔2016〕33号",
+                catalogue_version: 3,
+                generation: 2,
+                record_id: "courts:1:7",
+                list_type: "JUDGEMENT_DEFAULTER",
+                subject_type: "LEGAL_PERSON",
+                subject_key: "91440101MA59UU8U0F",
+                subject_name: "广州某公司",
+                identifying_department: "courts",
+                decision_number: "(2020)粤01执123号",
+                reason,
+                source_topic: "credit.records",
+                source_partition: 1,
+                source_offset: -5,
+            };
+            let mut buf = Vec::new();
+            notice_body(&mut buf, &n);
+            let schema = crate::notice_schema();
+            let mut slice = &buf[..];
+            let Value::Record(f) = apache_avro::from_avro_datum(schema, &mut slice, None).unwrap()
+            else {
+                panic!()
+            };
+            assert!(slice.is_empty());
+            assert_eq!(
+                field(&f, "kind"),
+                &Value::Enum(kind.index() as u32, kind.symbol().into())
+            );
+            assert_eq!(field(&f, "generation"), &Value::Int(2));
+            assert_eq!(
+                field(&f, "subject_name"),
+                &Value::String("广州某公司".into())
+            );
+            assert_eq!(
+                opt(field(&f, "reason")),
+                reason.map(|r| Value::String(r.into()))
+            );
+            assert_eq!(field(&f, "source_offset"), &Value::Long(-5));
         }
     }
 

@@ -15,9 +15,25 @@ use std::sync::OnceLock;
 /// Value schema of `credit.records`.
 pub const CREDIT_RECORD_AVSC: &str = include_str!("../avro/credit_record.avsc");
 
+/// Value schema of every `credit.<dept>.notices`.
+pub const NOTICE_AVSC: &str = include_str!("../avro/notice.avsc");
+
 /// Every schema the bus registers, by the topic whose values it describes.
-pub fn value_schemas(naming: &credit_core::topics::Naming) -> [(String, &'static str); 1] {
-    [(naming.records(), CREDIT_RECORD_AVSC)]
+pub fn value_schemas(naming: &credit_core::topics::Naming) -> Vec<(String, &'static str)> {
+    let mut out = vec![(naming.records(), CREDIT_RECORD_AVSC)];
+    for d in credit_core::DEPARTMENTS {
+        out.push((naming.notices(d.id), NOTICE_AVSC));
+    }
+    out
+}
+
+/// The parsed notice schema, parsed once per process.
+pub fn notice_schema() -> &'static apache_avro::Schema {
+    static SCHEMA: OnceLock<apache_avro::Schema> = OnceLock::new();
+    SCHEMA.get_or_init(|| {
+        apache_avro::Schema::parse_str(NOTICE_AVSC)
+            .expect("notice.avsc is checked by this crate's tests")
+    })
 }
 
 /// The parsed credit-record schema, parsed once per process.

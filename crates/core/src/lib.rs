@@ -17,6 +17,7 @@ pub mod date;
 pub mod dlq;
 pub mod guardrail;
 pub mod ids;
+pub mod notice;
 pub mod record;
 pub mod reject;
 pub mod topics;

@@ -60,6 +60,28 @@ impl Naming {
         format!("{}.{department_id}.notices", self.prefix)
     }
 
+    /// Operator commands to the engine (end an entry), keyed by record id and
+    /// partitioned like `records`.
+    pub fn engine_commands(&self) -> String {
+        format!("{}.engine.commands", self.prefix)
+    }
+
+    /// The engine's changelog: entry state and checkpoints, one partition per
+    /// input partition (compacted).
+    pub fn engine_state(&self) -> String {
+        format!("{}.engine.state", self.prefix)
+    }
+
+    /// Whether a topic under this prefix keeps only the latest record per key.
+    pub fn is_compacted(&self, topic: &str) -> bool {
+        topic == self.engine_state()
+    }
+
+    /// The consumer group of the engine instances.
+    pub fn engine_group(&self) -> String {
+        format!("{}.engine", self.prefix)
+    }
+
     /// The consumer group of a department's normaliser instance.
     pub fn normaliser_group(&self, department_id: &str) -> String {
         format!("{}.normaliser.{department_id}", self.prefix)
@@ -78,7 +100,7 @@ impl Naming {
     /// Every data topic the bus needs, from the catalogue (the registry's store
     /// is created by the registry itself).
     pub fn all(&self) -> Vec<String> {
-        let mut out = vec![self.records()];
+        let mut out = vec![self.records(), self.engine_commands(), self.engine_state()];
         for dep in crate::DEPARTMENTS {
             out.extend(self.department_topics(dep));
         }
@@ -119,7 +141,8 @@ mod tests {
                 "{t}"
             );
         }
-        // A notice topic per department, inbound + dlq per publisher (5), and records.
-        assert_eq!(all.len(), crate::DEPARTMENTS.len() + 2 * 5 + 1);
+        // A notice topic per department, inbound + dlq per publisher (5), records and
+        // the engine's commands and changelog.
+        assert_eq!(all.len(), crate::DEPARTMENTS.len() + 2 * 5 + 3);
     }
 }

@@ -26,34 +26,13 @@ pub struct Target {
     pub department: &'static str,
 }
 
-/// What a notice asks of its department.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum NoticeKind {
-    /// Apply a joint punishment measure.
-    Punishment,
-    /// Apply a joint reward measure.
-    Reward,
-    /// Lift a measure: the entry ended (expiry, repair) or the catalogue dropped it.
-    Lift,
-    /// Withdraw a notice that should never have been sent (record withdrawn after objection).
-    Withdrawal,
-}
+pub use credit_core::notice::NoticeKind;
 
-impl NoticeKind {
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            NoticeKind::Punishment => "punishment",
-            NoticeKind::Reward => "reward",
-            NoticeKind::Lift => "lift",
-            NoticeKind::Withdrawal => "withdrawal",
-        }
-    }
-
-    pub const fn applying(kind: Kind) -> NoticeKind {
-        match kind {
-            Kind::Punishment => NoticeKind::Punishment,
-            Kind::Reward => NoticeKind::Reward,
-        }
+/// The notice kind that applies a measure of `kind`.
+pub const fn applying(kind: Kind) -> NoticeKind {
+    match kind {
+        Kind::Punishment => NoticeKind::Punishment,
+        Kind::Reward => NoticeKind::Reward,
     }
 }
 
@@ -86,7 +65,7 @@ pub fn targets(catalogue: &Catalogue, entry: &Entry) -> BTreeMap<Target, NoticeK
                     measure_id: m.id.clone(),
                     department: d,
                 },
-                NoticeKind::applying(m.kind),
+                applying(m.kind),
             );
         }
     }

@@ -39,6 +39,9 @@ pub fn producer(cfg: &KafkaConfig, client_id: &str) -> ClientConfig {
         // stops; it is never dropped after a retry budget runs out.
         .set("message.timeout.ms", "0")
         .set("compression.type", "lz4")
+        // Java clients' partitioner, so a key lands on the same partition whoever
+        // produces it (the engine relies on records and commands co-partitioning).
+        .set("partitioner", "murmur2_random")
         .set("queue.buffering.max.messages", "1000000")
         .set("batch.num.messages", "10000");
     // Re-apply pass-through settings so operators can override ours.
@@ -80,23 +83,27 @@ pub enum AdminError {
 /// Creates each topic that does not exist yet (brokers such as tansu do not
 /// auto-create). Compacted topics get `cleanup.policy=compact`.
 pub async fn ensure_topics(cfg: &KafkaConfig, topics: &[String]) -> Result<(), AdminError> {
-    let specs: Vec<(&str, bool)> = topics.iter().map(|t| (t.as_str(), false)).collect();
+    let naming = cfg.naming();
+    let specs: Vec<(&str, i32, bool)> = topics
+        .iter()
+        .map(|t| (t.as_str(), cfg.partitions, naming.is_compacted(t)))
+        .collect();
     create(cfg, &specs).await
 }
 
 /// Creates a single-partition compacted topic (a store such as the registry's) if missing.
 pub async fn ensure_compacted_topic(cfg: &KafkaConfig, topic: &str) -> Result<(), AdminError> {
-    create(cfg, &[(topic, true)]).await
+    create(cfg, &[(topic, 1, true)]).await
 }
 
-async fn create(cfg: &KafkaConfig, specs: &[(&str, bool)]) -> Result<(), AdminError> {
+async fn create(cfg: &KafkaConfig, specs: &[(&str, i32, bool)]) -> Result<(), AdminError> {
     let admin: AdminClient<DefaultClientContext> = base(cfg, "credit-bus-admin").create()?;
     let new: Vec<NewTopic<'_>> = specs
         .iter()
-        .map(|&(t, compacted)| {
+        .map(|&(t, partitions, compacted)| {
             let nt = NewTopic::new(
                 t,
-                if compacted { 1 } else { cfg.partitions },
+                partitions,
                 TopicReplication::Fixed(cfg.replication_factor),
             );
             if compacted {
