@@ -70,3 +70,7 @@ pub struct Notice<'a> {
     pub source_partition: i32,
     pub source_offset: i64,
 }
+
+/// Header on every notice: the engine input partition that produced it, so an
+/// instance recovering that partition finds what was already sent.
+pub const ENGINE_PARTITION_HEADER: &str = "credit-bus.engine-partition";

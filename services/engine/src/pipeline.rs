@@ -1,0 +1,565 @@
+//! The engine's Kafka loop. See `docs/engine.md` for the exactly-once argument.
+//!
+//! Per batch: read records and commands; plan notices from the partition's state;
+//! persist any output partition new to this input partition (its floor) in a
+//! checkpoint before writing there; send the notices (skipping ids recovery
+//! found already sent) and wait for every ack; write the changed entries and a
+//! checkpoint to the input partition's changelog partition and wait; then store
+//! the input offsets.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use apache_avro::types::Value;
+use credit_core::notice::{ENGINE_PARTITION_HEADER, Notice};
+use credit_core::record::{ListType, SubjectType};
+use credit_measures::Catalogue;
+use credit_runtime::config::KafkaConfig;
+use credit_runtime::ops::Readiness;
+use credit_runtime::shutdown::Shutdown;
+use credit_runtime::telemetry::Telemetry;
+use credit_schemas::registry::RegistryClient;
+use credit_schemas::{encode, wire};
+use futures::FutureExt;
+use opentelemetry::KeyValue;
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+
+use crate::config::Config;
+use crate::state::{Checkpoint, Command, EntryState, Input, PartitionState, Planned, floor_key, parse_floor_key};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error("schema registry: {0}")]
+    Registry(#[from] credit_schemas::registry::RegistryError),
+    #[error("kafka: {0}")]
+    Kafka(#[from] KafkaError),
+    #[error("recovery of partition {0}: {1}")]
+    Recovery(i32, String),
+}
+
+/// Remembers partitions revoked by a rebalance, so their in-memory state is
+/// dropped and rebuilt from the changelog if they come back.
+#[derive(Default)]
+pub struct EngineContext {
+    revoked: Mutex<HashSet<i32>>,
+}
+
+impl ClientContext for EngineContext {}
+
+impl ConsumerContext for EngineContext {
+    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            let mut r = self.revoked.lock().unwrap_or_else(|e| e.into_inner());
+            r.extend(tpl.elements().iter().map(|e| e.partition()));
+        }
+    }
+}
+
+/// FNV-1a: a stable hash of the notice id picks its partition, so a resend after
+/// a crash lands where the first send did.
+fn partition_for(id: &str, partitions: i32) -> i32 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in id.bytes() {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    (h % partitions.max(1) as u64) as i32
+}
+
+fn field<'v>(fields: &'v [(String, Value)], name: &str) -> Option<&'v Value> {
+    fields.iter().find(|(n, _)| n == name).map(|(_, v)| v)
+}
+
+fn string(v: Option<&Value>) -> Option<String> {
+    match v? {
+        Value::String(s) => Some(s.clone()),
+        Value::Union(_, inner) => string(Some(inner)),
+        _ => None,
+    }
+}
+
+fn symbol(v: Option<&Value>) -> Option<String> {
+    match v? {
+        Value::Enum(_, s) => Some(s.clone()),
+        Value::Union(_, inner) => symbol(Some(inner)),
+        _ => None,
+    }
+}
+
+/// Decodes a normalised record with the writer's schema, resolved to ours.
+fn decode(writer: &apache_avro::Schema, body: &[u8], topic: &str, partition: i32, offset: i64) -> Result<Input, String> {
+    #[allow(deprecated)]
+    let v = apache_avro::from_avro_datum(writer, &mut &body[..], Some(credit_schemas::credit_record_schema()))
+        .map_err(|e| e.to_string())?;
+    let Value::Record(f) = v else { return Err("not a record".into()) };
+    let Some(Value::Record(subject)) = field(&f, "subject") else { return Err("no subject".into()) };
+    let subject_type = symbol(field(subject, "type"))
+        .and_then(|s| SubjectType::ALL.iter().copied().find(|t| t.symbol() == s))
+        .ok_or("bad subject type")?;
+    let list_type = symbol(field(&f, "list_type")).and_then(|s| ListType::ALL.iter().copied().find(|t| t.symbol() == s));
+    let info = symbol(field(&f, "info_kind")).unwrap_or_default();
+    Ok(Input {
+        record_id: string(field(&f, "record_id")).ok_or("no record_id")?,
+        department: string(field(&f, "department")).unwrap_or_default(),
+        list_type,
+        is_list_entry: info == "DISHONESTY_LIST" || info == "RED_LIST",
+        subject_type,
+        subject_key: string(field(subject, "key")).unwrap_or_default(),
+        subject_name: string(field(subject, "name")).unwrap_or_default(),
+        decision_number: string(field(&f, "decision_number")).unwrap_or_default(),
+        topic: topic.to_string(),
+        partition,
+        offset,
+    })
+}
+
+struct Instruments {
+    notices: opentelemetry::metrics::Counter<u64>,
+    suppressed: opentelemetry::metrics::Counter<u64>,
+    rejected: opentelemetry::metrics::Counter<u64>,
+    recovery: opentelemetry::metrics::Histogram<f64>,
+}
+
+/// Reads one changelog partition to its end: entries and the last checkpoint.
+fn replay_changelog(k: &KafkaConfig, changelog: &str, p: i32) -> Result<PartitionState, String> {
+    let c: BaseConsumer = credit_runtime::kafka::base(k, "credit-engine-recovery")
+        .set("group.id", "credit-engine-recovery")
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", k.fetch_wait_max_ms.to_string())
+        .create()
+        .map_err(|e| e.to_string())?;
+    let mut st = PartitionState::default();
+    let (low, high) = c.fetch_watermarks(changelog, p, Duration::from_secs(15)).map_err(|e| e.to_string())?;
+    if high > low {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(changelog, p, Offset::Offset(low)).map_err(|e| e.to_string())?;
+        c.assign(&tpl).map_err(|e| e.to_string())?;
+        read_until(&c, high, |m| {
+            let (Some(key), Some(value)) = (m.key(), m.payload()) else { return };
+            if key == b"checkpoint" {
+                if let Ok(cp) = serde_json::from_slice::<Checkpoint>(value) {
+                    st.checkpoint = cp;
+                }
+            } else if key.starts_with(b"entry/")
+                && let Ok(e) = serde_json::from_slice::<EntryState>(value)
+            {
+                st.entries.insert(e.record_id.clone(), e);
+            }
+        })?;
+    }
+    // Notices written after the checkpoint by whoever owned the partition before.
+    let mine = p.to_string();
+    for (key, floor) in st.checkpoint.floors.clone() {
+        let Some((topic, q)) = parse_floor_key(&key) else { continue };
+        let (_, high) = c.fetch_watermarks(topic, q, Duration::from_secs(15)).map_err(|e| e.to_string())?;
+        if high <= floor {
+            continue;
+        }
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(topic, q, Offset::Offset(floor)).map_err(|e| e.to_string())?;
+        c.assign(&tpl).map_err(|e| e.to_string())?;
+        read_until(&c, high, |m| {
+            let from_me = m
+                .headers()
+                .and_then(|h| h.iter().find(|h| h.key == ENGINE_PARTITION_HEADER))
+                .and_then(|h| h.value)
+                .is_some_and(|v| v == mine.as_bytes());
+            if from_me && let Some(k) = m.key() {
+                st.already_sent.insert(String::from_utf8_lossy(k).into_owned());
+            }
+        })?;
+    }
+    st.next = st.checkpoint.next.clone();
+    Ok(st)
+}
+
+fn read_until(c: &BaseConsumer, high: i64, mut f: impl FnMut(&rdkafka::message::BorrowedMessage<'_>)) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if Instant::now() > deadline {
+            return Err(format!("did not reach offset {high} within 120 s"));
+        }
+        match c.poll(Duration::from_millis(200)) {
+            None => continue,
+            Some(Err(e)) => return Err(e.to_string()),
+            Some(Ok(m)) => {
+                f(&m);
+                if m.offset() + 1 >= high {
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+/// Everything the loop holds.
+struct Engine {
+    kafka: KafkaConfig,
+    records: String,
+    changelog: String,
+    catalogue: Catalogue,
+    producer: FutureProducer,
+    notice_partitions: HashMap<String, i32>,
+    notice_schema_ids: HashMap<&'static str, u32>,
+    writer_schemas: HashMap<u32, apache_avro::Schema>,
+    registry: RegistryClient,
+    states: HashMap<i32, PartitionState>,
+    inst: Instruments,
+}
+
+impl Engine {
+    async fn state(&mut self, p: i32) -> Result<&mut PartitionState, Error> {
+        if !self.states.contains_key(&p) {
+            let started = Instant::now();
+            let (k, cl) = (self.kafka.clone(), self.changelog.clone());
+            let st = tokio::task::spawn_blocking(move || replay_changelog(&k, &cl, p))
+                .await
+                .map_err(|e| Error::Recovery(p, e.to_string()))?
+                .map_err(|e| Error::Recovery(p, e))?;
+            tracing::info!(partition = p, entries = st.entries.len(), already_sent = st.already_sent.len(), ms = started.elapsed().as_millis() as u64, "partition recovered");
+            self.inst.recovery.record(started.elapsed().as_secs_f64(), &[]);
+            self.states.insert(p, st);
+        }
+        Ok(self.states.get_mut(&p).expect("inserted above"))
+    }
+
+    async fn writer_schema(&mut self, id: u32) -> Result<&apache_avro::Schema, Error> {
+        if !self.writer_schemas.contains_key(&id) {
+            let text = self.registry.schema_by_id(id).await?;
+            let s = apache_avro::Schema::parse_str(&text).map_err(|e| Error::Config(format!("schema {id}: {e}")))?;
+            self.writer_schemas.insert(id, s);
+        }
+        Ok(&self.writer_schemas[&id])
+    }
+
+    /// Plans the notices one input message causes.
+    async fn plan(&mut self, m: &OwnedMessage) -> Result<Vec<Planned>, Error> {
+        let p = m.partition();
+        let topic = m.topic().to_string();
+        let offset = m.offset();
+        if self.state(p).await?.already_processed(&topic, offset) {
+            return Ok(Vec::new());
+        }
+        let planned = if topic == self.records {
+            let input = match m.payload().map(wire::split) {
+                Some(Ok((id, body))) => {
+                    let writer = self.writer_schema(id).await?.clone();
+                    decode(&writer, body, &topic, p, offset)
+                }
+                Some(Err(e)) => Err(e.to_string()),
+                None => Err("empty value".into()),
+            };
+            match input {
+                Ok(i) => {
+                    let catalogue = &self.catalogue;
+                    let st = self.states.get_mut(&p).expect("recovered above");
+                    st.plan_record(catalogue, &i)
+                }
+                Err(e) => {
+                    tracing::error!(partition = p, offset, error = %e, "undecodable record on the records topic; skipped");
+                    self.inst.rejected.add(1, &[KeyValue::new("input", "record")]);
+                    Vec::new()
+                }
+            }
+        } else {
+            let st = self.states.get_mut(&p).expect("recovered above");
+            match m.payload().map(serde_json::from_slice::<Command>) {
+                Some(Ok(c)) => st.plan_command(&c).unwrap_or_else(|e| {
+                    tracing::warn!(partition = p, offset, error = %e, "command refused");
+                    self.inst.rejected.add(1, &[KeyValue::new("input", "command")]);
+                    Vec::new()
+                }),
+                _ => {
+                    tracing::warn!(partition = p, offset, "unreadable command; expected {{\"record_id\", \"reason\"}}");
+                    self.inst.rejected.add(1, &[KeyValue::new("input", "command")]);
+                    Vec::new()
+                }
+            }
+        };
+        let st = self.states.get_mut(&p).expect("recovered above");
+        st.next.insert(topic, offset + 1);
+        Ok(planned)
+    }
+
+    /// Writes one changelog record to partition `p` and returns its delivery.
+    fn changelog_write(&self, p: i32, key: &str, value: &[u8]) -> Result<rdkafka::producer::DeliveryFuture, Error> {
+        self.producer
+            .send_result(FutureRecord::to(&self.changelog).partition(p).key(key).payload(value))
+            .map_err(|(e, _)| Error::Kafka(e))
+    }
+
+    fn notice_target(&self, n: &Planned) -> (String, i32) {
+        let topic = self.kafka.naming().notices(n.department);
+        let parts = self.notice_partitions.get(&topic).copied().unwrap_or(self.kafka.partitions);
+        let q = partition_for(&n.notice_id, parts);
+        (topic, q)
+    }
+
+    /// Sends a batch's notices exactly once and checkpoints every touched partition.
+    async fn commit_batch(&mut self, planned: Vec<(i32, Planned)>, touched: HashSet<i32>) -> Result<(), Error> {
+        // 1. Output partitions new to an input partition get a floor, persisted first.
+        let mut new_floors: BTreeMap<i32, Vec<(String, i32)>> = BTreeMap::new();
+        for (p, n) in &planned {
+            let (topic, q) = self.notice_target(n);
+            if !self.states[p].checkpoint.floors.contains_key(&floor_key(&topic, q)) {
+                let v = new_floors.entry(*p).or_default();
+                if !v.contains(&(topic.clone(), q)) {
+                    v.push((topic, q));
+                }
+            }
+        }
+        if !new_floors.is_empty() {
+            let k = self.kafka.clone();
+            let wanted: Vec<(String, i32)> = new_floors.values().flatten().cloned().collect::<HashSet<_>>().into_iter().collect();
+            let highs = tokio::task::spawn_blocking(move || -> Result<HashMap<(String, i32), i64>, KafkaError> {
+                let c: BaseConsumer = credit_runtime::kafka::base(&k, "credit-engine-floors").create()?;
+                let mut out = HashMap::new();
+                for (t, q) in wanted {
+                    let (_, high) = c.fetch_watermarks(&t, q, Duration::from_secs(15))?;
+                    out.insert((t, q), high);
+                }
+                Ok(out)
+            })
+            .await
+            .map_err(|e| Error::Config(e.to_string()))??;
+            let mut acks = Vec::new();
+            for (p, parts) in &new_floors {
+                let st = self.states.get_mut(p).expect("touched partitions are recovered");
+                for (t, q) in parts {
+                    st.checkpoint.floors.insert(floor_key(t, *q), highs[&(t.clone(), *q)]);
+                }
+                let cp = serde_json::to_vec(&st.checkpoint).expect("checkpoints serialise");
+                acks.push(self.changelog_write(*p, "checkpoint", &cp)?);
+            }
+            for a in acks {
+                a.await.map_err(|_| KafkaError::Canceled)?.map_err(|(e, _)| e)?;
+            }
+        }
+
+        // 2. The notices themselves, skipping those a dead instance already sent.
+        let mut acks = Vec::with_capacity(planned.len());
+        let mut buf = Vec::with_capacity(512);
+        for (p, n) in &planned {
+            let st = self.states.get_mut(p).expect("recovered");
+            if st.already_sent.remove(&n.notice_id) {
+                self.inst.suppressed.add(1, &[]);
+                continue;
+            }
+            let e = &st.entries[&n.record_id];
+            let measure = self.catalogue.measure(&n.measure_id);
+            let notice = Notice {
+                notice_id: &n.notice_id,
+                kind: n.kind,
+                department: n.department,
+                measure_id: &n.measure_id,
+                measure_name: measure.map_or("", |m| m.name_zh.as_str()),
+                legal_basis: measure.map_or("", |m| m.legal_basis.as_str()),
+                catalogue_version: e.catalogue_version as i32,
+                generation: n.generation as i32,
+                record_id: &n.record_id,
+                list_type: &e.list_type,
+                subject_type: &e.subject_type,
+                subject_key: &e.subject_key,
+                subject_name: &e.subject_name,
+                identifying_department: &e.department,
+                decision_number: &e.decision_number,
+                reason: n.reason.map(|r| r.as_str()),
+                source_topic: &e.topic,
+                source_partition: e.partition,
+                source_offset: e.offset,
+            };
+            buf.clear();
+            encode::notice_framed(&mut buf, self.notice_schema_ids[n.department], &notice);
+            let (topic, q) = self.notice_target(n);
+            let ps = p.to_string();
+            let headers = OwnedHeaders::new().insert(Header { key: ENGINE_PARTITION_HEADER, value: Some(ps.as_str()) });
+            let rec = FutureRecord::to(&topic).partition(q).key(&n.notice_id).payload(&buf[..]).headers(headers);
+            let mut rec = rec;
+            let delivery = loop {
+                match self.producer.send_result(rec) {
+                    Ok(d) => break d,
+                    Err((KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), r)) => {
+                        rec = r;
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
+                    Err((e, _)) => return Err(e.into()),
+                }
+            };
+            acks.push((*p, n.department, n.kind, delivery));
+        }
+        let mut highest: HashMap<(i32, String, i32), i64> = HashMap::new();
+        for (p, dept, kind, d) in acks {
+            let delivered = d.await.map_err(|_| KafkaError::Canceled)?.map_err(|(e, _)| e)?;
+            let (q, o) = (delivered.partition, delivered.offset);
+            let topic = self.kafka.naming().notices(dept);
+            let h = highest.entry((p, topic, q)).or_insert(0);
+            *h = (*h).max(o + 1);
+            self.inst.notices.add(1, &[KeyValue::new("department", dept), KeyValue::new("kind", kind.as_str())]);
+        }
+
+        // 3. Changed entries and the checkpoint, per touched input partition.
+        let mut acks = Vec::new();
+        for p in touched {
+            let st = self.states.get_mut(&p).expect("recovered");
+            // Floors rise only once every notice recovery found has been replayed:
+            // until then a second crash must still scan from where the first left.
+            if st.already_sent.is_empty() {
+                for ((hp, topic, q), o) in &highest {
+                    if *hp == p {
+                        st.checkpoint.floors.insert(floor_key(topic, *q), *o);
+                    }
+                }
+            }
+            st.checkpoint.next = st.next.clone();
+            let dirty: Vec<String> = st.dirty.drain().collect();
+            let mut writes = Vec::with_capacity(dirty.len() + 1);
+            for id in dirty {
+                let v = serde_json::to_vec(&st.entries[&id]).expect("entries serialise");
+                writes.push((format!("entry/{id}"), v));
+            }
+            writes.push(("checkpoint".to_string(), serde_json::to_vec(&st.checkpoint).expect("checkpoints serialise")));
+            for (k, v) in writes {
+                acks.push(self.changelog_write(p, &k, &v)?);
+            }
+        }
+        for a in acks {
+            a.await.map_err(|_| KafkaError::Canceled)?.map_err(|(e, _)| e)?;
+        }
+        Ok(())
+    }
+}
+
+/// Runs an engine instance until `shutdown`.
+pub async fn run(config: Config, tel: Telemetry, ready: Readiness, shutdown: Shutdown) -> Result<(), Error> {
+    let kafka = config.common.kafka.clone();
+    let naming = kafka.naming();
+    let catalogue = config.engine.catalogue().map_err(|e| Error::Config(e.to_string()))?;
+    let registry = RegistryClient::new(&config.common.registry.url)?;
+    let mut notice_schema_ids = HashMap::new();
+    for d in credit_core::DEPARTMENTS {
+        let subject = credit_core::topics::value_subject(&naming.notices(d.id));
+        notice_schema_ids.insert(d.id, registry.register_with_retry(&subject, credit_schemas::NOTICE_AVSC, 60).await?);
+    }
+    let ctx = EngineContext::default();
+    let consumer: StreamConsumer<EngineContext> = credit_runtime::kafka::consumer(&kafka, "credit-engine", &naming.engine_group())
+        // Range assignment gives one instance partition p of both input topics.
+        .set("partition.assignment.strategy", "range")
+        .create_with_context(ctx)?;
+    let (records, commands, changelog) = (naming.records(), naming.engine_commands(), naming.engine_state());
+    consumer.subscribe(&[&records, &commands])?;
+    let meta = consumer.fetch_metadata(None, Duration::from_secs(15))?;
+    let partitions = |t: &str| meta.topics().iter().find(|x| x.name() == t).map_or(0, |x| x.partitions().len() as i32);
+    let (np_records, np_commands, np_changelog) = (partitions(&records), partitions(&commands), partitions(&changelog));
+    if np_records == 0 || np_records != np_commands || np_changelog < np_records {
+        return Err(Error::Config(format!(
+            "{records} ({np_records} partitions), {commands} ({np_commands}) and {changelog} ({np_changelog}) must exist, the first two with equal partition counts and the changelog with at least as many"
+        )));
+    }
+    let notice_partitions = credit_core::DEPARTMENTS
+        .iter()
+        .map(|d| naming.notices(d.id))
+        .map(|t| {
+            let n = partitions(&t);
+            (t, n)
+        })
+        .collect();
+    let m = tel.meter();
+    let inst = Instruments {
+        notices: m.u64_counter("credit_bus_notices_sent").with_description("Notices acknowledged, by department and kind").build(),
+        suppressed: m.u64_counter("credit_bus_notices_suppressed").with_description("Notices not resent because recovery found them already sent").build(),
+        rejected: m.u64_counter("credit_bus_engine_inputs_rejected").with_description("Records and commands the engine could not use").build(),
+        recovery: m.f64_histogram("credit_bus_engine_recovery_duration").with_unit("s").with_description("Time to rebuild a partition's state").build(),
+    };
+    let producer: FutureProducer = credit_runtime::kafka::producer(&kafka, "credit-engine").create()?;
+    let mut engine = Engine {
+        kafka: kafka.clone(),
+        records,
+        changelog,
+        catalogue,
+        producer,
+        notice_partitions,
+        notice_schema_ids,
+        writer_schemas: HashMap::new(),
+        registry,
+        states: HashMap::new(),
+        inst,
+    };
+    tracing::info!(catalogue_version = engine.catalogue.version, measures = engine.catalogue.measures.len(), "engine running");
+    ready.set_ready();
+
+    let batch_size = config.engine.batch_size;
+    loop {
+        let first = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break,
+            m = consumer.recv() => m.map(|m| m.detach()),
+        };
+        let mut batch = Vec::with_capacity(batch_size);
+        let mut next = Some(first);
+        while let Some(m) = next.take() {
+            match m {
+                Ok(m) => batch.push(m),
+                Err(e) => tracing::warn!(error = %e, "consumer error"),
+            }
+            if batch.len() < batch_size {
+                next = consumer.recv().now_or_never().map(|r| r.map(|m| m.detach()));
+            }
+        }
+        // Partitions revoked while reading: forget them (their new owner replays
+        // from the changelog) and drop what was read from them.
+        let revoked: HashSet<i32> = std::mem::take(&mut *consumer.context().revoked.lock().unwrap_or_else(|e| e.into_inner()));
+        for p in &revoked {
+            engine.states.remove(p);
+        }
+        let assigned: HashSet<i32> = consumer.assignment()?.elements().iter().filter(|e| e.topic() == engine.records).map(|e| e.partition()).collect();
+        batch.retain(|m| assigned.contains(&m.partition()));
+
+        let mut planned = Vec::new();
+        let mut touched = HashSet::new();
+        for m in &batch {
+            touched.insert(m.partition());
+            for n in engine.plan(m).await? {
+                planned.push((m.partition(), n));
+            }
+        }
+        engine.commit_batch(planned, touched.clone()).await?;
+        let mut tpl = TopicPartitionList::new();
+        for p in touched {
+            for (topic, next) in &engine.states[&p].checkpoint.next {
+                tpl.add_partition_offset(topic, p, Offset::Offset(*next))?;
+            }
+        }
+        if tpl.count() > 0
+            && let Err(e) = consumer.store_offsets(&tpl)
+        {
+            tracing::warn!(error = %e, "offsets not stored (rebalance?); the changelog checkpoint still holds");
+        }
+    }
+    tracing::info!("engine draining");
+    let _ = consumer.commit_consumer_state(rdkafka::consumer::CommitMode::Sync);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notice_partitions_are_stable_and_in_range() {
+        for id in ["courts:0:1/no-honours/hrss/punishment/1", "", "x"] {
+            let p = partition_for(id, 4);
+            assert!((0..4).contains(&p));
+            assert_eq!(p, partition_for(id, 4));
+        }
+        let spread: HashSet<i32> = (0..100).map(|i| partition_for(&format!("r:{i}/m/d/punishment/1"), 4)).collect();
+        assert_eq!(spread.len(), 4);
+    }
+}

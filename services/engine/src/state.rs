@@ -1,0 +1,322 @@
+//! The engine's state for one input partition, and the pure planning step that
+//! turns an input (a normalised record or a command) into notices.
+//!
+//! Everything here is a plain value: the Kafka loop persists it to the
+//! changelog, replays it on recovery and hands inputs to [`PartitionState::plan_record`]
+//! and [`PartitionState::plan_command`].
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use credit_core::notice::NoticeKind;
+use credit_core::record::{ListType, SubjectType};
+use credit_measures::Catalogue;
+use credit_measures::rules::{self, Entry, Target};
+use serde::{Deserialize, Serialize};
+
+/// A normalised record, reduced to what the engine needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Input {
+    pub record_id: String,
+    pub department: String,
+    pub list_type: Option<ListType>,
+    /// Only dishonesty and red list entries bind measures.
+    pub is_list_entry: bool,
+    pub subject_type: SubjectType,
+    pub subject_key: String,
+    pub subject_name: String,
+    pub decision_number: String,
+    /// Where the record sits on the records topic.
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// Why an entry ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EndReason {
+    /// The validity ran out.
+    Expired,
+    /// Credit repair granted by the identifying department.
+    Repaired,
+    /// Withdrawn after an objection: every notice it caused is withdrawn.
+    Withdrawn,
+}
+
+impl EndReason {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            EndReason::Expired => "expired",
+            EndReason::Repaired => "repaired",
+            EndReason::Withdrawn => "withdrawn",
+        }
+    }
+}
+
+/// An operator command on the engine's command topic (JSON).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Command {
+    pub record_id: String,
+    pub reason: EndReason,
+}
+
+/// One (measure, department) duty of an entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Duty {
+    pub measure_id: String,
+    pub department: String,
+    /// The kind of notice that applied it (punishment or reward).
+    pub applied_as: NoticeKindName,
+    pub generation: u32,
+    pub active: bool,
+}
+
+/// `NoticeKind` as stored in the changelog.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NoticeKindName {
+    Punishment,
+    Reward,
+    Lift,
+    Withdrawal,
+}
+
+impl From<NoticeKind> for NoticeKindName {
+    fn from(k: NoticeKind) -> Self {
+        match k {
+            NoticeKind::Punishment => NoticeKindName::Punishment,
+            NoticeKind::Reward => NoticeKindName::Reward,
+            NoticeKind::Lift => NoticeKindName::Lift,
+            NoticeKind::Withdrawal => NoticeKindName::Withdrawal,
+        }
+    }
+}
+
+impl From<NoticeKindName> for NoticeKind {
+    fn from(k: NoticeKindName) -> Self {
+        match k {
+            NoticeKindName::Punishment => NoticeKind::Punishment,
+            NoticeKindName::Reward => NoticeKind::Reward,
+            NoticeKindName::Lift => NoticeKind::Lift,
+            NoticeKindName::Withdrawal => NoticeKind::Withdrawal,
+        }
+    }
+}
+
+/// A list entry and every duty it created (changelog value under `entry/<record_id>`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntryState {
+    pub record_id: String,
+    pub department: String,
+    pub list_type: String,
+    pub subject_type: String,
+    pub subject_key: String,
+    pub subject_name: String,
+    pub decision_number: String,
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub catalogue_version: u32,
+    pub duties: Vec<Duty>,
+    pub ended: Option<EndReason>,
+}
+
+/// A notice decided but not yet sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Planned {
+    pub notice_id: String,
+    pub kind: NoticeKind,
+    pub record_id: String,
+    pub measure_id: String,
+    pub department: &'static str,
+    pub generation: u32,
+    pub reason: Option<EndReason>,
+}
+
+/// Why a command was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommandError {
+    #[error("no active or ended entry {0} on this partition: the record was never a list entry here")]
+    UnknownEntry(String),
+}
+
+/// The checkpoint of one input partition (changelog value under `checkpoint`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// Next offset to process, per input topic.
+    pub next: BTreeMap<String, i64>,
+    /// Per output `topic:partition`, an offset at or below every notice this
+    /// input partition wrote after this checkpoint: where recovery scans from.
+    pub floors: BTreeMap<String, i64>,
+}
+
+/// The key of an output partition in [`Checkpoint::floors`].
+pub fn floor_key(topic: &str, partition: i32) -> String {
+    format!("{topic}:{partition}")
+}
+
+/// The inverse of [`floor_key`].
+pub fn parse_floor_key(key: &str) -> Option<(&str, i32)> {
+    let (t, p) = key.rsplit_once(':')?;
+    Some((t, p.parse().ok()?))
+}
+
+/// All the engine knows about one input partition.
+#[derive(Debug, Default)]
+pub struct PartitionState {
+    pub entries: HashMap<String, EntryState>,
+    /// The last checkpoint written (or replayed) for this partition.
+    pub checkpoint: Checkpoint,
+    /// Progress since then: next offset per input topic.
+    pub next: BTreeMap<String, i64>,
+    /// Notice ids found on the output topics after the last checkpoint: already
+    /// sent by an instance that died before checkpointing. Never sent again.
+    pub already_sent: HashSet<String>,
+    /// Entries changed since the last checkpoint.
+    pub dirty: HashSet<String>,
+}
+
+fn dept_id(id: &str) -> &'static str {
+    credit_core::catalogue::department(id).map_or("unknown", |d| d.id)
+}
+
+impl PartitionState {
+    /// Whether input at `offset` of `topic` was already processed (before the last
+    /// checkpoint, or earlier in this run).
+    pub fn already_processed(&self, topic: &str, offset: i64) -> bool {
+        self.next.get(topic).is_some_and(|n| offset < *n)
+    }
+
+    /// Notices for a record: a new list entry gets one per duty; anything else
+    /// (a duplicate delivery, a record that is no list entry) gets none.
+    pub fn plan_record(&mut self, catalogue: &Catalogue, r: &Input) -> Vec<Planned> {
+        let Some(list_type) = r.list_type.filter(|_| r.is_list_entry) else { return Vec::new() };
+        if self.entries.contains_key(&r.record_id) {
+            return Vec::new();
+        }
+        let entry = Entry { record_id: r.record_id.clone(), list_type, subject_type: r.subject_type };
+        let mut planned = Vec::new();
+        let mut duties = Vec::new();
+        for (t, kind) in rules::targets(catalogue, &entry) {
+            planned.push(Planned {
+                notice_id: rules::notice_id(&t, kind, 1),
+                kind,
+                record_id: t.record_id.clone(),
+                measure_id: t.measure_id.clone(),
+                department: t.department,
+                generation: 1,
+                reason: None,
+            });
+            duties.push(Duty { measure_id: t.measure_id, department: t.department.to_string(), applied_as: kind.into(), generation: 1, active: true });
+        }
+        self.entries.insert(
+            r.record_id.clone(),
+            EntryState {
+                record_id: r.record_id.clone(),
+                department: r.department.clone(),
+                list_type: list_type.symbol().to_string(),
+                subject_type: r.subject_type.symbol().to_string(),
+                subject_key: r.subject_key.clone(),
+                subject_name: r.subject_name.clone(),
+                decision_number: r.decision_number.clone(),
+                topic: r.topic.clone(),
+                partition: r.partition,
+                offset: r.offset,
+                catalogue_version: catalogue.version,
+                duties,
+                ended: None,
+            },
+        );
+        self.dirty.insert(r.record_id.clone());
+        planned
+    }
+
+    /// Notices for a command: ending an entry lifts (or withdraws) each active
+    /// duty exactly once; ending it again changes nothing.
+    pub fn plan_command(&mut self, c: &Command) -> Result<Vec<Planned>, CommandError> {
+        let e = self.entries.get_mut(&c.record_id).ok_or_else(|| CommandError::UnknownEntry(c.record_id.clone()))?;
+        if e.ended.is_some() {
+            return Ok(Vec::new());
+        }
+        let kind = if c.reason == EndReason::Withdrawn { NoticeKind::Withdrawal } else { NoticeKind::Lift };
+        let mut planned = Vec::new();
+        for d in e.duties.iter_mut().filter(|d| d.active) {
+            d.active = false;
+            let t = Target { record_id: e.record_id.clone(), measure_id: d.measure_id.clone(), department: dept_id(&d.department) };
+            planned.push(Planned {
+                notice_id: rules::notice_id(&t, kind, d.generation),
+                kind,
+                record_id: t.record_id,
+                measure_id: t.measure_id,
+                department: t.department,
+                generation: d.generation,
+                reason: Some(c.reason),
+            });
+        }
+        e.ended = Some(c.reason);
+        self.dirty.insert(c.record_id.clone());
+        Ok(planned)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input(id: &str, list: Option<ListType>, subject: SubjectType) -> Input {
+        Input {
+            record_id: id.into(),
+            department: "courts".into(),
+            list_type: list,
+            is_list_entry: list.is_some(),
+            subject_type: subject,
+            subject_key: "91440101MA59UU8U0F".into(),
+            subject_name: "广州某公司".into(),
+            decision_number: "(2020)粤01执1号".into(),
+            topic: "credit.records".into(),
+            partition: 0,
+            offset: 9,
+        }
+    }
+
+    #[test]
+    fn an_entry_fans_out_once_and_ends_once() {
+        let c = Catalogue::parse(credit_measures::V1).unwrap();
+        let mut s = PartitionState::default();
+        let r = input("courts:0:1", Some(ListType::JudgementDefaulter), SubjectType::LegalPerson);
+        let first = s.plan_record(&c, &r);
+        let want: Vec<String> = rules::targets(&c, &Entry { record_id: r.record_id.clone(), list_type: ListType::JudgementDefaulter, subject_type: SubjectType::LegalPerson })
+            .iter()
+            .map(|(t, k)| rules::notice_id(t, *k, 1))
+            .collect();
+        assert_eq!(first.iter().map(|p| p.notice_id.clone()).collect::<Vec<_>>(), want);
+        assert!(s.plan_record(&c, &r).is_empty(), "a replayed record sends nothing");
+        let lifts = s.plan_command(&Command { record_id: r.record_id.clone(), reason: EndReason::Repaired }).unwrap();
+        assert_eq!(lifts.len(), first.len());
+        assert!(lifts.iter().all(|p| p.kind == NoticeKind::Lift && p.notice_id.ends_with("/lift/1")));
+        assert!(s.plan_command(&Command { record_id: r.record_id.clone(), reason: EndReason::Repaired }).unwrap().is_empty());
+        assert_eq!(
+            s.plan_command(&Command { record_id: "nope".into(), reason: EndReason::Expired }),
+            Err(CommandError::UnknownEntry("nope".into()))
+        );
+    }
+
+    #[test]
+    fn withdrawal_and_non_entries() {
+        let c = Catalogue::parse(credit_measures::V1).unwrap();
+        let mut s = PartitionState::default();
+        assert!(s.plan_record(&c, &input("market:0:1", None, SubjectType::LegalPerson)).is_empty());
+        let n = s.plan_record(&c, &input("tax:0:2", Some(ListType::TaxGradeA), SubjectType::LegalPerson));
+        assert!(!n.is_empty() && n.iter().all(|p| p.kind == NoticeKind::Reward));
+        let w = s.plan_command(&Command { record_id: "tax:0:2".into(), reason: EndReason::Withdrawn }).unwrap();
+        assert!(w.iter().all(|p| p.kind == NoticeKind::Withdrawal));
+    }
+
+    #[test]
+    fn commands_parse_from_json() {
+        let c: Command = serde_json::from_str(r#"{"record_id":"courts:0:1","reason":"repaired"}"#).unwrap();
+        assert_eq!(c.reason, EndReason::Repaired);
+        assert!(serde_json::from_str::<Command>(r#"{"record_id":"x","reason":"forgiven"}"#).is_err());
+    }
+}
