@@ -201,3 +201,21 @@ pub fn header<'m>(m: &'m OwnedMessage, key: &str) -> Option<&'m str> {
         .and_then(|h| h.value)
         .and_then(|v| std::str::from_utf8(v).ok())
 }
+
+/// A child process killed (SIGKILL) and reaped when dropped, so a failing test
+/// leaves no service running behind it.
+pub struct Proc(pub std::process::Child);
+
+impl Proc {
+    /// `kill -9` now and wait for the process to be gone.
+    pub fn kill9(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}

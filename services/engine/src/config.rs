@@ -14,6 +14,10 @@ pub struct EngineConfig {
     pub batch_size: usize,
     /// Measures catalogue file; empty means the shipped catalogue.
     pub catalogue_file: String,
+    /// Wait between claiming a partition and reading its state (ms).
+    pub takeover_grace_ms: u64,
+    /// Static group membership id; empty for dynamic membership.
+    pub instance_id: String,
 }
 
 impl Validate for EngineConfig {
@@ -58,6 +62,11 @@ impl Config {
         let mut l = Loader::new(DEFAULTS, file);
         let common = Common::load(&mut l);
         let engine = l.section("engine");
-        l.finish(|| Some(Config { common: common?, engine: engine? }))
+        l.finish(|| {
+            Some(Config {
+                common: common?,
+                engine: engine?,
+            })
+        })
     }
 }

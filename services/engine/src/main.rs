@@ -33,7 +33,13 @@ async fn main() -> std::process::ExitCode {
     };
     let shutdown = shutdown::on_signals();
     let ready = ops::Readiness::default();
-    match ops::serve(&config.common.telemetry.ops_listen, ops::router(tel.clone(), ready.clone()), shutdown.clone()).await {
+    match ops::serve(
+        &config.common.telemetry.ops_listen,
+        ops::router(tel.clone(), ready.clone()),
+        shutdown.clone(),
+    )
+    .await
+    {
         Ok((addr, _)) => tracing::info!(%addr, "ops endpoints listening"),
         Err(e) => {
             tracing::error!(error = %e, "cannot bind ops endpoint");

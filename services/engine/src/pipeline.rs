@@ -31,7 +31,10 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::config::Config;
-use crate::state::{Checkpoint, Command, EntryState, Input, PartitionState, Planned, floor_key, parse_floor_key};
+use crate::state::{
+    Checkpoint, Claim, Command, EntryState, Input, PartitionState, Planned, floor_key,
+    parse_floor_key,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -50,6 +53,7 @@ pub enum Error {
 #[derive(Default)]
 pub struct EngineContext {
     revoked: Mutex<HashSet<i32>>,
+    assigned: Mutex<HashSet<i32>>,
 }
 
 impl ClientContext for EngineContext {}
@@ -57,10 +61,34 @@ impl ClientContext for EngineContext {}
 impl ConsumerContext for EngineContext {
     fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(tpl) = rebalance {
+            let parts: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+            tracing::info!(pid = std::process::id(), partitions = ?parts, "partitions revoked");
             let mut r = self.revoked.lock().unwrap_or_else(|e| e.into_inner());
-            r.extend(tpl.elements().iter().map(|e| e.partition()));
+            r.extend(parts);
         }
     }
+
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = rebalance {
+            let parts: Vec<String> = tpl
+                .elements()
+                .iter()
+                .map(|e| format!("{}:{}", e.topic(), e.partition()))
+                .collect();
+            tracing::info!(pid = std::process::id(), partitions = ?parts, "partitions assigned");
+            let mut a = self.assigned.lock().unwrap_or_else(|e| e.into_inner());
+            a.extend(tpl.elements().iter().map(|e| e.partition()));
+        }
+    }
+}
+
+/// A little entropy for owner ids, so two instances started in the same
+/// nanosecond with recycled pids still differ.
+fn rand_suffix() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    h.finish()
 }
 
 /// FNV-1a: a stable hash of the notice id picks its partition, so a resend after
@@ -95,16 +123,31 @@ fn symbol(v: Option<&Value>) -> Option<String> {
 }
 
 /// Decodes a normalised record with the writer's schema, resolved to ours.
-fn decode(writer: &apache_avro::Schema, body: &[u8], topic: &str, partition: i32, offset: i64) -> Result<Input, String> {
+fn decode(
+    writer: &apache_avro::Schema,
+    body: &[u8],
+    topic: &str,
+    partition: i32,
+    offset: i64,
+) -> Result<Input, String> {
     #[allow(deprecated)]
-    let v = apache_avro::from_avro_datum(writer, &mut &body[..], Some(credit_schemas::credit_record_schema()))
-        .map_err(|e| e.to_string())?;
-    let Value::Record(f) = v else { return Err("not a record".into()) };
-    let Some(Value::Record(subject)) = field(&f, "subject") else { return Err("no subject".into()) };
+    let v = apache_avro::from_avro_datum(
+        writer,
+        &mut &body[..],
+        Some(credit_schemas::credit_record_schema()),
+    )
+    .map_err(|e| e.to_string())?;
+    let Value::Record(f) = v else {
+        return Err("not a record".into());
+    };
+    let Some(Value::Record(subject)) = field(&f, "subject") else {
+        return Err("no subject".into());
+    };
     let subject_type = symbol(field(subject, "type"))
         .and_then(|s| SubjectType::ALL.iter().copied().find(|t| t.symbol() == s))
         .ok_or("bad subject type")?;
-    let list_type = symbol(field(&f, "list_type")).and_then(|s| ListType::ALL.iter().copied().find(|t| t.symbol() == s));
+    let list_type = symbol(field(&f, "list_type"))
+        .and_then(|s| ListType::ALL.iter().copied().find(|t| t.symbol() == s));
     let info = symbol(field(&f, "info_kind")).unwrap_or_default();
     Ok(Input {
         record_id: string(field(&f, "record_id")).ok_or("no record_id")?,
@@ -128,76 +171,107 @@ struct Instruments {
     recovery: opentelemetry::metrics::Histogram<f64>,
 }
 
-/// Reads one changelog partition to its end: entries and the last checkpoint.
+/// Reads one changelog partition to its end (entries and the last checkpoint),
+/// then every output partition from its floor to its end for notices this
+/// partition already sent.
 fn replay_changelog(k: &KafkaConfig, changelog: &str, p: i32) -> Result<PartitionState, String> {
-    let c: BaseConsumer = credit_runtime::kafka::base(k, "credit-engine-recovery")
-        .set("group.id", "credit-engine-recovery")
-        .set("enable.auto.commit", "false")
-        .set("fetch.wait.max.ms", k.fetch_wait_max_ms.to_string())
-        .create()
-        .map_err(|e| e.to_string())?;
+    const LIMIT: Duration = Duration::from_secs(120);
+    let c =
+        credit_runtime::kafka::reader(k, "credit-engine-recovery").map_err(|e| e.to_string())?;
     let mut st = PartitionState::default();
-    let (low, high) = c.fetch_watermarks(changelog, p, Duration::from_secs(15)).map_err(|e| e.to_string())?;
-    if high > low {
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(changelog, p, Offset::Offset(low)).map_err(|e| e.to_string())?;
-        c.assign(&tpl).map_err(|e| e.to_string())?;
-        read_until(&c, high, |m| {
-            let (Some(key), Some(value)) = (m.key(), m.payload()) else { return };
-            if key == b"checkpoint" {
-                if let Ok(cp) = serde_json::from_slice::<Checkpoint>(value) {
-                    st.checkpoint = cp;
-                }
-            } else if key.starts_with(b"entry/")
-                && let Ok(e) = serde_json::from_slice::<EntryState>(value)
-            {
-                st.entries.insert(e.record_id.clone(), e);
+    credit_runtime::kafka::read_to_end(&c, changelog, &[(p, Offset::Beginning)], LIMIT, |m| {
+        st.tail = m.offset() + 1;
+        let (Some(key), Some(value)) = (m.key(), m.payload()) else {
+            return;
+        };
+        if key == b"claim" {
+            st.claimed_by = serde_json::from_slice::<Claim>(value).ok().map(|c| c.owner);
+        } else if key == b"checkpoint" {
+            if let Ok(cp) = serde_json::from_slice::<Checkpoint>(value) {
+                st.checkpoint = cp;
             }
-        })?;
-    }
-    // Notices written after the checkpoint by whoever owned the partition before.
-    let mine = p.to_string();
-    for (key, floor) in st.checkpoint.floors.clone() {
-        let Some((topic, q)) = parse_floor_key(&key) else { continue };
-        let (_, high) = c.fetch_watermarks(topic, q, Duration::from_secs(15)).map_err(|e| e.to_string())?;
-        if high <= floor {
-            continue;
+        } else if key.starts_with(b"entry/")
+            && let Ok(e) = serde_json::from_slice::<EntryState>(value)
+        {
+            st.entries.insert(e.record_id.clone(), e);
         }
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(topic, q, Offset::Offset(floor)).map_err(|e| e.to_string())?;
-        c.assign(&tpl).map_err(|e| e.to_string())?;
-        read_until(&c, high, |m| {
-            let from_me = m
-                .headers()
-                .and_then(|h| h.iter().find(|h| h.key == ENGINE_PARTITION_HEADER))
-                .and_then(|h| h.value)
-                .is_some_and(|v| v == mine.as_bytes());
-            if from_me && let Some(k) = m.key() {
-                st.already_sent.insert(String::from_utf8_lossy(k).into_owned());
-            }
-        })?;
+    })?;
+    // Output partitions grouped by topic, each topic scanned by its own reader in
+    // parallel: recovery time is then about one topic's, not the sum.
+    let mut by_topic: BTreeMap<String, Vec<(i32, Offset)>> = BTreeMap::new();
+    for (key, floor) in &st.checkpoint.floors {
+        if let Some((topic, q)) = parse_floor_key(key) {
+            by_topic
+                .entry(topic.to_string())
+                .or_default()
+                .push((q, Offset::Offset(*floor)));
+        }
+    }
+    let mine = p.to_string();
+    let found: Vec<Result<Vec<String>, String>> = std::thread::scope(|s| {
+        let handles: Vec<_> = by_topic
+            .iter()
+            .map(|(topic, parts)| {
+                let mine = &mine;
+                s.spawn(move || {
+                    let c = credit_runtime::kafka::reader(k, "credit-engine-recovery")
+                        .map_err(|e| e.to_string())?;
+                    let mut ids = Vec::new();
+                    credit_runtime::kafka::read_to_end(&c, topic, parts, LIMIT, |m| {
+                        let from_me = m
+                            .headers()
+                            .and_then(|h| h.iter().find(|h| h.key == ENGINE_PARTITION_HEADER))
+                            .and_then(|h| h.value)
+                            .is_some_and(|v| v == mine.as_bytes());
+                        if from_me && let Some(key) = m.key() {
+                            ids.push(String::from_utf8_lossy(key).into_owned());
+                        }
+                    })?;
+                    Ok(ids)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err("scan thread panicked".into()))
+            })
+            .collect()
+    });
+    for ids in found {
+        st.already_sent.extend(ids?);
     }
     st.next = st.checkpoint.next.clone();
     Ok(st)
 }
 
-fn read_until(c: &BaseConsumer, high: i64, mut f: impl FnMut(&rdkafka::message::BorrowedMessage<'_>)) -> Result<(), String> {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        if Instant::now() > deadline {
-            return Err(format!("did not reach offset {high} within 120 s"));
-        }
-        match c.poll(Duration::from_millis(200)) {
-            None => continue,
-            Some(Err(e)) => return Err(e.to_string()),
-            Some(Ok(m)) => {
-                f(&m);
-                if m.offset() + 1 >= high {
-                    return Ok(());
-                }
+/// Reads the changelog partition from `from` to its end: the owner of the last
+/// claim there, if any, and the offset after the last record.
+fn claims_since(
+    c: &credit_runtime::kafka::Reader,
+    changelog: &str,
+    p: i32,
+    from: i64,
+) -> Result<(Option<String>, i64), String> {
+    let (mut owner, mut tail) = (None, from);
+    credit_runtime::kafka::read_to_end(
+        c,
+        changelog,
+        &[(p, Offset::Offset(from))],
+        Duration::from_secs(30),
+        |m| {
+            tail = m.offset() + 1;
+            if m.key() == Some(b"claim")
+                && let Some(c) = m
+                    .payload()
+                    .and_then(|v| serde_json::from_slice::<Claim>(v).ok())
+            {
+                owner = Some(c.owner);
             }
-        }
-    }
+        },
+    )?;
+    Ok((owner, tail))
 }
 
 /// Everything the loop holds.
@@ -212,6 +286,11 @@ struct Engine {
     writer_schemas: HashMap<u32, apache_avro::Schema>,
     registry: RegistryClient,
     states: HashMap<i32, PartitionState>,
+    /// Partitions another instance claimed: not touched until a rebalance hands them over again.
+    fenced: HashSet<i32>,
+    owner: String,
+    grace: Duration,
+    reader: std::sync::Arc<Mutex<credit_runtime::kafka::Reader>>,
     inst: Instruments,
 }
 
@@ -219,13 +298,37 @@ impl Engine {
     async fn state(&mut self, p: i32) -> Result<&mut PartitionState, Error> {
         if !self.states.contains_key(&p) {
             let started = Instant::now();
+            // Claim first, then give a previous owner that has not yet noticed the
+            // rebalance time to finish or abandon its batch, then read.
+            let claim = serde_json::to_vec(&Claim {
+                owner: self.owner.clone(),
+            })
+            .expect("claims serialise");
+            self.changelog_write(p, "claim", &claim)?
+                .await
+                .map_err(|_| KafkaError::Canceled)?
+                .map_err(|(e, _)| e)?;
+            tokio::time::sleep(self.grace).await;
             let (k, cl) = (self.kafka.clone(), self.changelog.clone());
             let st = tokio::task::spawn_blocking(move || replay_changelog(&k, &cl, p))
                 .await
                 .map_err(|e| Error::Recovery(p, e.to_string()))?
                 .map_err(|e| Error::Recovery(p, e))?;
-            tracing::info!(partition = p, entries = st.entries.len(), already_sent = st.already_sent.len(), ms = started.elapsed().as_millis() as u64, "partition recovered");
-            self.inst.recovery.record(started.elapsed().as_secs_f64(), &[]);
+            tracing::info!(
+                pid = std::process::id(),
+                partition = p,
+                entries = st.entries.len(),
+                already_sent = st.already_sent.len(),
+                ms = started.elapsed().as_millis() as u64,
+                "partition recovered"
+            );
+            self.inst
+                .recovery
+                .record(started.elapsed().as_secs_f64(), &[]);
+            if st.claimed_by.as_deref() != Some(self.owner.as_str()) {
+                tracing::warn!(partition = p, by = ?st.claimed_by, "partition claimed by another instance during takeover; leaving it");
+                self.fenced.insert(p);
+            }
             self.states.insert(p, st);
         }
         Ok(self.states.get_mut(&p).expect("inserted above"))
@@ -234,7 +337,8 @@ impl Engine {
     async fn writer_schema(&mut self, id: u32) -> Result<&apache_avro::Schema, Error> {
         if !self.writer_schemas.contains_key(&id) {
             let text = self.registry.schema_by_id(id).await?;
-            let s = apache_avro::Schema::parse_str(&text).map_err(|e| Error::Config(format!("schema {id}: {e}")))?;
+            let s = apache_avro::Schema::parse_str(&text)
+                .map_err(|e| Error::Config(format!("schema {id}: {e}")))?;
             self.writer_schemas.insert(id, s);
         }
         Ok(&self.writer_schemas[&id])
@@ -265,7 +369,9 @@ impl Engine {
                 }
                 Err(e) => {
                     tracing::error!(partition = p, offset, error = %e, "undecodable record on the records topic; skipped");
-                    self.inst.rejected.add(1, &[KeyValue::new("input", "record")]);
+                    self.inst
+                        .rejected
+                        .add(1, &[KeyValue::new("input", "record")]);
                     Vec::new()
                 }
             }
@@ -274,12 +380,20 @@ impl Engine {
             match m.payload().map(serde_json::from_slice::<Command>) {
                 Some(Ok(c)) => st.plan_command(&c).unwrap_or_else(|e| {
                     tracing::warn!(partition = p, offset, error = %e, "command refused");
-                    self.inst.rejected.add(1, &[KeyValue::new("input", "command")]);
+                    self.inst
+                        .rejected
+                        .add(1, &[KeyValue::new("input", "command")]);
                     Vec::new()
                 }),
                 _ => {
-                    tracing::warn!(partition = p, offset, "unreadable command; expected {{\"record_id\", \"reason\"}}");
-                    self.inst.rejected.add(1, &[KeyValue::new("input", "command")]);
+                    tracing::warn!(
+                        partition = p,
+                        offset,
+                        "unreadable command; expected {{\"record_id\", \"reason\"}}"
+                    );
+                    self.inst
+                        .rejected
+                        .add(1, &[KeyValue::new("input", "command")]);
                     Vec::new()
                 }
             }
@@ -290,26 +404,91 @@ impl Engine {
     }
 
     /// Writes one changelog record to partition `p` and returns its delivery.
-    fn changelog_write(&self, p: i32, key: &str, value: &[u8]) -> Result<rdkafka::producer::DeliveryFuture, Error> {
+    fn changelog_write(
+        &self,
+        p: i32,
+        key: &str,
+        value: &[u8],
+    ) -> Result<rdkafka::producer::DeliveryFuture, Error> {
         self.producer
-            .send_result(FutureRecord::to(&self.changelog).partition(p).key(key).payload(value))
+            .send_result(
+                FutureRecord::to(&self.changelog)
+                    .partition(p)
+                    .key(key)
+                    .payload(value),
+            )
             .map_err(|(e, _)| Error::Kafka(e))
     }
 
     fn notice_target(&self, n: &Planned) -> (String, i32) {
         let topic = self.kafka.naming().notices(n.department);
-        let parts = self.notice_partitions.get(&topic).copied().unwrap_or(self.kafka.partitions);
+        let parts = self
+            .notice_partitions
+            .get(&topic)
+            .copied()
+            .unwrap_or(self.kafka.partitions);
         let q = partition_for(&n.notice_id, parts);
         (topic, q)
     }
 
     /// Sends a batch's notices exactly once and checkpoints every touched partition.
-    async fn commit_batch(&mut self, planned: Vec<(i32, Planned)>, touched: HashSet<i32>) -> Result<(), Error> {
+    /// Drops every partition another instance has claimed since we last looked,
+    /// with the notices this batch planned for it: that instance replays them.
+    async fn fence(&mut self, touched: &HashSet<i32>) -> Result<(), Error> {
+        for p in touched {
+            let Some(st) = self.states.get(p) else {
+                continue;
+            };
+            let (reader, cl, from, p) = (self.reader.clone(), self.changelog.clone(), st.tail, *p);
+            let (claim, tail) = tokio::task::spawn_blocking(move || {
+                let r = reader.lock().unwrap_or_else(|e| e.into_inner());
+                claims_since(&r, &cl, p, from)
+            })
+            .await
+            .map_err(|e| Error::Recovery(p, e.to_string()))?
+            .map_err(|e| Error::Recovery(p, e))?;
+            match claim {
+                Some(other) if other != self.owner => {
+                    tracing::warn!(partition = p, by = %other, "partition claimed by another instance; dropping it");
+                    self.states.remove(&p);
+                    self.fenced.insert(p);
+                }
+                _ => {
+                    if let Some(st) = self.states.get_mut(&p) {
+                        st.tail = tail;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn commit_batch(
+        &mut self,
+        planned: Vec<(i32, Planned)>,
+        touched: HashSet<i32>,
+    ) -> Result<(), Error> {
+        self.fence(&touched).await?;
+        for p in &self.fenced {
+            self.states.remove(p);
+        }
+        let touched: HashSet<i32> = touched
+            .into_iter()
+            .filter(|p| !self.fenced.contains(p))
+            .collect();
+        let planned: Vec<(i32, Planned)> = planned
+            .into_iter()
+            .filter(|(p, _)| touched.contains(p))
+            .collect();
         // 1. Output partitions new to an input partition get a floor, persisted first.
         let mut new_floors: BTreeMap<i32, Vec<(String, i32)>> = BTreeMap::new();
         for (p, n) in &planned {
             let (topic, q) = self.notice_target(n);
-            if !self.states[p].checkpoint.floors.contains_key(&floor_key(&topic, q)) {
+            if !self.states[p]
+                .checkpoint
+                .floors
+                .contains_key(&floor_key(&topic, q))
+            {
                 let v = new_floors.entry(*p).or_default();
                 if !v.contains(&(topic.clone(), q)) {
                     v.push((topic, q));
@@ -318,29 +497,45 @@ impl Engine {
         }
         if !new_floors.is_empty() {
             let k = self.kafka.clone();
-            let wanted: Vec<(String, i32)> = new_floors.values().flatten().cloned().collect::<HashSet<_>>().into_iter().collect();
-            let highs = tokio::task::spawn_blocking(move || -> Result<HashMap<(String, i32), i64>, KafkaError> {
-                let c: BaseConsumer = credit_runtime::kafka::base(&k, "credit-engine-floors").create()?;
-                let mut out = HashMap::new();
-                for (t, q) in wanted {
-                    let (_, high) = c.fetch_watermarks(&t, q, Duration::from_secs(15))?;
-                    out.insert((t, q), high);
-                }
-                Ok(out)
-            })
+            let wanted: Vec<(String, i32)> = new_floors
+                .values()
+                .flatten()
+                .cloned()
+                .collect::<HashSet<_>>()
+                .into_iter()
+                .collect();
+            let highs = tokio::task::spawn_blocking(
+                move || -> Result<HashMap<(String, i32), i64>, KafkaError> {
+                    let c: BaseConsumer =
+                        credit_runtime::kafka::base(&k, "credit-engine-floors").create()?;
+                    let mut out = HashMap::new();
+                    for (t, q) in wanted {
+                        let (_, high) = c.fetch_watermarks(&t, q, Duration::from_secs(15))?;
+                        out.insert((t, q), high);
+                    }
+                    Ok(out)
+                },
+            )
             .await
             .map_err(|e| Error::Config(e.to_string()))??;
             let mut acks = Vec::new();
             for (p, parts) in &new_floors {
-                let st = self.states.get_mut(p).expect("touched partitions are recovered");
+                let st = self
+                    .states
+                    .get_mut(p)
+                    .expect("touched partitions are recovered");
                 for (t, q) in parts {
-                    st.checkpoint.floors.insert(floor_key(t, *q), highs[&(t.clone(), *q)]);
+                    st.checkpoint
+                        .floors
+                        .insert(floor_key(t, *q), highs[&(t.clone(), *q)]);
                 }
                 let cp = serde_json::to_vec(&st.checkpoint).expect("checkpoints serialise");
                 acks.push(self.changelog_write(*p, "checkpoint", &cp)?);
             }
             for a in acks {
-                a.await.map_err(|_| KafkaError::Canceled)?.map_err(|(e, _)| e)?;
+                a.await
+                    .map_err(|_| KafkaError::Canceled)?
+                    .map_err(|(e, _)| e)?;
             }
         }
 
@@ -380,13 +575,23 @@ impl Engine {
             encode::notice_framed(&mut buf, self.notice_schema_ids[n.department], &notice);
             let (topic, q) = self.notice_target(n);
             let ps = p.to_string();
-            let headers = OwnedHeaders::new().insert(Header { key: ENGINE_PARTITION_HEADER, value: Some(ps.as_str()) });
-            let rec = FutureRecord::to(&topic).partition(q).key(&n.notice_id).payload(&buf[..]).headers(headers);
+            let headers = OwnedHeaders::new().insert(Header {
+                key: ENGINE_PARTITION_HEADER,
+                value: Some(ps.as_str()),
+            });
+            let rec = FutureRecord::to(&topic)
+                .partition(q)
+                .key(&n.notice_id)
+                .payload(&buf[..])
+                .headers(headers);
             let mut rec = rec;
             let delivery = loop {
                 match self.producer.send_result(rec) {
                     Ok(d) => break d,
-                    Err((KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), r)) => {
+                    Err((
+                        KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
+                        r,
+                    )) => {
                         rec = r;
                         tokio::time::sleep(Duration::from_millis(1)).await;
                     }
@@ -397,12 +602,21 @@ impl Engine {
         }
         let mut highest: HashMap<(i32, String, i32), i64> = HashMap::new();
         for (p, dept, kind, d) in acks {
-            let delivered = d.await.map_err(|_| KafkaError::Canceled)?.map_err(|(e, _)| e)?;
+            let delivered = d
+                .await
+                .map_err(|_| KafkaError::Canceled)?
+                .map_err(|(e, _)| e)?;
             let (q, o) = (delivered.partition, delivered.offset);
             let topic = self.kafka.naming().notices(dept);
             let h = highest.entry((p, topic, q)).or_insert(0);
             *h = (*h).max(o + 1);
-            self.inst.notices.add(1, &[KeyValue::new("department", dept), KeyValue::new("kind", kind.as_str())]);
+            self.inst.notices.add(
+                1,
+                &[
+                    KeyValue::new("department", dept),
+                    KeyValue::new("kind", kind.as_str()),
+                ],
+            );
         }
 
         // 3. Changed entries and the checkpoint, per touched input partition.
@@ -425,39 +639,73 @@ impl Engine {
                 let v = serde_json::to_vec(&st.entries[&id]).expect("entries serialise");
                 writes.push((format!("entry/{id}"), v));
             }
-            writes.push(("checkpoint".to_string(), serde_json::to_vec(&st.checkpoint).expect("checkpoints serialise")));
+            writes.push((
+                "checkpoint".to_string(),
+                serde_json::to_vec(&st.checkpoint).expect("checkpoints serialise"),
+            ));
             for (k, v) in writes {
                 acks.push(self.changelog_write(p, &k, &v)?);
             }
         }
         for a in acks {
-            a.await.map_err(|_| KafkaError::Canceled)?.map_err(|(e, _)| e)?;
+            a.await
+                .map_err(|_| KafkaError::Canceled)?
+                .map_err(|(e, _)| e)?;
         }
         Ok(())
     }
 }
 
 /// Runs an engine instance until `shutdown`.
-pub async fn run(config: Config, tel: Telemetry, ready: Readiness, shutdown: Shutdown) -> Result<(), Error> {
+pub async fn run(
+    config: Config,
+    tel: Telemetry,
+    ready: Readiness,
+    shutdown: Shutdown,
+) -> Result<(), Error> {
     let kafka = config.common.kafka.clone();
     let naming = kafka.naming();
-    let catalogue = config.engine.catalogue().map_err(|e| Error::Config(e.to_string()))?;
+    let catalogue = config
+        .engine
+        .catalogue()
+        .map_err(|e| Error::Config(e.to_string()))?;
     let registry = RegistryClient::new(&config.common.registry.url)?;
     let mut notice_schema_ids = HashMap::new();
     for d in credit_core::DEPARTMENTS {
         let subject = credit_core::topics::value_subject(&naming.notices(d.id));
-        notice_schema_ids.insert(d.id, registry.register_with_retry(&subject, credit_schemas::NOTICE_AVSC, 60).await?);
+        notice_schema_ids.insert(
+            d.id,
+            registry
+                .register_with_retry(&subject, credit_schemas::NOTICE_AVSC, 60)
+                .await?,
+        );
     }
     let ctx = EngineContext::default();
-    let consumer: StreamConsumer<EngineContext> = credit_runtime::kafka::consumer(&kafka, "credit-engine", &naming.engine_group())
-        // Range assignment gives one instance partition p of both input topics.
-        .set("partition.assignment.strategy", "range")
-        .create_with_context(ctx)?;
-    let (records, commands, changelog) = (naming.records(), naming.engine_commands(), naming.engine_state());
+    let mut cc = credit_runtime::kafka::consumer(&kafka, "credit-engine", &naming.engine_group());
+    // Range assignment gives one instance partition p of both input topics.
+    cc.set("partition.assignment.strategy", "range");
+    if !config.engine.instance_id.is_empty() {
+        cc.set("group.instance.id", &config.engine.instance_id);
+    }
+    let consumer: StreamConsumer<EngineContext> = cc.create_with_context(ctx)?;
+    let (records, commands, changelog) = (
+        naming.records(),
+        naming.engine_commands(),
+        naming.engine_state(),
+    );
     consumer.subscribe(&[&records, &commands])?;
     let meta = consumer.fetch_metadata(None, Duration::from_secs(15))?;
-    let partitions = |t: &str| meta.topics().iter().find(|x| x.name() == t).map_or(0, |x| x.partitions().len() as i32);
-    let (np_records, np_commands, np_changelog) = (partitions(&records), partitions(&commands), partitions(&changelog));
+    let partitions = |t: &str| {
+        meta.topics()
+            .iter()
+            .find(|x| x.name() == t)
+            .map_or(0, |x| x.partitions().len() as i32)
+    };
+    let (np_records, np_commands, np_changelog) = (
+        partitions(&records),
+        partitions(&commands),
+        partitions(&changelog),
+    );
     if np_records == 0 || np_records != np_commands || np_changelog < np_records {
         return Err(Error::Config(format!(
             "{records} ({np_records} partitions), {commands} ({np_commands}) and {changelog} ({np_changelog}) must exist, the first two with equal partition counts and the changelog with at least as many"
@@ -473,12 +721,26 @@ pub async fn run(config: Config, tel: Telemetry, ready: Readiness, shutdown: Shu
         .collect();
     let m = tel.meter();
     let inst = Instruments {
-        notices: m.u64_counter("credit_bus_notices_sent").with_description("Notices acknowledged, by department and kind").build(),
-        suppressed: m.u64_counter("credit_bus_notices_suppressed").with_description("Notices not resent because recovery found them already sent").build(),
-        rejected: m.u64_counter("credit_bus_engine_inputs_rejected").with_description("Records and commands the engine could not use").build(),
-        recovery: m.f64_histogram("credit_bus_engine_recovery_duration").with_unit("s").with_description("Time to rebuild a partition's state").build(),
+        notices: m
+            .u64_counter("credit_bus_notices_sent")
+            .with_description("Notices acknowledged, by department and kind")
+            .build(),
+        suppressed: m
+            .u64_counter("credit_bus_notices_suppressed")
+            .with_description("Notices not resent because recovery found them already sent")
+            .build(),
+        rejected: m
+            .u64_counter("credit_bus_engine_inputs_rejected")
+            .with_description("Records and commands the engine could not use")
+            .build(),
+        recovery: m
+            .f64_histogram("credit_bus_engine_recovery_duration")
+            .with_unit("s")
+            .with_description("Time to rebuild a partition's state")
+            .build(),
     };
-    let producer: FutureProducer = credit_runtime::kafka::producer(&kafka, "credit-engine").create()?;
+    let producer: FutureProducer =
+        credit_runtime::kafka::producer(&kafka, "credit-engine").create()?;
     let mut engine = Engine {
         kafka: kafka.clone(),
         records,
@@ -490,9 +752,27 @@ pub async fn run(config: Config, tel: Telemetry, ready: Readiness, shutdown: Shu
         writer_schemas: HashMap::new(),
         registry,
         states: HashMap::new(),
+        fenced: HashSet::new(),
+        owner: format!(
+            "{}-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos()),
+            rand_suffix()
+        ),
+        grace: Duration::from_millis(config.engine.takeover_grace_ms),
+        reader: std::sync::Arc::new(Mutex::new(credit_runtime::kafka::reader(
+            &kafka,
+            "credit-engine-fence",
+        )?)),
         inst,
     };
-    tracing::info!(catalogue_version = engine.catalogue.version, measures = engine.catalogue.measures.len(), "engine running");
+    tracing::info!(
+        catalogue_version = engine.catalogue.version,
+        measures = engine.catalogue.measures.len(),
+        "engine running"
+    );
     ready.set_ready();
 
     let batch_size = config.engine.batch_size;
@@ -510,20 +790,58 @@ pub async fn run(config: Config, tel: Telemetry, ready: Readiness, shutdown: Shu
                 Err(e) => tracing::warn!(error = %e, "consumer error"),
             }
             if batch.len() < batch_size {
-                next = consumer.recv().now_or_never().map(|r| r.map(|m| m.detach()));
+                next = consumer
+                    .recv()
+                    .now_or_never()
+                    .map(|r| r.map(|m| m.detach()));
             }
         }
         // Partitions revoked while reading: forget them (their new owner replays
         // from the changelog) and drop what was read from them.
-        let revoked: HashSet<i32> = std::mem::take(&mut *consumer.context().revoked.lock().unwrap_or_else(|e| e.into_inner()));
-        for p in &revoked {
+        let revoked: HashSet<i32> = std::mem::take(
+            &mut *consumer
+                .context()
+                .revoked
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        );
+        let newly: HashSet<i32> = std::mem::take(
+            &mut *consumer
+                .context()
+                .assigned
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        );
+        // A rebalance starts over: revoked state is dropped, and a partition handed
+        // to us (again) is claimed afresh, fenced or not before.
+        for p in revoked.iter().chain(&newly) {
             engine.states.remove(p);
+            engine.fenced.remove(p);
         }
-        let assigned: HashSet<i32> = consumer.assignment()?.elements().iter().filter(|e| e.topic() == engine.records).map(|e| e.partition()).collect();
-        batch.retain(|m| assigned.contains(&m.partition()));
+        let assigned: HashSet<i32> = consumer
+            .assignment()?
+            .elements()
+            .iter()
+            .filter(|e| e.topic() == engine.records)
+            .map(|e| e.partition())
+            .collect();
+        batch.retain(|m| {
+            assigned.contains(&m.partition()) && !engine.fenced.contains(&m.partition())
+        });
 
         let mut planned = Vec::new();
         let mut touched = HashSet::new();
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            let mut span: BTreeMap<(String, i32), (i64, i64)> = BTreeMap::new();
+            for m in &batch {
+                let e = span
+                    .entry((m.topic().to_string(), m.partition()))
+                    .or_insert((i64::MAX, -1));
+                e.0 = e.0.min(m.offset());
+                e.1 = e.1.max(m.offset());
+            }
+            tracing::debug!(pid = std::process::id(), batch = ?span, revoked = ?revoked, "batch read");
+        }
         for m in &batch {
             touched.insert(m.partition());
             for n in engine.plan(m).await? {
@@ -533,10 +851,18 @@ pub async fn run(config: Config, tel: Telemetry, ready: Readiness, shutdown: Shu
         engine.commit_batch(planned, touched.clone()).await?;
         let mut tpl = TopicPartitionList::new();
         for p in touched {
-            for (topic, next) in &engine.states[&p].checkpoint.next {
+            let Some(st) = engine
+                .states
+                .get(&p)
+                .filter(|_| !engine.fenced.contains(&p))
+            else {
+                continue;
+            };
+            for (topic, next) in &st.checkpoint.next {
                 tpl.add_partition_offset(topic, p, Offset::Offset(*next))?;
             }
         }
+        tracing::debug!(pid = std::process::id(), stored = ?tpl.elements().iter().map(|e| (e.partition(), e.offset().to_raw())).collect::<Vec<_>>(), "offsets stored");
         if tpl.count() > 0
             && let Err(e) = consumer.store_offsets(&tpl)
         {
@@ -559,7 +885,9 @@ mod tests {
             assert!((0..4).contains(&p));
             assert_eq!(p, partition_for(id, 4));
         }
-        let spread: HashSet<i32> = (0..100).map(|i| partition_for(&format!("r:{i}/m/d/punishment/1"), 4)).collect();
+        let spread: HashSet<i32> = (0..100)
+            .map(|i| partition_for(&format!("r:{i}/m/d/punishment/1"), 4))
+            .collect();
         assert_eq!(spread.len(), 4);
     }
 }

@@ -137,7 +137,9 @@ pub struct Planned {
 /// Why a command was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CommandError {
-    #[error("no active or ended entry {0} on this partition: the record was never a list entry here")]
+    #[error(
+        "no active or ended entry {0} on this partition: the record was never a list entry here"
+    )]
     UnknownEntry(String),
 }
 
@@ -175,6 +177,18 @@ pub struct PartitionState {
     pub already_sent: HashSet<String>,
     /// Entries changed since the last checkpoint.
     pub dirty: HashSet<String>,
+    /// Changelog offset up to which this owner has checked for other claims.
+    pub tail: i64,
+    /// The owner of the latest claim seen on the changelog partition.
+    pub claimed_by: Option<String>,
+}
+
+/// An ownership claim on a changelog partition (value under `claim`): the
+/// engine's own fencing, because a group coordinator may briefly hand one
+/// partition to two members (tansu 0.6 was seen doing so for seconds).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claim {
+    pub owner: String,
 }
 
 fn dept_id(id: &str) -> &'static str {
@@ -191,11 +205,17 @@ impl PartitionState {
     /// Notices for a record: a new list entry gets one per duty; anything else
     /// (a duplicate delivery, a record that is no list entry) gets none.
     pub fn plan_record(&mut self, catalogue: &Catalogue, r: &Input) -> Vec<Planned> {
-        let Some(list_type) = r.list_type.filter(|_| r.is_list_entry) else { return Vec::new() };
+        let Some(list_type) = r.list_type.filter(|_| r.is_list_entry) else {
+            return Vec::new();
+        };
         if self.entries.contains_key(&r.record_id) {
             return Vec::new();
         }
-        let entry = Entry { record_id: r.record_id.clone(), list_type, subject_type: r.subject_type };
+        let entry = Entry {
+            record_id: r.record_id.clone(),
+            list_type,
+            subject_type: r.subject_type,
+        };
         let mut planned = Vec::new();
         let mut duties = Vec::new();
         for (t, kind) in rules::targets(catalogue, &entry) {
@@ -208,7 +228,13 @@ impl PartitionState {
                 generation: 1,
                 reason: None,
             });
-            duties.push(Duty { measure_id: t.measure_id, department: t.department.to_string(), applied_as: kind.into(), generation: 1, active: true });
+            duties.push(Duty {
+                measure_id: t.measure_id,
+                department: t.department.to_string(),
+                applied_as: kind.into(),
+                generation: 1,
+                active: true,
+            });
         }
         self.entries.insert(
             r.record_id.clone(),
@@ -235,15 +261,26 @@ impl PartitionState {
     /// Notices for a command: ending an entry lifts (or withdraws) each active
     /// duty exactly once; ending it again changes nothing.
     pub fn plan_command(&mut self, c: &Command) -> Result<Vec<Planned>, CommandError> {
-        let e = self.entries.get_mut(&c.record_id).ok_or_else(|| CommandError::UnknownEntry(c.record_id.clone()))?;
+        let e = self
+            .entries
+            .get_mut(&c.record_id)
+            .ok_or_else(|| CommandError::UnknownEntry(c.record_id.clone()))?;
         if e.ended.is_some() {
             return Ok(Vec::new());
         }
-        let kind = if c.reason == EndReason::Withdrawn { NoticeKind::Withdrawal } else { NoticeKind::Lift };
+        let kind = if c.reason == EndReason::Withdrawn {
+            NoticeKind::Withdrawal
+        } else {
+            NoticeKind::Lift
+        };
         let mut planned = Vec::new();
         for d in e.duties.iter_mut().filter(|d| d.active) {
             d.active = false;
-            let t = Target { record_id: e.record_id.clone(), measure_id: d.measure_id.clone(), department: dept_id(&d.department) };
+            let t = Target {
+                record_id: e.record_id.clone(),
+                measure_id: d.measure_id.clone(),
+                department: dept_id(&d.department),
+            };
             planned.push(Planned {
                 notice_id: rules::notice_id(&t, kind, d.generation),
                 kind,
@@ -284,20 +321,59 @@ mod tests {
     fn an_entry_fans_out_once_and_ends_once() {
         let c = Catalogue::parse(credit_measures::V1).unwrap();
         let mut s = PartitionState::default();
-        let r = input("courts:0:1", Some(ListType::JudgementDefaulter), SubjectType::LegalPerson);
+        let r = input(
+            "courts:0:1",
+            Some(ListType::JudgementDefaulter),
+            SubjectType::LegalPerson,
+        );
         let first = s.plan_record(&c, &r);
-        let want: Vec<String> = rules::targets(&c, &Entry { record_id: r.record_id.clone(), list_type: ListType::JudgementDefaulter, subject_type: SubjectType::LegalPerson })
-            .iter()
-            .map(|(t, k)| rules::notice_id(t, *k, 1))
-            .collect();
-        assert_eq!(first.iter().map(|p| p.notice_id.clone()).collect::<Vec<_>>(), want);
-        assert!(s.plan_record(&c, &r).is_empty(), "a replayed record sends nothing");
-        let lifts = s.plan_command(&Command { record_id: r.record_id.clone(), reason: EndReason::Repaired }).unwrap();
-        assert_eq!(lifts.len(), first.len());
-        assert!(lifts.iter().all(|p| p.kind == NoticeKind::Lift && p.notice_id.ends_with("/lift/1")));
-        assert!(s.plan_command(&Command { record_id: r.record_id.clone(), reason: EndReason::Repaired }).unwrap().is_empty());
+        let want: Vec<String> = rules::targets(
+            &c,
+            &Entry {
+                record_id: r.record_id.clone(),
+                list_type: ListType::JudgementDefaulter,
+                subject_type: SubjectType::LegalPerson,
+            },
+        )
+        .iter()
+        .map(|(t, k)| rules::notice_id(t, *k, 1))
+        .collect();
         assert_eq!(
-            s.plan_command(&Command { record_id: "nope".into(), reason: EndReason::Expired }),
+            first
+                .iter()
+                .map(|p| p.notice_id.clone())
+                .collect::<Vec<_>>(),
+            want
+        );
+        assert!(
+            s.plan_record(&c, &r).is_empty(),
+            "a replayed record sends nothing"
+        );
+        let lifts = s
+            .plan_command(&Command {
+                record_id: r.record_id.clone(),
+                reason: EndReason::Repaired,
+            })
+            .unwrap();
+        assert_eq!(lifts.len(), first.len());
+        assert!(
+            lifts
+                .iter()
+                .all(|p| p.kind == NoticeKind::Lift && p.notice_id.ends_with("/lift/1"))
+        );
+        assert!(
+            s.plan_command(&Command {
+                record_id: r.record_id.clone(),
+                reason: EndReason::Repaired
+            })
+            .unwrap()
+            .is_empty()
+        );
+        assert_eq!(
+            s.plan_command(&Command {
+                record_id: "nope".into(),
+                reason: EndReason::Expired
+            }),
             Err(CommandError::UnknownEntry("nope".into()))
         );
     }
@@ -306,17 +382,35 @@ mod tests {
     fn withdrawal_and_non_entries() {
         let c = Catalogue::parse(credit_measures::V1).unwrap();
         let mut s = PartitionState::default();
-        assert!(s.plan_record(&c, &input("market:0:1", None, SubjectType::LegalPerson)).is_empty());
-        let n = s.plan_record(&c, &input("tax:0:2", Some(ListType::TaxGradeA), SubjectType::LegalPerson));
+        assert!(
+            s.plan_record(&c, &input("market:0:1", None, SubjectType::LegalPerson))
+                .is_empty()
+        );
+        let n = s.plan_record(
+            &c,
+            &input(
+                "tax:0:2",
+                Some(ListType::TaxGradeA),
+                SubjectType::LegalPerson,
+            ),
+        );
         assert!(!n.is_empty() && n.iter().all(|p| p.kind == NoticeKind::Reward));
-        let w = s.plan_command(&Command { record_id: "tax:0:2".into(), reason: EndReason::Withdrawn }).unwrap();
+        let w = s
+            .plan_command(&Command {
+                record_id: "tax:0:2".into(),
+                reason: EndReason::Withdrawn,
+            })
+            .unwrap();
         assert!(w.iter().all(|p| p.kind == NoticeKind::Withdrawal));
     }
 
     #[test]
     fn commands_parse_from_json() {
-        let c: Command = serde_json::from_str(r#"{"record_id":"courts:0:1","reason":"repaired"}"#).unwrap();
+        let c: Command =
+            serde_json::from_str(r#"{"record_id":"courts:0:1","reason":"repaired"}"#).unwrap();
         assert_eq!(c.reason, EndReason::Repaired);
-        assert!(serde_json::from_str::<Command>(r#"{"record_id":"x","reason":"forgiven"}"#).is_err());
+        assert!(
+            serde_json::from_str::<Command>(r#"{"record_id":"x","reason":"forgiven"}"#).is_err()
+        );
     }
 }

@@ -4,11 +4,10 @@
 use std::time::Duration;
 
 use credit_runtime::config::KafkaConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::Offset;
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
-use rdkafka::{Offset, TopicPartitionList};
 
 use crate::state::{Change, Compatibility, State};
 
@@ -61,37 +60,15 @@ fn replay_blocking(
     default: Compatibility,
 ) -> anyhow::Result<State> {
     let mut state = State::new(default);
-    let consumer: BaseConsumer = credit_runtime::kafka::base(kafka, "credit-registry-replay")
-        .set("enable.auto.commit", "false")
-        .set("group.id", "credit-registry-replay")
-        .set("fetch.wait.max.ms", kafka.fetch_wait_max_ms.to_string())
-        .create()?;
-    let (_, high) = consumer.fetch_watermarks(topic, 0, Duration::from_secs(15))?;
-    if high <= 0 {
-        return Ok(state);
-    }
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, 0, Offset::Beginning)?;
-    consumer.assign(&tpl)?;
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        if std::time::Instant::now() > deadline {
-            anyhow::bail!("replaying {topic} did not reach offset {high} within 60 s");
-        }
-        let Some(m) = consumer.poll(Duration::from_millis(200)) else {
-            continue;
-        };
-        let m = m?;
+    let consumer = credit_runtime::kafka::reader(kafka, "credit-registry-replay")?;
+    credit_runtime::kafka::read_to_end(&consumer, topic, &[(0, Offset::Beginning)], Duration::from_secs(60), |m| {
         if let Some(v) = m.payload() {
             match serde_json::from_slice::<Change>(v) {
                 Ok(c) => state.apply(c),
-                Err(e) => {
-                    tracing::warn!(offset = m.offset(), error = %e, "skipping unreadable registry record")
-                }
+                Err(e) => tracing::warn!(offset = m.offset(), error = %e, "skipping unreadable registry record"),
             }
         }
-        if m.offset() + 1 >= high {
-            return Ok(state);
-        }
-    }
+    })
+    .map_err(anyhow::Error::msg)?;
+    Ok(state)
 }

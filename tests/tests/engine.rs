@@ -1,0 +1,299 @@
+//! The engine against the real broker: two instances, random `kill -9`s while
+//! tens of thousands of records flow (with replayed duplicates), then end
+//! commands; afterwards every department topic holds exactly the expected
+//! notice ids, none missing and none twice.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use credit_bus_tests::*;
+use credit_core::catalogue::publishing_departments;
+use credit_core::notice::NoticeKind;
+use credit_core::record::{Context, InfoKind};
+use credit_core::topics::Naming;
+use credit_datagen::Generator;
+use credit_measures::Catalogue;
+use credit_measures::rules::{self, Entry};
+use rand::{Rng, SeedableRng};
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+
+fn bin(name: &str) -> std::path::PathBuf {
+    let dir = std::env::var("CREDIT_BUS_BIN_DIR")
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../target/debug").to_string());
+    let p = std::path::Path::new(&dir).join(name);
+    assert!(p.exists(), "{} not built: run scripts/test.sh", p.display());
+    p
+}
+
+fn spawn_engine(
+    brokers: &str,
+    prefix: &str,
+    registry: &str,
+    log: &std::path::Path,
+    instance: &str,
+) -> Proc {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    Command::new(bin("credit-engine"))
+        .env("CREDIT_BUS__KAFKA__BROKERS", brokers)
+        .env("CREDIT_BUS__KAFKA__TOPIC_PREFIX", prefix)
+        .env("CREDIT_BUS__REGISTRY__URL", registry)
+        .env("CREDIT_BUS__ENGINE__BATCH_SIZE", "500")
+        .env("CREDIT_BUS__ENGINE__INSTANCE_ID", instance)
+        .env(
+            "CREDIT_BUS__TELEMETRY__LOG_FILTER",
+            std::env::var("ENGINE_TEST_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .map(Proc)
+        .expect("spawning credit-engine")
+}
+
+/// Normalised records (framed Avro) with the notices each list entry must cause.
+struct Workload {
+    records: Vec<(String, Vec<u8>)>,
+    entries: Vec<Entry>,
+}
+
+fn workload(n: usize, schema_id: u32, seed: u64) -> Workload {
+    let mut g = Generator::new(seed, 0.0);
+    let depts: Vec<_> = publishing_departments().collect();
+    let mut records = Vec::with_capacity(n);
+    let mut entries = Vec::new();
+    for i in 0..n {
+        let d = depts[i % depts.len()];
+        let s = g.record(d.id);
+        let ctx = Context {
+            department: d.id,
+            source_topic: "credit.inbound",
+            partition: 0,
+            offset: i as i64,
+            timestamp_ms: None,
+            today: credit_runtime::today(),
+        };
+        let mut buf = Vec::new();
+        let entry =
+            credit_normaliser::adapters::normalise(d.inbound.unwrap(), &ctx, &s.value, |r| {
+                credit_schemas::encode::credit_record_framed(&mut buf, schema_id, r);
+                let is_entry = matches!(r.info_kind, InfoKind::DishonestyList | InfoKind::RedList);
+                r.list_type.filter(|_| is_entry).map(|l| Entry {
+                    record_id: r.record_id().to_string(),
+                    list_type: l,
+                    subject_type: r.subject.kind,
+                })
+            })
+            .expect("valid samples");
+        records.push((ctx.record_id().to_string(), buf));
+        entries.extend(entry);
+    }
+    Workload { records, entries }
+}
+
+async fn send_all(p: &FutureProducer, topic: &str, items: &[(String, Vec<u8>)]) {
+    let mut futs = Vec::with_capacity(items.len());
+    for (k, v) in items {
+        futs.push(
+            p.send_result(FutureRecord::to(topic).key(k).payload(v))
+                .map_err(|(e, _)| e)
+                .unwrap(),
+        );
+    }
+    for f in futs {
+        f.await.unwrap().map_err(|(e, _)| e).unwrap();
+    }
+}
+
+/// Reads every notice topic from the beginning; returns notice id → copies seen.
+fn read_notices(
+    naming: &Naming,
+    until: impl Fn(&BTreeMap<String, usize>) -> bool,
+    timeout: Duration,
+) -> BTreeMap<String, usize> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("group.id", unique("notice-reader"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "10")
+        .create()
+        .unwrap();
+    let topics: Vec<String> = credit_core::DEPARTMENTS
+        .iter()
+        .map(|d| naming.notices(d.id))
+        .collect();
+    let refs: Vec<&str> = topics.iter().map(String::as_str).collect();
+    c.subscribe(&refs).unwrap();
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    let deadline = Instant::now() + timeout;
+    let mut last = Instant::now();
+    while Instant::now() < deadline {
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(100)) {
+            *seen
+                .entry(String::from_utf8_lossy(m.key().unwrap()).into_owned())
+                .or_default() += 1;
+            last = Instant::now();
+        }
+        if last.elapsed() > Duration::from_secs(3) && until(&seen) {
+            break;
+        }
+    }
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_engines_with_kill_9s_send_every_notice_exactly_once() {
+    let prefix = unique("t-engine");
+    let naming = Naming::new(&prefix);
+    create_topics(&prefix).await;
+    let registry = Registry::start(&unique("t-engine-schemas")).await;
+    let client = credit_schemas::registry::RegistryClient::new(&registry.url).unwrap();
+    let schema_id = client
+        .register(
+            &credit_core::topics::value_subject(&naming.records()),
+            credit_schemas::CREDIT_RECORD_AVSC,
+        )
+        .await
+        .unwrap();
+    let catalogue = Catalogue::parse(credit_measures::V1).unwrap();
+    let w = workload(
+        std::env::var("ENGINE_TEST_RECORDS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(20_000),
+        schema_id,
+        3,
+    );
+    let producer: FutureProducer =
+        credit_runtime::kafka::producer(&kafka_config(&prefix), "engine-test")
+            .create()
+            .unwrap();
+
+    let log = std::env::temp_dir().join(format!("{}.log", unique("engine")));
+    let brokers = brokers();
+    let names = ["engine-a", "engine-b"];
+    let mut engines = names.map(|n| spawn_engine(&brokers, &prefix, &registry.url, &log, n));
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(9);
+    let mut kills = 0;
+
+    // Records in chunks, with 5 % replayed duplicates, killing an engine between chunks.
+    let chunks = w.records.chunks(2_000).count();
+    for (ci, chunk) in w.records.chunks(2_000).enumerate() {
+        let mut items = chunk.to_vec();
+        let dups: Vec<_> = chunk
+            .iter()
+            .filter(|_| rng.random_bool(0.05))
+            .cloned()
+            .collect();
+        items.extend(dups);
+        send_all(&producer, &naming.records(), &items).await;
+        // Kill after every chunk but the last, at a random moment mid-stream.
+        if ci + 1 < chunks {
+            tokio::time::sleep(Duration::from_millis(rng.random_range(200..1500))).await;
+            let i = rng.random_range(0..2);
+            engines[i].kill9();
+            kills += 1;
+            engines[i] = spawn_engine(&brokers, &prefix, &registry.url, &log, names[i]);
+        }
+    }
+
+    let mut expected: BTreeSet<String> = BTreeSet::new();
+    for e in &w.entries {
+        for (t, k) in rules::targets(&catalogue, e) {
+            expected.insert(rules::notice_id(&t, k, 1));
+        }
+    }
+    // Wait until every applying notice is out before ending entries: commands for
+    // records the engine has not seen yet are refused (and counted).
+    let seen = read_notices(
+        &naming,
+        |s| s.len() >= expected.len(),
+        Duration::from_secs(300),
+    );
+    let missing: Vec<_> = expected
+        .iter()
+        .filter(|id| !seen.contains_key(*id))
+        .take(5)
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "missing before commands: {missing:?} ({} of {})",
+        seen.len(),
+        expected.len()
+    );
+
+    // End some entries: repaired (lift) and withdrawn (withdrawal), with a kill in between.
+    let mut commands = Vec::new();
+    for (i, e) in w.entries.iter().enumerate().filter(|(i, _)| i % 10 == 0) {
+        let reason = if i % 30 == 0 { "withdrawn" } else { "repaired" };
+        let kind = if reason == "withdrawn" {
+            NoticeKind::Withdrawal
+        } else {
+            NoticeKind::Lift
+        };
+        for (t, _) in rules::targets(&catalogue, e) {
+            expected.insert(rules::notice_id(&t, kind, 1));
+        }
+        let body = serde_json::json!({"record_id": e.record_id, "reason": reason})
+            .to_string()
+            .into_bytes();
+        commands.push((e.record_id.clone(), body));
+    }
+    let half = commands.len() / 2;
+    send_all(&producer, &naming.engine_commands(), &commands[..half]).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    engines[0].kill9();
+    kills += 1;
+    engines[0] = spawn_engine(&brokers, &prefix, &registry.url, &log, names[0]);
+    // A repeated command changes nothing.
+    send_all(&producer, &naming.engine_commands(), &commands[..]).await;
+
+    let seen = read_notices(
+        &naming,
+        |s| s.len() >= expected.len(),
+        Duration::from_secs(300),
+    );
+    for e in &mut engines {
+        e.kill9();
+    }
+    let missing: Vec<_> = expected
+        .iter()
+        .filter(|id| !seen.contains_key(*id))
+        .take(5)
+        .collect();
+    let unexpected: Vec<_> = seen
+        .keys()
+        .filter(|id| !expected.contains(*id))
+        .take(5)
+        .collect();
+    let doubled: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).take(5).collect();
+    let logs = std::fs::read_to_string(&log).unwrap_or_default();
+    let recoveries = logs.matches("partition recovered").count();
+    eprintln!(
+        "{} records ({} list entries), {kills} kill -9s, {} recoveries, {} notices expected, {} distinct seen",
+        w.records.len(),
+        w.entries.len(),
+        recoveries,
+        expected.len(),
+        seen.len()
+    );
+    assert!(missing.is_empty(), "missing notices: {missing:?}");
+    assert!(unexpected.is_empty(), "unexpected notices: {unexpected:?}");
+    assert!(
+        doubled.is_empty(),
+        "notices sent more than once: {doubled:?}"
+    );
+    assert!(
+        kills >= 3 && recoveries > 2,
+        "the test must exercise recovery ({kills} kills, {recoveries} recoveries)"
+    );
+    registry.stop().await;
+}
