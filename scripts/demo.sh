@@ -40,6 +40,11 @@ for dept in courts gz-customs hp-customs tax market; do
   port=$((port + 1))
 done
 
+log "starting the joint-punishment engine (ops on 127.0.0.1:9110)"
+CREDIT_BUS__TELEMETRY__OPS_LISTEN="127.0.0.1:9110" CREDIT_BUS__ENGINE__INSTANCE_ID="engine-0" \
+  "$BIN/credit-engine" >"$CB_RUN/engine.log" 2>&1 & pids+=($!)
+watch_args+=(--service "engine=http://127.0.0.1:9110")
+
 log "publishing sample department data (200 records/s per department, 5% bad)"
 "$BIN/credit-datagen" --brokers "127.0.0.1:$PORT" --count 0 --rate 200 --bad-share 0.05 \
   >"$CB_RUN/datagen.log" 2>&1 & pids+=($!)

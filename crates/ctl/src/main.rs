@@ -31,6 +31,11 @@ enum Cmd {
         #[command(subcommand)]
         cmd: TopicsCmd,
     },
+    /// List entries: end one (repaired, expired, withdrawn after objection).
+    Entry {
+        #[command(subcommand)]
+        cmd: EntryCmd,
+    },
     /// Live view of the bus from the services' /metrics endpoints.
     Watch {
         /// `name=http://host:port` of a service's ops endpoint; repeat per service.
@@ -42,6 +47,22 @@ enum Cmd {
         /// Stop after this many refreshes (0 = until Ctrl-C).
         #[arg(long, default_value_t = 0)]
         iterations: u64,
+    },
+}
+
+#[derive(Subcommand)]
+enum EntryCmd {
+    /// Ends a list entry: every department that got a notice for it gets exactly
+    /// one lift (or, for `withdrawn`, withdrawal) notice.
+    End {
+        /// The normalised record's id, e.g. `courts:0:1234`.
+        #[arg(long)]
+        record_id: String,
+        /// `repaired`, `expired` or `withdrawn`.
+        #[arg(long)]
+        reason: String,
+        #[arg(long, env = "CREDIT_BUS_CONFIG")]
+        config: Option<std::path::PathBuf>,
     },
 }
 
@@ -80,6 +101,34 @@ async fn main() -> anyhow::Result<()> {
                 .await
                 .context("creating topics")?;
             eprintln!("{} topics present", all.len());
+        }
+        Cmd::Entry {
+            cmd:
+                EntryCmd::End {
+                    record_id,
+                    reason,
+                    config,
+                },
+        } => {
+            if !["repaired", "expired", "withdrawn"].contains(&reason.as_str()) {
+                anyhow::bail!("--reason must be repaired, expired or withdrawn");
+            }
+            let kafka = load_kafka(config.as_deref())?;
+            let producer: rdkafka::producer::FutureProducer =
+                credit_runtime::kafka::producer(&kafka, "credit-bus-cli").create()?;
+            let body = format!(r#"{{"record_id":{record_id:?},"reason":{reason:?}}}"#);
+            let topic = kafka.naming().engine_commands();
+            producer
+                .send(
+                    rdkafka::producer::FutureRecord::to(&topic)
+                        .key(&record_id)
+                        .payload(&body),
+                    Duration::from_secs(15),
+                )
+                .await
+                .map_err(|(e, _)| e)
+                .context("sending the command")?;
+            eprintln!("sent: end {record_id} ({reason}) to {topic}");
         }
         Cmd::Watch {
             services,
@@ -125,6 +174,7 @@ async fn watch(services: Vec<String>, interval_ms: u64, iterations: u64) -> anyh
     loop {
         let mut rows: BTreeMap<String, Row> = BTreeMap::new();
         let mut reasons: BTreeMap<(String, String), f64> = BTreeMap::new();
+        let mut notices: BTreeMap<(String, String), f64> = BTreeMap::new();
         let mut down = Vec::new();
         for (name, url) in &targets {
             let text = match http
@@ -141,16 +191,28 @@ async fn watch(services: Vec<String>, interval_ms: u64, iterations: u64) -> anyh
             };
             for s in prom::parse(&text) {
                 let dept = s.label(label::DEPARTMENT).unwrap_or("-").to_string();
+                if s.name == MetricName::NoticesSent.exported() {
+                    let kind = s.label(label::KIND).unwrap_or("-").to_string();
+                    *notices.entry((dept, kind)).or_default() += s.value;
+                    continue;
+                }
+                let counted = [
+                    MetricName::RecordsIn,
+                    MetricName::RecordsOut,
+                    MetricName::RecordsDeadLettered,
+                ];
+                if !counted.iter().any(|m| m.exported() == s.name) {
+                    continue;
+                }
                 let row = rows.entry(dept.clone()).or_default();
                 if s.name == MetricName::RecordsIn.exported() {
                     row.received += s.value;
                 } else if s.name == MetricName::RecordsOut.exported() {
                     row.accepted += s.value;
-                } else if s.name == MetricName::RecordsDeadLettered.exported() {
+                } else {
                     row.dead += s.value;
-                    *reasons
-                        .entry((dept, s.label(label::REASON).unwrap_or("-").to_string()))
-                        .or_default() += s.value;
+                    let reason = s.label(label::REASON).unwrap_or("-").to_string();
+                    *reasons.entry((dept, reason)).or_default() += s.value;
                 }
             }
         }
@@ -186,6 +248,12 @@ async fn watch(services: Vec<String>, interval_ms: u64, iterations: u64) -> anyh
         out.push_str("\ndead-letter reasons\n");
         for ((dept, reason), v) in &reasons {
             out.push_str(&format!("  {dept:<14}{reason:<28}{v:>10}\n"));
+        }
+        if !notices.is_empty() {
+            out.push_str("\nnotices sent by the engine (department, kind)\n");
+            for ((dept, kind), v) in &notices {
+                out.push_str(&format!("  {dept:<20}{kind:<14}{v:>10}\n"));
+            }
         }
         if !down.is_empty() {
             out.push_str(&format!("\nnot answering: {}\n", down.join(", ")));

@@ -26,15 +26,27 @@ pub enum MetricName {
     ProcessingDuration,
     /// Schemas registered by the registry service, by outcome.
     SchemasRegistered,
+    /// Notices acknowledged on department topics, by department and kind.
+    NoticesSent,
+    /// Notices not resent because recovery found them already sent.
+    NoticesSuppressed,
+    /// Records and commands the engine could not use, by input.
+    EngineInputsRejected,
+    /// Time to rebuild an engine partition's state.
+    EngineRecoveryDuration,
 }
 
 impl MetricName {
-    pub const ALL: [MetricName; 5] = [
+    pub const ALL: [MetricName; 9] = [
         MetricName::RecordsIn,
         MetricName::RecordsOut,
         MetricName::RecordsDeadLettered,
         MetricName::ProcessingDuration,
         MetricName::SchemasRegistered,
+        MetricName::NoticesSent,
+        MetricName::NoticesSuppressed,
+        MetricName::EngineInputsRejected,
+        MetricName::EngineRecoveryDuration,
     ];
 
     /// Instrument name given to the OpenTelemetry SDK.
@@ -45,6 +57,10 @@ impl MetricName {
             MetricName::RecordsDeadLettered => "credit_bus_records_dead_lettered",
             MetricName::ProcessingDuration => "credit_bus_processing_duration",
             MetricName::SchemasRegistered => "credit_bus_schemas_registered",
+            MetricName::NoticesSent => "credit_bus_notices_sent",
+            MetricName::NoticesSuppressed => "credit_bus_notices_suppressed",
+            MetricName::EngineInputsRejected => "credit_bus_engine_inputs_rejected",
+            MetricName::EngineRecoveryDuration => "credit_bus_engine_recovery_duration",
         }
     }
 
@@ -56,6 +72,10 @@ impl MetricName {
             MetricName::RecordsDeadLettered => "credit_bus_records_dead_lettered_total",
             MetricName::ProcessingDuration => "credit_bus_processing_duration_seconds",
             MetricName::SchemasRegistered => "credit_bus_schemas_registered_total",
+            MetricName::NoticesSent => "credit_bus_notices_sent_total",
+            MetricName::NoticesSuppressed => "credit_bus_notices_suppressed_total",
+            MetricName::EngineInputsRejected => "credit_bus_engine_inputs_rejected_total",
+            MetricName::EngineRecoveryDuration => "credit_bus_engine_recovery_duration_seconds",
         }
     }
 
@@ -85,6 +105,8 @@ pub mod label {
     pub const DEPARTMENT: &str = "department";
     pub const REASON: &str = "reason";
     pub const OUTCOME: &str = "outcome";
+    pub const KIND: &str = "kind";
+    pub const INPUT: &str = "input";
 }
 
 pub fn department(id: &'static str) -> KeyValue {

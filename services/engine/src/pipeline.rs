@@ -369,9 +369,13 @@ impl Engine {
                 }
                 Err(e) => {
                     tracing::error!(partition = p, offset, error = %e, "undecodable record on the records topic; skipped");
-                    self.inst
-                        .rejected
-                        .add(1, &[KeyValue::new("input", "record")]);
+                    self.inst.rejected.add(
+                        1,
+                        &[KeyValue::new(
+                            credit_runtime::metrics::label::INPUT,
+                            "record",
+                        )],
+                    );
                     Vec::new()
                 }
             }
@@ -380,9 +384,13 @@ impl Engine {
             match m.payload().map(serde_json::from_slice::<Command>) {
                 Some(Ok(c)) => st.plan_command(&c).unwrap_or_else(|e| {
                     tracing::warn!(partition = p, offset, error = %e, "command refused");
-                    self.inst
-                        .rejected
-                        .add(1, &[KeyValue::new("input", "command")]);
+                    self.inst.rejected.add(
+                        1,
+                        &[KeyValue::new(
+                            credit_runtime::metrics::label::INPUT,
+                            "command",
+                        )],
+                    );
                     Vec::new()
                 }),
                 _ => {
@@ -391,9 +399,13 @@ impl Engine {
                         offset,
                         "unreadable command; expected {{\"record_id\", \"reason\"}}"
                     );
-                    self.inst
-                        .rejected
-                        .add(1, &[KeyValue::new("input", "command")]);
+                    self.inst.rejected.add(
+                        1,
+                        &[KeyValue::new(
+                            credit_runtime::metrics::label::INPUT,
+                            "command",
+                        )],
+                    );
                     Vec::new()
                 }
             }
@@ -613,8 +625,8 @@ impl Engine {
             self.inst.notices.add(
                 1,
                 &[
-                    KeyValue::new("department", dept),
-                    KeyValue::new("kind", kind.as_str()),
+                    credit_runtime::metrics::department(dept),
+                    KeyValue::new(credit_runtime::metrics::label::KIND, kind.as_str()),
                 ],
             );
         }
