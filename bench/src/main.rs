@@ -46,6 +46,12 @@ enum Cmd {
     },
     /// Through a real broker, beside a raw rdkafka copy of the same records.
     E2e(e2e::E2eArgs),
+    /// In-process notice planning and Avro encoding, one core.
+    Notices {
+        /// List entries to fan out.
+        #[arg(long, default_value_t = 100_000)]
+        entries: usize,
+    },
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -54,6 +60,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 fn main() -> anyhow::Result<()> {
     match Args::parse().cmd {
+        Cmd::Notices { entries } => notices(entries),
         Cmd::E2e(a) => tokio::runtime::Runtime::new()?.block_on(e2e::run(a))?,
         Cmd::Normalise {
             samples,
@@ -127,4 +134,104 @@ fn normalise(samples: usize, passes: usize, only: Option<&str>, bad_share: f64) 
             rate / base
         );
     }
+}
+
+/// Plans every notice of `n` list entries under the shipped catalogue (ids,
+/// duties) and encodes each with Confluent framing, on one core; baseline:
+/// copying the same number of equally sized byte strings.
+fn notices(n: usize) {
+    use credit_core::notice::Notice;
+    use credit_core::record::{ListType, SubjectType};
+    use credit_measures::rules::{self, Entry};
+    let catalogue =
+        credit_measures::Catalogue::parse(credit_measures::V1).expect("shipped catalogue");
+    let lists = [
+        ListType::JudgementDefaulter,
+        ListType::MajorTaxViolation,
+        ListType::TaxGradeA,
+        ListType::CustomsDishonest,
+        ListType::SeriousViolation,
+    ];
+    let entries: Vec<Entry> = (0..n)
+        .map(|i| Entry {
+            record_id: format!("courts:{}:{i}", i % 4),
+            list_type: lists[i % lists.len()],
+            subject_type: if i % 3 == 0 {
+                SubjectType::NaturalPerson
+            } else {
+                SubjectType::LegalPerson
+            },
+        })
+        .collect();
+    let mut buf = Vec::with_capacity(1024);
+    let mut count = 0usize;
+    let mut bytes = 0usize;
+    let mut block_ns = Vec::with_capacity(n / 64 + 1);
+    let start = Instant::now();
+    for chunk in entries.chunks(64) {
+        let t = Instant::now();
+        let mut in_chunk = 0;
+        for e in chunk {
+            for (target, kind) in rules::targets(&catalogue, e) {
+                let id = rules::notice_id(&target, kind, 1);
+                let m = catalogue
+                    .measure(&target.measure_id)
+                    .expect("target from catalogue");
+                let notice = Notice {
+                    notice_id: &id,
+                    kind,
+                    department: target.department,
+                    measure_id: &m.id,
+                    measure_name: &m.name_zh,
+                    legal_basis: &m.legal_basis,
+                    catalogue_version: catalogue.version as i32,
+                    generation: 1,
+                    record_id: &e.record_id,
+                    list_type: e.list_type.symbol(),
+                    subject_type: e.subject_type.symbol(),
+                    subject_key: "91440101MA59UU8U0F",
+                    subject_name: "广州市恒信建材有限公司",
+                    identifying_department: "courts",
+                    decision_number: "(2020)粤0106执123号",
+                    reason: None,
+                    source_topic: "credit.records",
+                    source_partition: 1,
+                    source_offset: 42,
+                };
+                buf.clear();
+                credit_schemas::encode::notice_framed(&mut buf, 2, &notice);
+                bytes += buf.len();
+                count += 1;
+                in_chunk += 1;
+                black_box(&buf);
+            }
+        }
+        block_ns.push(t.elapsed().as_nanos() as f64 / in_chunk.max(1) as f64);
+    }
+    let secs = start.elapsed().as_secs_f64();
+    block_ns.sort_by(f64::total_cmp);
+    let size = bytes / count.max(1);
+    let src = vec![7u8; size];
+    let t = Instant::now();
+    for _ in 0..count {
+        buf.clear();
+        buf.extend_from_slice(&src);
+        black_box(&buf);
+    }
+    let base = count as f64 / t.elapsed().as_secs_f64();
+    println!(
+        "notice planning + Avro encoding, 1 core: {n} entries -> {count} notices ({size} bytes each on average)"
+    );
+    println!(
+        "{:<22}{:>16}{:>12}{:>12}",
+        "", "notices/s/core", "p50 ns", "p99 ns"
+    );
+    println!(
+        "{:<22}{:>16.0}{:>12.0}{:>12.0}",
+        "plan + encode",
+        count as f64 / secs,
+        percentile(&block_ns, 0.5),
+        percentile(&block_ns, 0.99)
+    );
+    println!("{:<22}{:>16.0}", "copy baseline", base);
 }

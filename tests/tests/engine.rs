@@ -277,6 +277,18 @@ async fn two_engines_with_kill_9s_send_every_notice_exactly_once() {
     let doubled: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).take(5).collect();
     let logs = std::fs::read_to_string(&log).unwrap_or_default();
     let recoveries = logs.matches("partition recovered").count();
+    // Time from claiming a partition to resuming output on it (grace + reads).
+    let recovery_ms: Vec<u64> = logs
+        .lines()
+        .filter(|l| l.contains("partition recovered"))
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["ms"].as_u64())
+        .collect();
+    eprintln!(
+        "recovery after kill -9 / rebalance: max {:?} ms over {} recoveries",
+        recovery_ms.iter().max(),
+        recovery_ms.len()
+    );
     eprintln!(
         "{} records ({} list entries), {kills} kill -9s, {} recoveries, {} notices expected, {} distinct seen",
         w.records.len(),
