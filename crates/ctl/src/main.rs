@@ -36,6 +36,17 @@ enum Cmd {
         #[command(subcommand)]
         cmd: EntryCmd,
     },
+    /// Print a department's notices, decoded through the schema registry.
+    Subscribe {
+        /// Department id from the catalogue.
+        #[arg(long)]
+        department: String,
+        /// Stop after this many notices (0 = until Ctrl-C).
+        #[arg(long, default_value_t = 0)]
+        max: u64,
+        #[arg(long, env = "CREDIT_BUS_CONFIG")]
+        config: Option<std::path::PathBuf>,
+    },
     /// Live view of the bus from the services' /metrics endpoints.
     Watch {
         /// `name=http://host:port` of a service's ops endpoint; repeat per service.
@@ -130,11 +141,61 @@ async fn main() -> anyhow::Result<()> {
                 .context("sending the command")?;
             eprintln!("sent: end {record_id} ({reason}) to {topic}");
         }
+        Cmd::Subscribe {
+            department,
+            max,
+            config,
+        } => subscribe(&department, max, config.as_deref()).await?,
         Cmd::Watch {
             services,
             interval_ms,
             iterations,
         } => watch(services, interval_ms, iterations).await?,
+    }
+    Ok(())
+}
+
+/// Prints each notice of a department as one JSON line, decoded with the writer
+/// schema the registry serves for the id in its Confluent frame.
+async fn subscribe(
+    department: &str,
+    max: u64,
+    config: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    use rdkafka::consumer::{Consumer, StreamConsumer};
+    use rdkafka::message::Message;
+    let dep = credit_core::catalogue::department(department)
+        .with_context(|| format!("unknown department {department:?}"))?;
+    let mut l = credit_runtime::config::Loader::new("", config);
+    let kafka = l.section::<KafkaConfig>("kafka");
+    let registry = l.section::<credit_runtime::config::RegistryConfig>("registry");
+    let (kafka, registry) = l.finish(|| Some((kafka?, registry?)))?;
+    let topic = kafka.naming().notices(dep.id);
+    let group = format!("{}.subscriber.{}", kafka.topic_prefix, dep.id);
+    let consumer: StreamConsumer =
+        credit_runtime::kafka::consumer(&kafka, "credit-bus-subscriber", &group)
+            .set("enable.auto.offset.store", "true")
+            .create()?;
+    consumer.subscribe(&[&topic])?;
+    let client = credit_schemas::registry::RegistryClient::new(&registry.url)?;
+    let mut schemas: std::collections::HashMap<u32, apache_avro::Schema> = Default::default();
+    eprintln!("reading {topic} as group {group}");
+    let mut n = 0u64;
+    while max == 0 || n < max {
+        let m = consumer.recv().await?;
+        let Some(payload) = m.payload() else { continue };
+        let (id, body) = credit_schemas::wire::split(payload)?;
+        if !schemas.contains_key(&id) {
+            schemas.insert(
+                id,
+                apache_avro::Schema::parse_str(&client.schema_by_id(id).await?)?,
+            );
+        }
+        #[allow(deprecated)]
+        let value = apache_avro::from_avro_datum(&schemas[&id], &mut &body[..], None)?;
+        let json: serde_json::Value = value.try_into()?;
+        println!("{json}");
+        n += 1;
     }
     Ok(())
 }
