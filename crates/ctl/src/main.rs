@@ -185,11 +185,10 @@ async fn subscribe(
         let m = consumer.recv().await?;
         let Some(payload) = m.payload() else { continue };
         let (id, body) = credit_schemas::wire::split(payload)?;
-        if !schemas.contains_key(&id) {
-            schemas.insert(
-                id,
-                apache_avro::Schema::parse_str(&client.schema_by_id(id).await?)?,
-            );
+        if let std::collections::hash_map::Entry::Vacant(slot) = schemas.entry(id) {
+            slot.insert(apache_avro::Schema::parse_str(
+                &client.schema_by_id(id).await?,
+            )?);
         }
         #[allow(deprecated)]
         let value = apache_avro::from_avro_datum(&schemas[&id], &mut &body[..], None)?;
