@@ -7,6 +7,9 @@
 //! | `credit.<dept>.dlq`         | what the bus could not accept: original bytes + why   |
 //! | `credit.records`            | normalised credit records (Avro, `credit.records-value`) |
 //! | `credit.<dept>.notices`     | notices a department must implement                   |
+//! | `credit.<dept>.feedback`    | that department's feedback on its notices (Avro)      |
+//! | `credit.feedback.rejected`  | feedback the bus refused: original bytes + why        |
+//! | `credit.catalogue`          | measures catalogue versions and the active one (compacted) |
 //! | `_credit_schemas`           | the schema registry's compacted store                 |
 //!
 //! `credit` is the default prefix; `kafka.topic_prefix` changes it, so several
@@ -60,6 +63,29 @@ impl Naming {
         format!("{}.{department_id}.notices", self.prefix)
     }
 
+    /// Feedback a department publishes on the notices it received
+    /// (applied / not applicable / failed).
+    pub fn feedback(&self, department_id: &str) -> String {
+        format!("{}.{department_id}.feedback", self.prefix)
+    }
+
+    /// Feedback the tracker refused (unknown notice, wrong department,
+    /// undecodable), with the original bytes and a reason header.
+    pub fn feedback_rejected(&self) -> String {
+        format!("{}.feedback.rejected", self.prefix)
+    }
+
+    /// Measures catalogue versions (`version/<n>`) and the active version
+    /// (`active`), compacted so every service sees the same catalogue.
+    pub fn catalogue(&self) -> String {
+        format!("{}.catalogue", self.prefix)
+    }
+
+    /// The consumer group of the feedback tracker.
+    pub fn feedback_group(&self) -> String {
+        format!("{}.feedback", self.prefix)
+    }
+
     /// Operator commands to the engine (end an entry), keyed by record id and
     /// partitioned like `records`.
     pub fn engine_commands(&self) -> String {
@@ -74,7 +100,7 @@ impl Naming {
 
     /// Whether a topic under this prefix keeps only the latest record per key.
     pub fn is_compacted(&self, topic: &str) -> bool {
-        topic == self.engine_state()
+        topic == self.engine_state() || topic == self.catalogue()
     }
 
     /// The consumer group of the engine instances.
@@ -89,7 +115,7 @@ impl Naming {
 
     /// Every topic the bus needs for one department.
     pub fn department_topics(&self, dep: &Department) -> Vec<String> {
-        let mut out = vec![self.notices(dep.id)];
+        let mut out = vec![self.notices(dep.id), self.feedback(dep.id)];
         if dep.inbound.is_some() {
             out.push(self.inbound(dep.id));
             out.push(self.dlq(dep.id));
@@ -100,7 +126,13 @@ impl Naming {
     /// Every data topic the bus needs, from the catalogue (the registry's store
     /// is created by the registry itself).
     pub fn all(&self) -> Vec<String> {
-        let mut out = vec![self.records(), self.engine_commands(), self.engine_state()];
+        let mut out = vec![
+            self.records(),
+            self.engine_commands(),
+            self.engine_state(),
+            self.catalogue(),
+            self.feedback_rejected(),
+        ];
         for dep in crate::DEPARTMENTS {
             out.extend(self.department_topics(dep));
         }
@@ -141,8 +173,9 @@ mod tests {
                 "{t}"
             );
         }
-        // A notice topic per department, inbound + dlq per publisher (5), records and
-        // the engine's commands and changelog.
-        assert_eq!(all.len(), crate::DEPARTMENTS.len() + 2 * 5 + 3);
+        // A notice and a feedback topic per department, inbound + dlq per publisher
+        // (5), records, the engine's commands and changelog, the catalogue and
+        // rejected feedback.
+        assert_eq!(all.len(), 2 * crate::DEPARTMENTS.len() + 2 * 5 + 5);
     }
 }

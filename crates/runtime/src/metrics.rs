@@ -10,7 +10,7 @@
 //! histograms with unit `s`. [`MetricName::exported`] is what a scrape shows.
 
 use opentelemetry::KeyValue;
-use opentelemetry::metrics::{Counter, Histogram, Meter};
+use opentelemetry::metrics::{Counter, Gauge, Histogram, Meter};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MetricName {
@@ -34,10 +34,23 @@ pub enum MetricName {
     EngineInputsRejected,
     /// Time to rebuild an engine partition's state.
     EngineRecoveryDuration,
+    /// Consumer lag (high watermark minus committed/stored position), by
+    /// group, topic and partition, from librdkafka statistics. Gauge.
+    ConsumerLag,
+    /// Feedback accepted by the tracker, by department and outcome
+    /// (applied, not_applicable, failed).
+    FeedbackReceived,
+    /// Feedback refused, by department and reason.
+    FeedbackRejected,
+    /// Notices known to the tracker, by department and state
+    /// (open, overdue, done). Gauge.
+    NoticesTracked,
+    /// The catalogue version the engine applies. Gauge.
+    CatalogueActiveVersion,
 }
 
 impl MetricName {
-    pub const ALL: [MetricName; 9] = [
+    pub const ALL: [MetricName; 14] = [
         MetricName::RecordsIn,
         MetricName::RecordsOut,
         MetricName::RecordsDeadLettered,
@@ -47,6 +60,11 @@ impl MetricName {
         MetricName::NoticesSuppressed,
         MetricName::EngineInputsRejected,
         MetricName::EngineRecoveryDuration,
+        MetricName::ConsumerLag,
+        MetricName::FeedbackReceived,
+        MetricName::FeedbackRejected,
+        MetricName::NoticesTracked,
+        MetricName::CatalogueActiveVersion,
     ];
 
     /// Instrument name given to the OpenTelemetry SDK.
@@ -61,6 +79,11 @@ impl MetricName {
             MetricName::NoticesSuppressed => "credit_bus_notices_suppressed",
             MetricName::EngineInputsRejected => "credit_bus_engine_inputs_rejected",
             MetricName::EngineRecoveryDuration => "credit_bus_engine_recovery_duration",
+            MetricName::ConsumerLag => "credit_bus_consumer_lag",
+            MetricName::FeedbackReceived => "credit_bus_feedback_received",
+            MetricName::FeedbackRejected => "credit_bus_feedback_rejected",
+            MetricName::NoticesTracked => "credit_bus_notices_tracked",
+            MetricName::CatalogueActiveVersion => "credit_bus_catalogue_active_version",
         }
     }
 
@@ -76,12 +99,24 @@ impl MetricName {
             MetricName::NoticesSuppressed => "credit_bus_notices_suppressed_total",
             MetricName::EngineInputsRejected => "credit_bus_engine_inputs_rejected_total",
             MetricName::EngineRecoveryDuration => "credit_bus_engine_recovery_duration_seconds",
+            MetricName::ConsumerLag => "credit_bus_consumer_lag",
+            MetricName::FeedbackReceived => "credit_bus_feedback_received_total",
+            MetricName::FeedbackRejected => "credit_bus_feedback_rejected_total",
+            MetricName::NoticesTracked => "credit_bus_notices_tracked",
+            MetricName::CatalogueActiveVersion => "credit_bus_catalogue_active_version",
         }
     }
 
     pub fn counter(self, meter: &Meter, description: &'static str) -> Counter<u64> {
         meter
             .u64_counter(self.base())
+            .with_description(description)
+            .build()
+    }
+
+    pub fn gauge(self, meter: &Meter, description: &'static str) -> Gauge<i64> {
+        meter
+            .i64_gauge(self.base())
             .with_description(description)
             .build()
     }
@@ -107,6 +142,10 @@ pub mod label {
     pub const OUTCOME: &str = "outcome";
     pub const KIND: &str = "kind";
     pub const INPUT: &str = "input";
+    pub const STATE: &str = "state";
+    pub const GROUP: &str = "group";
+    pub const TOPIC: &str = "topic";
+    pub const PARTITION: &str = "partition";
 }
 
 pub fn department(id: &'static str) -> KeyValue {
