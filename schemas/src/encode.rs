@@ -119,6 +119,21 @@ pub fn notice_framed(buf: &mut Vec<u8>, schema_id: u32, n: &credit_core::notice:
     notice_body(buf, n);
 }
 
+/// Appends the Avro binary body of a feedback to `buf`, in the order of `feedback.avsc`.
+pub fn feedback_body(buf: &mut Vec<u8>, f: &credit_core::feedback::Feedback<'_>) {
+    string(buf, f.notice_id);
+    string(buf, f.department);
+    zigzag(buf, f.outcome.index() as i64);
+    opt_string(buf, f.reason);
+    zigzag(buf, f.responded_at_ms);
+}
+
+/// Appends a feedback in the Confluent wire format to `buf`.
+pub fn feedback_framed(buf: &mut Vec<u8>, schema_id: u32, f: &credit_core::feedback::Feedback<'_>) {
+    wire::write_header(buf, schema_id);
+    feedback_body(buf, f);
+}
+
 /// Appends `r` in the Confluent wire format (header + body) to `buf`.
 pub fn credit_record_framed(buf: &mut Vec<u8>, schema_id: u32, r: &CreditRecord<'_>) {
     wire::write_header(buf, schema_id);

@@ -7,6 +7,7 @@
 //! schema registry ([`registry`]).
 
 pub mod encode;
+pub mod feedback;
 pub mod registry;
 pub mod wire;
 
@@ -18,11 +19,15 @@ pub const CREDIT_RECORD_AVSC: &str = include_str!("../avro/credit_record.avsc");
 /// Value schema of every `credit.<dept>.notices`.
 pub const NOTICE_AVSC: &str = include_str!("../avro/notice.avsc");
 
+/// Value schema of every `credit.<dept>.feedback`.
+pub const FEEDBACK_AVSC: &str = include_str!("../avro/feedback.avsc");
+
 /// Every schema the bus registers, by the topic whose values it describes.
 pub fn value_schemas(naming: &credit_core::topics::Naming) -> Vec<(String, &'static str)> {
     let mut out = vec![(naming.records(), CREDIT_RECORD_AVSC)];
     for d in credit_core::DEPARTMENTS {
         out.push((naming.notices(d.id), NOTICE_AVSC));
+        out.push((naming.feedback(d.id), FEEDBACK_AVSC));
     }
     out
 }
@@ -33,6 +38,15 @@ pub fn notice_schema() -> &'static apache_avro::Schema {
     SCHEMA.get_or_init(|| {
         apache_avro::Schema::parse_str(NOTICE_AVSC)
             .expect("notice.avsc is checked by this crate's tests")
+    })
+}
+
+/// The parsed feedback schema, parsed once per process.
+pub fn feedback_schema() -> &'static apache_avro::Schema {
+    static SCHEMA: OnceLock<apache_avro::Schema> = OnceLock::new();
+    SCHEMA.get_or_init(|| {
+        apache_avro::Schema::parse_str(FEEDBACK_AVSC)
+            .expect("feedback.avsc is checked by this crate's tests")
     })
 }
 

@@ -8,6 +8,7 @@
 //! * [`ids`]: the USCC (GB 32100) and resident ID (GB 11643) checks, and masking.
 //! * [`guardrail`]: the minor behaviours that never enter a natural person's record.
 //! * [`record`]: the normalised credit record every adapter produces.
+//! * [`feedback`]: a department's feedback on a notice, and why one is refused.
 //! * [`reject`]: typed rejections with stable machine-readable reason codes.
 //! * [`date`] and [`amount`]: the small parsers every department format needs.
 
@@ -15,6 +16,7 @@ pub mod amount;
 pub mod catalogue;
 pub mod date;
 pub mod dlq;
+pub mod feedback;
 pub mod guardrail;
 pub mod ids;
 pub mod notice;
