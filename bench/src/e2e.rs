@@ -59,6 +59,7 @@ fn kafka(a: &E2eArgs, prefix: &str) -> KafkaConfig {
         brokers: a.brokers.clone(),
         fetch_wait_max_ms: 10,
         linger_ms: 5,
+        statistics_interval_ms: 1000,
         topic_prefix: prefix.to_string(),
         partitions: a.partitions,
         replication_factor: 1,

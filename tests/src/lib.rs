@@ -41,6 +41,7 @@ pub fn kafka_config(prefix: &str) -> KafkaConfig {
         brokers: brokers(),
         fetch_wait_max_ms: 10,
         linger_ms: 5,
+        statistics_interval_ms: 1000,
         topic_prefix: prefix.to_string(),
         partitions: 3,
         replication_factor: 1,

@@ -123,6 +123,9 @@ pub struct KafkaConfig {
     pub fetch_wait_max_ms: u32,
     /// Producer `linger.ms`: batching delay before a produce request is sent.
     pub linger_ms: u32,
+    /// librdkafka `statistics.interval.ms` for consumers that publish their lag
+    /// (`credit_bus_consumer_lag`); 0 turns statistics off.
+    pub statistics_interval_ms: u32,
     /// Prefix of every topic and consumer group name (`credit` by default), so
     /// several environments can share one cluster.
     pub topic_prefix: String,

@@ -8,6 +8,8 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::error::RDKafkaErrorCode;
 
 use crate::config::KafkaConfig;
+use crate::metrics::{MetricName, label};
+use crate::telemetry::Telemetry;
 
 /// Settings common to producers, consumers and admin clients.
 pub fn base(cfg: &KafkaConfig, client_id: &str) -> ClientConfig {
@@ -123,10 +125,23 @@ async fn create(cfg: &KafkaConfig, specs: &[(&str, i32, bool)]) -> Result<(), Ad
     Ok(())
 }
 
-/// A client context that does not log partition-EOF as an error: readers ask for it.
-pub struct QuietEof;
+/// The client context of the bus's consumers: partition-EOF (which readers ask
+/// for) is not logged as an error, and, when given a [`ConsumerLag`], every
+/// librdkafka statistics report (`kafka.statistics_interval_ms`) updates the
+/// consumer-lag gauge.
+#[derive(Default)]
+pub struct BusContext {
+    lag: Option<ConsumerLag>,
+}
 
-impl rdkafka::client::ClientContext for QuietEof {
+impl BusContext {
+    /// A context that publishes consumer lag from statistics.
+    pub fn with_lag(lag: ConsumerLag) -> BusContext {
+        BusContext { lag: Some(lag) }
+    }
+}
+
+impl rdkafka::client::ClientContext for BusContext {
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
         use rdkafka::error::{KafkaError, RDKafkaErrorCode};
         if !matches!(
@@ -136,12 +151,124 @@ impl rdkafka::client::ClientContext for QuietEof {
             tracing::error!(error = %error, reason, "librdkafka error");
         }
     }
+
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        if let Some(lag) = &self.lag {
+            lag.record(&statistics);
+        }
+    }
 }
 
-impl rdkafka::consumer::ConsumerContext for QuietEof {}
+impl rdkafka::consumer::ConsumerContext for BusContext {}
+
+/// Sets librdkafka's `statistics.interval.ms` from `kafka.statistics_interval_ms`
+/// (0 turns statistics off), so a context's `stats` callback runs.
+pub fn enable_statistics<'c>(c: &'c mut ClientConfig, cfg: &KafkaConfig) -> &'c mut ClientConfig {
+    c.set(
+        "statistics.interval.ms",
+        cfg.statistics_interval_ms.to_string(),
+    )
+}
+
+/// [`consumer`] with statistics on and a [`BusContext`] publishing the group's
+/// lag to `telemetry`:
+/// `let c: StreamConsumer<BusContext> = kafka::consumer_with_lag(cfg, id, group, &tel)?;`
+pub fn consumer_with_lag<C>(
+    cfg: &KafkaConfig,
+    client_id: &str,
+    group: &str,
+    telemetry: &Telemetry,
+) -> Result<C, rdkafka::error::KafkaError>
+where
+    C: rdkafka::config::FromClientConfigAndContext<BusContext>,
+{
+    let mut c = consumer(cfg, client_id, group);
+    enable_statistics(&mut c, cfg);
+    c.create_with_context(BusContext::with_lag(ConsumerLag::new(telemetry, group)))
+}
+
+/// Publishes `credit_bus_consumer_lag{group,topic,partition}` from librdkafka
+/// statistics. Cheap to clone; a custom consumer context holds one and calls
+/// [`ConsumerLag::record`] from its `ClientContext::stats`.
+///
+/// The figure is librdkafka's `consumer_lag_stored` (high watermark, or last
+/// stable offset under `read_committed`, minus the offset the application
+/// stored: records read but not yet finished count as lag), falling back to
+/// `consumer_lag` (minus the committed offset) before anything was stored;
+/// partitions where both are -1 (unknown) are skipped. A partition this
+/// instance no longer consumes is set to 0 once, so a sum over a group's
+/// instances stays right after a rebalance.
+#[derive(Clone)]
+pub struct ConsumerLag {
+    gauge: opentelemetry::metrics::Gauge<i64>,
+    group: opentelemetry::Value,
+    reported: std::sync::Arc<std::sync::Mutex<std::collections::BTreeSet<(String, i32)>>>,
+}
+
+impl ConsumerLag {
+    pub fn new(telemetry: &Telemetry, group: &str) -> ConsumerLag {
+        ConsumerLag {
+            gauge: MetricName::ConsumerLag.gauge(
+                &telemetry.meter(),
+                "Records not yet processed, per group, topic and partition (librdkafka statistics)",
+            ),
+            group: opentelemetry::Value::from(group.to_string()),
+            reported: Default::default(),
+        }
+    }
+
+    /// Updates the gauge from one statistics report.
+    pub fn record(&self, stats: &rdkafka::Statistics) {
+        let now = lag_by_partition(stats);
+        let mut reported = self.reported.lock().unwrap_or_else(|e| e.into_inner());
+        for ((topic, partition), lag) in &now {
+            self.gauge.record(*lag, &self.attributes(topic, *partition));
+        }
+        for (topic, partition) in reported.iter() {
+            if !now.contains_key(&(topic.clone(), *partition)) {
+                self.gauge.record(0, &self.attributes(topic, *partition));
+            }
+        }
+        *reported = now.into_keys().collect();
+    }
+
+    fn attributes(&self, topic: &str, partition: i32) -> [opentelemetry::KeyValue; 3] {
+        use opentelemetry::KeyValue;
+        [
+            KeyValue::new(label::GROUP, self.group.clone()),
+            KeyValue::new(label::TOPIC, topic.to_string()),
+            KeyValue::new(label::PARTITION, i64::from(partition)),
+        ]
+    }
+}
+
+/// The lag of each partition this client consumes, per [`ConsumerLag`]'s rule.
+pub fn lag_by_partition(
+    stats: &rdkafka::Statistics,
+) -> std::collections::BTreeMap<(String, i32), i64> {
+    let mut out = std::collections::BTreeMap::new();
+    for (topic, t) in &stats.topics {
+        for (&partition, p) in &t.partitions {
+            // -1 is librdkafka's internal "unassigned" partition; an undesired
+            // partition is one this client does not consume (any more).
+            if partition < 0 || !p.desired {
+                continue;
+            }
+            let lag = if p.consumer_lag_stored >= 0 {
+                p.consumer_lag_stored
+            } else {
+                p.consumer_lag
+            };
+            if lag >= 0 {
+                out.insert((topic.clone(), partition), lag);
+            }
+        }
+    }
+    out
+}
 
 /// A group-less reader: see [`read_to_end`].
-pub type Reader = rdkafka::consumer::BaseConsumer<QuietEof>;
+pub type Reader = rdkafka::consumer::BaseConsumer<BusContext>;
 
 /// A consumer for reading partitions to their end without a group: see [`read_to_end`].
 pub fn reader(cfg: &KafkaConfig, client_id: &str) -> Result<Reader, rdkafka::error::KafkaError> {
@@ -150,7 +277,7 @@ pub fn reader(cfg: &KafkaConfig, client_id: &str) -> Result<Reader, rdkafka::err
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")
         .set("fetch.wait.max.ms", cfg.fetch_wait_max_ms.to_string())
-        .create_with_context(QuietEof)
+        .create_with_context(BusContext::default())
 }
 
 /// Reads partitions of one topic, each from its own offset, to their end as of
@@ -199,4 +326,78 @@ pub fn read_to_end(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use rdkafka::statistics::{Partition, Statistics, Topic};
+
+    fn partition(id: i32, desired: bool, lag: i64, lag_stored: i64) -> (i32, Partition) {
+        (
+            id,
+            Partition {
+                partition: id,
+                desired,
+                consumer_lag: lag,
+                consumer_lag_stored: lag_stored,
+                ..Default::default()
+            },
+        )
+    }
+
+    #[test]
+    fn lag_prefers_stored_skips_unknown_unassigned_and_undesired() {
+        let mut stats = Statistics::default();
+        stats.topics.insert(
+            "credit.courts.inbound".into(),
+            Topic {
+                topic: "credit.courts.inbound".into(),
+                partitions: [
+                    partition(-1, false, -1, -1),
+                    partition(0, true, 120, 20),
+                    partition(1, true, 7, -1),
+                    partition(2, true, -1, -1),
+                    partition(3, false, 50, 50),
+                ]
+                .into_iter()
+                .collect(),
+                ..Default::default()
+            },
+        );
+        let lag = super::lag_by_partition(&stats);
+        let want: Vec<((String, i32), i64)> = vec![
+            (("credit.courts.inbound".into(), 0), 20),
+            (("credit.courts.inbound".into(), 1), 7),
+        ];
+        assert_eq!(lag.into_iter().collect::<Vec<_>>(), want);
+    }
+
+    #[test]
+    fn lag_gauge_is_exported_and_zeroed_when_a_partition_goes() {
+        let tel = crate::telemetry::Telemetry::new("test").unwrap();
+        let lag = super::ConsumerLag::new(&tel, "credit.normaliser.courts");
+        let mut stats = Statistics::default();
+        let topic = |parts: Vec<(i32, Partition)>| Topic {
+            topic: "t".into(),
+            partitions: parts.into_iter().collect(),
+            ..Default::default()
+        };
+        stats.topics.insert(
+            "t".into(),
+            topic(vec![partition(0, true, 5, 3), partition(1, true, 9, 9)]),
+        );
+        lag.record(&stats);
+        let text = tel.render().unwrap();
+        assert!(
+            text.contains(r#"credit_bus_consumer_lag{group="credit.normaliser.courts",partition="0",topic="t"} 3"#),
+            "{text}"
+        );
+        stats
+            .topics
+            .insert("t".into(), topic(vec![partition(0, true, 4, 1)]));
+        lag.record(&stats);
+        let text = tel.render().unwrap();
+        assert!(text.contains(r#"partition="0",topic="t"} 1"#), "{text}");
+        assert!(text.contains(r#"partition="1",topic="t"} 0"#), "{text}");
+    }
 }

@@ -7,12 +7,14 @@
 //! * [`metrics`]: the one list of metric names.
 //! * [`kafka`]: librdkafka settings and topic administration.
 //! * [`ops`]: `/metrics`, `/healthz`, `/readyz` on every service.
+//! * [`prom`]: reading a `/metrics` page back (live view, dashboard).
 //! * [`shutdown`]: SIGINT/SIGTERM into one cancellation token.
 
 pub mod config;
 pub mod kafka;
 pub mod metrics;
 pub mod ops;
+pub mod prom;
 pub mod shutdown;
 pub mod telemetry;
 

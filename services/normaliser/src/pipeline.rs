@@ -274,9 +274,14 @@ pub async fn run(
     let connector = format!("credit-normaliser-{}", dep.id);
     let schema_id = register_schema(&config.common.registry.url, &records_topic).await?;
 
-    let consumer: StreamConsumer =
-        credit_runtime::kafka::consumer(kafka, &connector, &naming.normaliser_group(dep.id))
-            .create()?;
+    // Publishes credit_bus_consumer_lag for the group from librdkafka statistics.
+    let consumer: StreamConsumer<credit_runtime::kafka::BusContext> =
+        credit_runtime::kafka::consumer_with_lag(
+            kafka,
+            &connector,
+            &naming.normaliser_group(dep.id),
+            &tel,
+        )?;
     consumer.subscribe(&[&inbound])?;
     let producer: FutureProducer = credit_runtime::kafka::producer(kafka, &connector).create()?;
     let inst = Instruments::new(&tel, dep.id);
