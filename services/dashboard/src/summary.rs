@@ -1,0 +1,703 @@
+//! From scraped `/metrics` pages to the summary the page shows: pure functions,
+//! no I/O, so every figure is unit-tested.
+//!
+//! A scrape round holds, per target, the series the dashboard reads. Totals are
+//! sums over the targets that answered in the latest round. Rates are computed
+//! per target and series, as Prometheus' `rate()` does: over a window of recent
+//! rounds, only for targets that answered at both ends, and a counter that went
+//! down (the service restarted) counts from zero. So a target that is down for a
+//! while or restarts never shows as a negative rate or a spike.
+
+use std::collections::BTreeMap;
+
+use credit_runtime::metrics::{MetricName, label};
+use credit_runtime::prom;
+use serde::Serialize;
+
+/// A series the dashboard reads, with the labels it keeps.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Key {
+    RecordsIn {
+        department: String,
+    },
+    RecordsOut {
+        department: String,
+    },
+    DeadLettered {
+        department: String,
+        reason: String,
+    },
+    NoticesSent {
+        department: String,
+        kind: String,
+    },
+    /// Gauge.
+    ConsumerLag {
+        group: String,
+        topic: String,
+        partition: i64,
+    },
+    /// Gauge.
+    NoticesTracked {
+        department: String,
+        state: String,
+    },
+}
+
+impl Key {
+    fn is_counter(&self) -> bool {
+        !matches!(self, Key::ConsumerLag { .. } | Key::NoticesTracked { .. })
+    }
+}
+
+/// The series of one `/metrics` page that the dashboard reads (others are ignored).
+pub fn extract(text: &str) -> BTreeMap<Key, f64> {
+    let mut out = BTreeMap::new();
+    for s in prom::parse(text) {
+        let l = |k: &str| s.label(k).unwrap_or("-").to_string();
+        let key = if s.name == MetricName::RecordsIn.exported() {
+            Key::RecordsIn {
+                department: l(label::DEPARTMENT),
+            }
+        } else if s.name == MetricName::RecordsOut.exported() {
+            Key::RecordsOut {
+                department: l(label::DEPARTMENT),
+            }
+        } else if s.name == MetricName::RecordsDeadLettered.exported() {
+            Key::DeadLettered {
+                department: l(label::DEPARTMENT),
+                reason: l(label::REASON),
+            }
+        } else if s.name == MetricName::NoticesSent.exported() {
+            Key::NoticesSent {
+                department: l(label::DEPARTMENT),
+                kind: l(label::KIND),
+            }
+        } else if s.name == MetricName::ConsumerLag.exported() {
+            Key::ConsumerLag {
+                group: l(label::GROUP),
+                topic: l(label::TOPIC),
+                partition: s
+                    .label(label::PARTITION)
+                    .and_then(|p| p.parse().ok())
+                    .unwrap_or(-1),
+            }
+        } else if s.name == MetricName::NoticesTracked.exported() {
+            Key::NoticesTracked {
+                department: l(label::DEPARTMENT),
+                state: l(label::STATE),
+            }
+        } else {
+            continue;
+        };
+        if s.value.is_finite() {
+            *out.entry(key).or_insert(0.0) += s.value;
+        }
+    }
+    out
+}
+
+/// One target's answer in one round.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TargetScrape {
+    pub name: String,
+    pub url: String,
+    /// `None` when it answered; otherwise why not.
+    pub error: Option<String>,
+    pub series: BTreeMap<Key, f64>,
+}
+
+impl TargetScrape {
+    pub fn up(name: &str, url: &str, text: &str) -> TargetScrape {
+        TargetScrape {
+            name: name.into(),
+            url: url.into(),
+            error: None,
+            series: extract(text),
+        }
+    }
+
+    pub fn down(name: &str, url: &str, error: impl Into<String>) -> TargetScrape {
+        TargetScrape {
+            name: name.into(),
+            url: url.into(),
+            error: Some(error.into()),
+            series: BTreeMap::new(),
+        }
+    }
+
+    pub fn is_up(&self) -> bool {
+        self.error.is_none()
+    }
+}
+
+/// Every target scraped once, at `at_ms` (milliseconds since the epoch).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Round {
+    pub at_ms: u64,
+    pub targets: Vec<TargetScrape>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Summary {
+    /// When the latest round was scraped (ms since the epoch); 0 before the first.
+    pub at_ms: u64,
+    /// Seconds the rates are averaged over.
+    pub window_s: f64,
+    pub targets: Vec<TargetStatus>,
+    pub totals: Flow,
+    pub departments: Vec<DepartmentFlow>,
+    pub dead_letter_reasons: Vec<ReasonRate>,
+    pub dead_letters: Vec<DepartmentReasonRate>,
+    pub consumer_lag: Vec<Lag>,
+    pub lag_by_group: Vec<GroupLag>,
+    pub notices: Vec<NoticeRate>,
+    pub feedback: Vec<Feedback>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TargetStatus {
+    pub name: String,
+    pub url: String,
+    pub up: bool,
+    pub error: Option<String>,
+}
+
+/// Records in / out / dead-lettered: totals and per-second rates.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Flow {
+    pub records_in: f64,
+    pub records_out: f64,
+    pub dead_lettered: f64,
+    pub in_per_s: f64,
+    pub out_per_s: f64,
+    pub dead_per_s: f64,
+    /// Records in per second between consecutive rounds, oldest first.
+    pub history_in_per_s: Vec<f64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct DepartmentFlow {
+    pub department: String,
+    #[serde(flatten)]
+    pub flow: Flow,
+    /// Accepted share of what was decided, in percent; `None` before anything was.
+    pub pass_rate: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReasonRate {
+    pub reason: String,
+    pub total: f64,
+    pub per_s: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DepartmentReasonRate {
+    pub department: String,
+    pub reason: String,
+    pub total: f64,
+    pub per_s: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Lag {
+    pub group: String,
+    pub topic: String,
+    pub partition: i64,
+    pub lag: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GroupLag {
+    pub group: String,
+    pub lag: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NoticeRate {
+    pub department: String,
+    pub kind: String,
+    pub total: f64,
+    pub per_s: f64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Feedback {
+    pub department: String,
+    pub open: f64,
+    pub overdue: f64,
+    pub done: f64,
+}
+
+/// Sum of each series over the targets that answered.
+fn totals(round: &Round) -> BTreeMap<&Key, f64> {
+    let mut out = BTreeMap::new();
+    for t in round.targets.iter().filter(|t| t.is_up()) {
+        for (k, v) in &t.series {
+            *out.entry(k).or_insert(0.0) += v;
+        }
+    }
+    out
+}
+
+/// Increase of each counter from `from` to `to`, per target, over targets up at
+/// both ends; a counter that went down restarted and counts from zero.
+fn increases<'r>(from: &Round, to: &'r Round) -> BTreeMap<&'r Key, f64> {
+    let mut out = BTreeMap::new();
+    for t in to.targets.iter().filter(|t| t.is_up()) {
+        let Some(f) = from.targets.iter().find(|f| f.name == t.name && f.is_up()) else {
+            continue;
+        };
+        for (k, v) in t.series.iter().filter(|(k, _)| k.is_counter()) {
+            let before = f.series.get(k).copied().unwrap_or(0.0);
+            let inc = if *v >= before { v - before } else { *v };
+            *out.entry(k).or_insert(0.0) += inc;
+        }
+    }
+    out
+}
+
+fn seconds(from: &Round, to: &Round) -> f64 {
+    to.at_ms.saturating_sub(from.at_ms) as f64 / 1000.0
+}
+
+/// Per-second rates of every counter from `from` to `to` (empty if no time passed).
+fn rates<'r>(from: &Round, to: &'r Round) -> BTreeMap<&'r Key, f64> {
+    let dt = seconds(from, to);
+    if dt <= 0.0 {
+        return BTreeMap::new();
+    }
+    increases(from, to)
+        .into_iter()
+        .map(|(k, v)| (k, v / dt))
+        .collect()
+}
+
+/// The summary of `history` (oldest first): totals from its last round, rates
+/// over the last `window_ms` (at least the last two rounds), sparklines over
+/// every consecutive pair of rounds.
+pub fn summarise(history: &[Round], window_ms: u64) -> Summary {
+    let Some(latest) = history.last() else {
+        return Summary::default();
+    };
+    let mut s = Summary {
+        at_ms: latest.at_ms,
+        targets: latest
+            .targets
+            .iter()
+            .map(|t| TargetStatus {
+                name: t.name.clone(),
+                url: t.url.clone(),
+                up: t.is_up(),
+                error: t.error.clone(),
+            })
+            .collect(),
+        ..Summary::default()
+    };
+    let base = history[..history.len() - 1]
+        .iter()
+        .find(|r| r.at_ms + window_ms >= latest.at_ms)
+        .or_else(|| history.iter().rev().nth(1));
+    let rate = base.map(|b| rates(b, latest)).unwrap_or_default();
+    s.window_s = base.map_or(0.0, |b| seconds(b, latest));
+    let sparks: Vec<BTreeMap<&Key, f64>> =
+        history.windows(2).map(|w| rates(&w[0], &w[1])).collect();
+    let total = totals(latest);
+    let r = |k: &Key| rate.get(k).copied().unwrap_or(0.0);
+
+    let mut depts: BTreeMap<&str, DepartmentFlow> = BTreeMap::new();
+    let mut reasons: BTreeMap<&str, ReasonRate> = BTreeMap::new();
+    let mut notices = Vec::new();
+    let mut feedback: BTreeMap<&str, Feedback> = BTreeMap::new();
+    let mut groups: BTreeMap<&str, f64> = BTreeMap::new();
+    for (&k, &v) in &total {
+        match k {
+            Key::RecordsIn { department } => {
+                let d = depts.entry(department).or_default();
+                d.flow.records_in += v;
+                d.flow.in_per_s += r(k);
+            }
+            Key::RecordsOut { department } => {
+                let d = depts.entry(department).or_default();
+                d.flow.records_out += v;
+                d.flow.out_per_s += r(k);
+            }
+            Key::DeadLettered { department, reason } => {
+                let d = depts.entry(department).or_default();
+                d.flow.dead_lettered += v;
+                d.flow.dead_per_s += r(k);
+                let e = reasons.entry(reason).or_insert_with(|| ReasonRate {
+                    reason: reason.clone(),
+                    total: 0.0,
+                    per_s: 0.0,
+                });
+                e.total += v;
+                e.per_s += r(k);
+                s.dead_letters.push(DepartmentReasonRate {
+                    department: department.clone(),
+                    reason: reason.clone(),
+                    total: v,
+                    per_s: r(k),
+                });
+            }
+            Key::NoticesSent { department, kind } => notices.push(NoticeRate {
+                department: department.clone(),
+                kind: kind.clone(),
+                total: v,
+                per_s: r(k),
+            }),
+            Key::ConsumerLag {
+                group,
+                topic,
+                partition,
+            } => {
+                *groups.entry(group).or_default() += v;
+                s.consumer_lag.push(Lag {
+                    group: group.clone(),
+                    topic: topic.clone(),
+                    partition: *partition,
+                    lag: v,
+                });
+            }
+            Key::NoticesTracked { department, state } => {
+                let f = feedback.entry(department).or_default();
+                match state.as_str() {
+                    "open" => f.open += v,
+                    "overdue" => f.overdue += v,
+                    "done" => f.done += v,
+                    _ => {}
+                }
+            }
+        }
+    }
+    for (name, d) in depts.iter_mut() {
+        d.department = name.to_string();
+        let decided = d.flow.records_out + d.flow.dead_lettered;
+        d.pass_rate = (decided > 0.0).then(|| 100.0 * d.flow.records_out / decided);
+        d.flow.history_in_per_s = sparks
+            .iter()
+            .map(|m| {
+                m.iter()
+                    .filter(
+                        |(k, _)| matches!(k, Key::RecordsIn { department } if department == name),
+                    )
+                    .map(|(_, v)| v)
+                    .sum()
+            })
+            .collect();
+        let t = &mut s.totals;
+        t.records_in += d.flow.records_in;
+        t.records_out += d.flow.records_out;
+        t.dead_lettered += d.flow.dead_lettered;
+        t.in_per_s += d.flow.in_per_s;
+        t.out_per_s += d.flow.out_per_s;
+        t.dead_per_s += d.flow.dead_per_s;
+    }
+    s.totals.history_in_per_s = sparks
+        .iter()
+        .map(|m| {
+            m.iter()
+                .filter(|(k, _)| matches!(k, Key::RecordsIn { .. }))
+                .map(|(_, v)| v)
+                .sum()
+        })
+        .collect();
+    s.departments = depts.into_values().collect();
+    s.dead_letter_reasons = reasons.into_values().collect();
+    s.dead_letter_reasons.sort_by(|a, b| {
+        b.per_s
+            .total_cmp(&a.per_s)
+            .then(b.total.total_cmp(&a.total))
+    });
+    s.notices = notices;
+    s.lag_by_group = groups
+        .into_iter()
+        .map(|(g, lag)| GroupLag {
+            group: g.to_string(),
+            lag,
+        })
+        .collect();
+    s.feedback = feedback
+        .into_iter()
+        .map(|(d, mut f)| {
+            f.department = d.to_string();
+            f
+        })
+        .collect();
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const COURTS_T0: &str = r#"# HELP credit_bus_records_in_total Inbound records read
+# TYPE credit_bus_records_in_total counter
+credit_bus_records_in_total{department="courts"} 100
+credit_bus_records_out_total{department="courts"} 90
+credit_bus_records_dead_lettered_total{department="courts",reason="invalid_uscc"} 6
+credit_bus_records_dead_lettered_total{department="courts",reason="invalid_date"} 4
+credit_bus_consumer_lag{group="credit.normaliser.courts",partition="0",topic="credit.courts.inbound"} 7
+credit_bus_consumer_lag{group="credit.normaliser.courts",partition="1",topic="credit.courts.inbound"} 3
+credit_bus_processing_duration_seconds_bucket{department="courts",le="0.001"} 4
+target_info{service_name="credit-normaliser"} 1
+"#;
+
+    const COURTS_T1: &str = r#"credit_bus_records_in_total{department="courts"} 300
+credit_bus_records_out_total{department="courts"} 280
+credit_bus_records_dead_lettered_total{department="courts",reason="invalid_uscc"} 12
+credit_bus_records_dead_lettered_total{department="courts",reason="invalid_date"} 8
+credit_bus_consumer_lag{group="credit.normaliser.courts",partition="0",topic="credit.courts.inbound"} 0
+credit_bus_consumer_lag{group="credit.normaliser.courts",partition="1",topic="credit.courts.inbound"} 5
+"#;
+
+    const TAX: &str = r#"credit_bus_records_in_total{department="tax"} 50
+credit_bus_records_out_total{department="tax"} 48
+credit_bus_records_dead_lettered_total{department="tax",reason="invalid_uscc"} 2
+"#;
+
+    const ENGINE: &str = r#"credit_bus_notices_sent_total{department="finance",kind="PUNISHMENT"} 40
+credit_bus_notices_sent_total{department="finance",kind="LIFT"} 2
+credit_bus_consumer_lag{group="credit.engine",partition="0",topic="credit.records"} 11
+"#;
+
+    const TRACKER: &str = r#"credit_bus_notices_tracked{department="finance",state="open"} 30
+credit_bus_notices_tracked{department="finance",state="overdue"} 4
+credit_bus_notices_tracked{department="finance",state="done"} 8
+credit_bus_notices_tracked{department="tax",state="open"} 1
+"#;
+
+    fn round(at_ms: u64, targets: Vec<TargetScrape>) -> Round {
+        Round { at_ms, targets }
+    }
+
+    fn up(name: &str, text: &str) -> TargetScrape {
+        TargetScrape::up(name, &format!("http://{name}"), text)
+    }
+
+    fn down(name: &str) -> TargetScrape {
+        TargetScrape::down(name, &format!("http://{name}"), "connection refused")
+    }
+
+    #[test]
+    fn extract_keeps_only_the_series_it_reads() {
+        let s = extract(COURTS_T0);
+        assert_eq!(s.len(), 6, "{s:?}");
+        assert_eq!(
+            s[&Key::ConsumerLag {
+                group: "credit.normaliser.courts".into(),
+                topic: "credit.courts.inbound".into(),
+                partition: 1
+            }],
+            3.0
+        );
+    }
+
+    #[test]
+    fn nothing_scraped_yet_is_an_empty_summary() {
+        assert_eq!(summarise(&[], 5000), Summary::default());
+    }
+
+    #[test]
+    fn totals_and_rates_per_department_reason_and_kind() {
+        let h = vec![
+            round(
+                10_000,
+                vec![
+                    up("courts", COURTS_T0),
+                    up("tax", TAX),
+                    up("engine", ENGINE),
+                ],
+            ),
+            round(
+                12_000,
+                vec![
+                    up("courts", COURTS_T1),
+                    up("tax", TAX),
+                    up("engine", ENGINE),
+                ],
+            ),
+        ];
+        let s = summarise(&h, 5000);
+        assert_eq!(s.at_ms, 12_000);
+        assert_eq!(s.window_s, 2.0);
+        let courts = &s.departments[0];
+        assert_eq!(courts.department, "courts");
+        assert_eq!(courts.flow.records_in, 300.0);
+        assert_eq!(courts.flow.records_out, 280.0);
+        assert_eq!(courts.flow.dead_lettered, 20.0);
+        assert_eq!(courts.flow.in_per_s, 100.0);
+        assert_eq!(courts.flow.out_per_s, 95.0);
+        assert_eq!(courts.flow.dead_per_s, 5.0);
+        assert_eq!(courts.pass_rate, Some(100.0 * 280.0 / 300.0));
+        assert_eq!(courts.flow.history_in_per_s, vec![100.0]);
+        let tax = &s.departments[1];
+        assert_eq!((tax.flow.records_in, tax.flow.in_per_s), (50.0, 0.0));
+        assert_eq!(s.totals.records_in, 350.0);
+        assert_eq!(s.totals.dead_lettered, 22.0);
+        assert_eq!(s.totals.in_per_s, 100.0);
+        // By reason over departments, fastest first.
+        assert_eq!(
+            s.dead_letter_reasons,
+            vec![
+                ReasonRate {
+                    reason: "invalid_uscc".into(),
+                    total: 14.0,
+                    per_s: 3.0
+                },
+                ReasonRate {
+                    reason: "invalid_date".into(),
+                    total: 8.0,
+                    per_s: 2.0
+                },
+            ]
+        );
+        assert_eq!(s.dead_letters.len(), 3);
+        assert_eq!(
+            s.notices,
+            vec![
+                NoticeRate {
+                    department: "finance".into(),
+                    kind: "LIFT".into(),
+                    total: 2.0,
+                    per_s: 0.0
+                },
+                NoticeRate {
+                    department: "finance".into(),
+                    kind: "PUNISHMENT".into(),
+                    total: 40.0,
+                    per_s: 0.0
+                },
+            ]
+        );
+        assert_eq!(
+            s.lag_by_group,
+            vec![
+                GroupLag {
+                    group: "credit.engine".into(),
+                    lag: 11.0
+                },
+                GroupLag {
+                    group: "credit.normaliser.courts".into(),
+                    lag: 5.0
+                },
+            ]
+        );
+        assert_eq!(s.consumer_lag.len(), 3);
+        assert!(s.targets.iter().all(|t| t.up));
+    }
+
+    #[test]
+    fn rates_use_the_window_not_just_the_last_pair() {
+        let t = |at, n: u64| {
+            round(
+                at,
+                vec![up(
+                    "courts",
+                    &format!("credit_bus_records_in_total{{department=\"courts\"}} {n}\n"),
+                )],
+            )
+        };
+        // 0..4 s: 1000 records in the first second, none after.
+        let h = vec![
+            t(0, 0),
+            t(1000, 1000),
+            t(2000, 1000),
+            t(3000, 1000),
+            t(4000, 1000),
+        ];
+        let s = summarise(&h, 3000);
+        // Window: from the round at 1 s to 4 s.
+        assert_eq!(s.window_s, 3.0);
+        assert_eq!(s.totals.in_per_s, 0.0);
+        assert_eq!(s.totals.history_in_per_s, vec![1000.0, 0.0, 0.0, 0.0]);
+        let s = summarise(&h, 4000);
+        assert_eq!(s.totals.in_per_s, 250.0);
+        // A window shorter than one interval still uses the last two rounds.
+        assert_eq!(summarise(&h, 10).window_s, 1.0);
+    }
+
+    #[test]
+    fn a_down_target_shows_as_down_and_never_as_a_negative_rate_or_spike() {
+        let h = vec![
+            round(0, vec![up("courts", COURTS_T0), up("tax", TAX)]),
+            round(1000, vec![up("courts", COURTS_T0), down("tax")]),
+            round(2000, vec![up("courts", COURTS_T0), up("tax", TAX)]),
+        ];
+        let s = summarise(&h[..2], 500);
+        let tax = s.targets.iter().find(|t| t.name == "tax").unwrap();
+        assert!(!tax.up);
+        assert_eq!(tax.error.as_deref(), Some("connection refused"));
+        // Totals come from who answered; tax is not there while down.
+        assert_eq!(s.totals.records_in, 100.0);
+        assert_eq!(s.departments.len(), 1);
+        // Back up: its full counter is not counted as one second's work.
+        let s = summarise(&h, 500);
+        assert_eq!(s.totals.records_in, 150.0);
+        assert_eq!(s.totals.in_per_s, 0.0);
+        assert_eq!(s.totals.history_in_per_s, vec![0.0, 0.0]);
+    }
+
+    #[test]
+    fn a_restarted_service_counts_from_zero() {
+        let t = |at, n: u64| {
+            round(
+                at,
+                vec![up(
+                    "courts",
+                    &format!("credit_bus_records_in_total{{department=\"courts\"}} {n}\n"),
+                )],
+            )
+        };
+        let s = summarise(&[t(0, 5000), t(1000, 40)], 1000);
+        assert_eq!(s.totals.in_per_s, 40.0);
+    }
+
+    #[test]
+    fn new_series_count_from_zero_when_the_target_was_up() {
+        let h = vec![
+            round(0, vec![up("tax", "")]),
+            round(1000, vec![up("tax", TAX)]),
+        ];
+        let s = summarise(&h, 1000);
+        assert_eq!(s.totals.in_per_s, 50.0);
+        assert_eq!(s.dead_letter_reasons[0].per_s, 2.0);
+    }
+
+    #[test]
+    fn feedback_by_department_from_tracked_notices() {
+        let s = summarise(
+            &[round(0, vec![up("tracker", TRACKER), down("engine")])],
+            1000,
+        );
+        assert_eq!(
+            s.feedback,
+            vec![
+                Feedback {
+                    department: "finance".into(),
+                    open: 30.0,
+                    overdue: 4.0,
+                    done: 8.0
+                },
+                Feedback {
+                    department: "tax".into(),
+                    open: 1.0,
+                    overdue: 0.0,
+                    done: 0.0
+                },
+            ]
+        );
+        // One round: totals, no rates yet.
+        assert_eq!(s.window_s, 0.0);
+    }
+
+    #[test]
+    fn summary_serialises_with_flat_department_rows() {
+        let s = summarise(&[round(0, vec![up("courts", COURTS_T0)])], 1000);
+        let v = serde_json::to_value(&s).unwrap();
+        assert_eq!(v["departments"][0]["department"], "courts");
+        assert_eq!(v["departments"][0]["records_in"], 100.0);
+        assert_eq!(v["targets"][0]["up"], true);
+    }
+}
