@@ -1,0 +1,559 @@
+//! The tracker's Kafka side.
+//!
+//! Start: read `credit.feedback.rejected` (decisions already written), every
+//! notices topic and every feedback topic from the beginning to their end
+//! (partition EOF, never ListOffsets), replaying them into the [`Book`]; then
+//! read the notices topics to their end once more and reject what still names
+//! no notice. Ready. Then follow all notices and feedback topics from there.
+//!
+//! A feedback whose notice is not known yet waits (notices and feedback are on
+//! different topics, so a feedback can be read first). Its notice streaming in
+//! decides it; otherwise, after `pending_grace_ms`, the notices topics are read
+//! to their end from where the tracker is, and whatever still waits and
+//! arrived before that read began names no notice: any notice sent before the
+//! department answered was acknowledged before the answer, so it lies below
+//! the end that read reached.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use credit_core::dlq;
+use credit_core::feedback::{FeedbackReason, TRACKER_CLASS};
+use credit_runtime::config::KafkaConfig;
+use credit_runtime::metrics::{MetricName, label};
+use credit_runtime::ops::Readiness;
+use credit_runtime::telemetry::Telemetry;
+use credit_schemas::feedback::OwnedFeedback;
+use credit_schemas::registry::RegistryClient;
+use opentelemetry::KeyValue;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, FeedbackConfig};
+use crate::rules::Clock;
+use crate::state::{Book, Event};
+
+/// A record as read, kept whole so a rejection can carry the original.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub timestamp_ms: Option<i64>,
+    pub key: Option<Vec<u8>>,
+    pub payload: Option<Vec<u8>>,
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
+}
+
+impl Origin {
+    fn of<M: Message>(m: &M) -> Origin {
+        Origin {
+            topic: m.topic().to_string(),
+            partition: m.partition(),
+            offset: m.offset(),
+            timestamp_ms: m.timestamp().to_millis(),
+            key: m.key().map(<[u8]>::to_vec),
+            payload: m.payload().map(<[u8]>::to_vec),
+            headers: m.headers().map_or_else(Vec::new, |h| {
+                h.iter()
+                    .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec)))
+                    .collect()
+            }),
+        }
+    }
+
+    fn header(&self, key: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == key)
+            .and_then(|(_, v)| std::str::from_utf8(v.as_deref()?).ok())
+    }
+}
+
+/// The state the loop writes and `/report` reads.
+pub struct Shared {
+    book: Mutex<Book<Origin>>,
+    clock: Clock,
+}
+
+impl Shared {
+    pub fn new(cfg: &FeedbackConfig) -> Shared {
+        Shared {
+            book: Mutex::new(Book::new(cfg.calendar(), cfg.working_days)),
+            clock: cfg.clock(),
+        }
+    }
+
+    fn book(&self) -> std::sync::MutexGuard<'_, Book<Origin>> {
+        self.book.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn report(&self) -> crate::Report {
+        let now = self.clock.now_ms();
+        let book = self.book();
+        crate::Report {
+            as_of_ms: now,
+            pending: book.pending() as u64,
+            departments: book
+                .report(now)
+                .into_iter()
+                .map(|(d, c)| (d.to_string(), c))
+                .collect(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Notices,
+    Feedback,
+}
+
+/// Topics to read, each partition from a position (`None`: the beginning).
+type ReadPlan = Vec<(String, Vec<(i32, Option<i64>)>)>;
+
+/// Reads each topic of `plan` to its end, one after the other on one reader
+/// (partition EOF names no topic, so one topic at a time).
+fn read_topics(kafka: &KafkaConfig, plan: ReadPlan) -> Result<Vec<Origin>, String> {
+    let reader = credit_runtime::kafka::reader(kafka, "credit-feedback-reader")
+        .map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    for (topic, parts) in plan {
+        let from: Vec<(i32, Offset)> = parts
+            .into_iter()
+            .map(|(p, o)| (p, o.map_or(Offset::Beginning, Offset::Offset)))
+            .collect();
+        credit_runtime::kafka::read_to_end(
+            &reader,
+            &topic,
+            &from,
+            Duration::from_secs(120),
+            |m| out.push(Origin::of(m)),
+        )?;
+    }
+    Ok(out)
+}
+
+struct Instruments {
+    received: opentelemetry::metrics::Counter<u64>,
+    rejected: opentelemetry::metrics::Counter<u64>,
+    tracked: opentelemetry::metrics::Gauge<i64>,
+}
+
+struct Tracker {
+    kafka: KafkaConfig,
+    shared: Arc<Shared>,
+    registry: RegistryClient,
+    /// Writer schemas by id; `None` for an id the registry does not know or a
+    /// schema that does not parse (its records are undecodable).
+    schemas: HashMap<u32, Option<Arc<apache_avro::Schema>>>,
+    producer: FutureProducer,
+    rejected_topic: String,
+    /// Rejections already on the rejected topic, by the original's
+    /// (topic, partition, offset): a rebuild repeats those decisions as they
+    /// were and does not write them again.
+    already_rejected: HashMap<(String, i32, i64), FeedbackReason>,
+    topics: HashMap<String, (&'static str, Kind)>,
+    partitions: HashMap<String, i32>,
+    /// Next offset to read per (topic, partition).
+    positions: HashMap<(String, i32), i64>,
+    /// Arrival order of feedback.
+    seq: u64,
+    m: Instruments,
+    shutdown: CancellationToken,
+}
+
+impl Tracker {
+    fn advance(&mut self, o: &Origin) {
+        let p = self
+            .positions
+            .entry((o.topic.clone(), o.partition))
+            .or_insert(0);
+        *p = (*p).max(o.offset + 1);
+    }
+
+    fn plan(&self, kind: Kind) -> ReadPlan {
+        let mut plan: ReadPlan = Vec::new();
+        for (topic, (_, k)) in &self.topics {
+            if *k != kind {
+                continue;
+            }
+            let n = self.partitions.get(topic).copied().unwrap_or(0);
+            let parts = (0..n)
+                .map(|p| (p, self.positions.get(&(topic.clone(), p)).copied()))
+                .collect();
+            plan.push((topic.clone(), parts));
+        }
+        plan.sort();
+        plan
+    }
+
+    async fn read(&self, plan: ReadPlan) -> anyhow::Result<Vec<Origin>> {
+        let kafka = self.kafka.clone();
+        tokio::task::spawn_blocking(move || read_topics(&kafka, plan))
+            .await?
+            .map_err(|e| anyhow::anyhow!(e))
+    }
+
+    async fn on_record(&mut self, o: Origin) -> anyhow::Result<()> {
+        let Some(&(department, kind)) = self.topics.get(&o.topic) else {
+            return Ok(());
+        };
+        self.advance(&o);
+        match kind {
+            Kind::Notices => self.on_notice(department, o).await,
+            Kind::Feedback => self.on_feedback(department, o).await,
+        }
+    }
+
+    async fn on_notice(&mut self, department: &'static str, o: Origin) -> anyhow::Result<()> {
+        // The key is the notice id (notice.avsc): no need to decode the notice,
+        // so the tracker never handles its subject's personal data.
+        let Some(id) = o.key.as_deref().and_then(|k| std::str::from_utf8(k).ok()) else {
+            tracing::warn!(topic = %o.topic, partition = o.partition, offset = o.offset, "notice without a UTF-8 key ignored");
+            return Ok(());
+        };
+        let sent = o.timestamp_ms.unwrap_or_else(|| self.shared.clock.now_ms());
+        let events = self.shared.book().add_notice(id, department, sent);
+        self.handle(events).await
+    }
+
+    async fn on_feedback(&mut self, department: &'static str, o: Origin) -> anyhow::Result<()> {
+        let seq = self.seq;
+        self.seq += 1;
+        let at = (o.topic.clone(), o.partition, o.offset);
+        if let Some(&reason) = self.already_rejected.get(&at) {
+            self.count_rejected(department, reason);
+            return Ok(());
+        }
+        let Some(fb) = self.decode(o.payload.as_deref()).await? else {
+            return self
+                .reject(department, FeedbackReason::Undecodable, o)
+                .await;
+        };
+        let event = self.shared.book().add_feedback(seq, department, fb, o);
+        self.handle(event.into_iter().collect()).await
+    }
+
+    async fn decode(&mut self, payload: Option<&[u8]>) -> anyhow::Result<Option<OwnedFeedback>> {
+        let Some((id, body)) = payload.and_then(|p| credit_schemas::wire::split(p).ok()) else {
+            return Ok(None);
+        };
+        if !self.schemas.contains_key(&id) {
+            let s = self.fetch_schema(id).await?;
+            self.schemas.insert(id, s);
+        }
+        let Some(Some(writer)) = self.schemas.get(&id) else {
+            return Ok(None);
+        };
+        Ok(credit_schemas::feedback::decode_body(writer, body).ok())
+    }
+
+    /// The writer schema for `id`; waits out a registry that is away rather
+    /// than reject good feedback for it.
+    async fn fetch_schema(&self, id: u32) -> anyhow::Result<Option<Arc<apache_avro::Schema>>> {
+        let mut delay = Duration::from_millis(100);
+        loop {
+            match self.registry.schema_by_id(id).await {
+                Ok(text) => return Ok(apache_avro::Schema::parse_str(&text).ok().map(Arc::new)),
+                Err(e) if !e.is_retriable() => return Ok(None),
+                Err(e) => {
+                    tracing::warn!(error = %e, schema_id = id, "registry unavailable; retrying");
+                    tokio::select! {
+                        _ = self.shutdown.cancelled() => anyhow::bail!("shutdown while waiting for the registry"),
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    async fn handle(&mut self, events: Vec<Event<Origin>>) -> anyhow::Result<()> {
+        for e in events {
+            match e {
+                Event::Accepted {
+                    department,
+                    outcome,
+                } => self.m.received.add(
+                    1,
+                    &[
+                        KeyValue::new(label::DEPARTMENT, department),
+                        KeyValue::new(label::OUTCOME, outcome.as_str()),
+                    ],
+                ),
+                Event::Repeated { department } => {
+                    tracing::debug!(department, "identical feedback repeated; not counted")
+                }
+                Event::Rejected {
+                    department,
+                    reason,
+                    origin,
+                } => self.reject(department, reason, origin).await?,
+            }
+        }
+        Ok(())
+    }
+
+    fn count_rejected(&self, department: &'static str, reason: FeedbackReason) {
+        self.m.rejected.add(
+            1,
+            &[
+                KeyValue::new(label::DEPARTMENT, department),
+                KeyValue::new(label::REASON, reason.as_str()),
+            ],
+        );
+    }
+
+    /// Writes the original key, value and headers plus the dead-letter headers
+    /// to the rejected topic and waits for the acknowledgement.
+    async fn reject(
+        &mut self,
+        department: &'static str,
+        reason: FeedbackReason,
+        o: Origin,
+    ) -> anyhow::Result<()> {
+        tracing::info!(department, reason = reason.as_str(), topic = %o.topic, partition = o.partition, offset = o.offset, "feedback rejected");
+        let mut h = OwnedHeaders::new_with_capacity(o.headers.len() + 11);
+        for (k, v) in &o.headers {
+            h = h.insert(Header {
+                key: k,
+                value: v.as_deref(),
+            });
+        }
+        let (partition, offset) = (o.partition.to_string(), o.offset.to_string());
+        let exception = format!("{}.{}", dlq::REJECTION_CLASS, reason.as_str());
+        let message = format!("feedback refused: {reason}");
+        for (k, v) in [
+            (dlq::TOPIC, o.topic.as_str()),
+            (dlq::PARTITION, &partition),
+            (dlq::OFFSET, &offset),
+            (dlq::CONNECTOR_NAME, "credit-feedback"),
+            (dlq::TASK_ID, "0"),
+            (dlq::STAGE, reason.stage()),
+            (dlq::CLASS_NAME, TRACKER_CLASS),
+            (dlq::EXCEPTION_CLASS_NAME, &exception),
+            (dlq::EXCEPTION_MESSAGE, &message),
+            (dlq::REASON, reason.as_str()),
+        ] {
+            h = h.insert(Header {
+                key: k,
+                value: Some(v),
+            });
+        }
+        if let Some(f) = reason.field() {
+            h = h.insert(Header {
+                key: dlq::FIELD,
+                value: Some(f),
+            });
+        }
+        let mut rec: FutureRecord<'_, [u8], [u8]> =
+            FutureRecord::to(&self.rejected_topic).headers(h);
+        if let Some(k) = o.key.as_deref() {
+            rec = rec.key(k);
+        }
+        if let Some(p) = o.payload.as_deref() {
+            rec = rec.payload(p);
+        }
+        self.producer
+            .send(rec, Duration::from_secs(30))
+            .await
+            .map_err(|(e, _)| e)
+            .context("writing a rejected feedback")?;
+        self.count_rejected(department, reason);
+        Ok(())
+    }
+
+    /// Reads the notices topics to their end from where the tracker is, then
+    /// rejects feedback that arrived before the read began and still names no notice.
+    async fn barrier(&mut self) -> anyhow::Result<()> {
+        let before = self.seq;
+        for o in self.read(self.plan(Kind::Notices)).await? {
+            self.on_record(o).await?;
+        }
+        let events = self.shared.book().expire_pending(before);
+        self.handle(events).await
+    }
+
+    fn refresh_gauges(&self) {
+        let report = self.shared.report();
+        for d in credit_core::DEPARTMENTS {
+            let c = report.departments.get(d.id).copied().unwrap_or_default();
+            for (state, v) in [("open", c.open), ("overdue", c.overdue), ("done", c.done)] {
+                self.m.tracked.record(
+                    v as i64,
+                    &[
+                        KeyValue::new(label::DEPARTMENT, d.id),
+                        KeyValue::new(label::STATE, state),
+                    ],
+                );
+            }
+        }
+    }
+}
+
+/// Rebuilds from the topics, marks ready, follows the topics until `shutdown`.
+pub async fn run(
+    config: Config,
+    tel: Telemetry,
+    shared: Arc<Shared>,
+    ready: Readiness,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let kafka = config.common.kafka.clone();
+    let naming = kafka.naming();
+    let meter = tel.meter();
+    let m = Instruments {
+        received: MetricName::FeedbackReceived.counter(
+            &meter,
+            "Feedback accepted (repeats of identical feedback not counted), by department and outcome",
+        ),
+        rejected: MetricName::FeedbackRejected.counter(
+            &meter,
+            "Feedback refused and written to the rejected topic, by department and reason",
+        ),
+        tracked: MetricName::NoticesTracked
+            .gauge(&meter, "Notices known to the tracker, by department and state"),
+    };
+    let mut topics = HashMap::new();
+    for d in credit_core::DEPARTMENTS {
+        topics.insert(naming.notices(d.id), (d.id, Kind::Notices));
+        topics.insert(naming.feedback(d.id), (d.id, Kind::Feedback));
+    }
+    let rejected_topic = naming.feedback_rejected();
+    let meta_kafka = kafka.clone();
+    let partitions: HashMap<String, i32> = tokio::task::spawn_blocking(move || {
+        let c = credit_runtime::kafka::reader(&meta_kafka, "credit-feedback-metadata")?;
+        let meta = c.fetch_metadata(None, Duration::from_secs(30))?;
+        Ok::<_, rdkafka::error::KafkaError>(
+            meta.topics()
+                .iter()
+                .map(|t| (t.name().to_string(), t.partitions().len() as i32))
+                .collect(),
+        )
+    })
+    .await??;
+    let missing: Vec<&String> = topics
+        .keys()
+        .chain([&rejected_topic])
+        .filter(|t| partitions.get(*t).copied().unwrap_or(0) == 0)
+        .collect();
+    if missing.contains(&&rejected_topic) {
+        anyhow::bail!("{rejected_topic} does not exist: run `credit-bus topics create`");
+    }
+    if !missing.is_empty() {
+        tracing::warn!(
+            missing = missing.len(),
+            "some notices/feedback topics do not exist; not read"
+        );
+    }
+    let mut t = Tracker {
+        registry: RegistryClient::new(&config.common.registry.url)?,
+        schemas: HashMap::new(),
+        producer: credit_runtime::kafka::producer(&kafka, "credit-feedback").create()?,
+        rejected_topic: rejected_topic.clone(),
+        already_rejected: HashMap::new(),
+        topics,
+        partitions,
+        positions: HashMap::new(),
+        seq: 0,
+        m,
+        shutdown: shutdown.clone(),
+        kafka,
+        shared,
+    };
+
+    let started = Instant::now();
+    let n = t.partitions[&rejected_topic];
+    for o in t
+        .read(vec![(
+            rejected_topic.clone(),
+            (0..n).map(|p| (p, None)).collect(),
+        )])
+        .await?
+    {
+        let (Some(topic), Some(p), Some(off), Some(reason)) = (
+            o.header(dlq::TOPIC),
+            o.header(dlq::PARTITION).and_then(|p| p.parse().ok()),
+            o.header(dlq::OFFSET).and_then(|p| p.parse().ok()),
+            o.header(dlq::REASON).and_then(FeedbackReason::parse),
+        ) else {
+            continue;
+        };
+        t.already_rejected
+            .insert((topic.to_string(), p, off), reason);
+    }
+    for o in t.read(t.plan(Kind::Notices)).await? {
+        t.on_record(o).await?;
+    }
+    for o in t.read(t.plan(Kind::Feedback)).await? {
+        t.on_record(o).await?;
+    }
+    t.barrier().await?;
+    t.refresh_gauges();
+    ready.set_ready();
+    {
+        let book = t.shared.book();
+        tracing::info!(
+            notices = book.notices(),
+            feedback = t.seq,
+            seconds = started.elapsed().as_secs_f64(),
+            "state rebuilt from the topics"
+        );
+    }
+
+    let consumer: StreamConsumer =
+        credit_runtime::kafka::consumer(&t.kafka, "credit-feedback", &naming.feedback_group())
+            .set("enable.auto.commit", "false")
+            .create()?;
+    let mut tpl = TopicPartitionList::new();
+    for kind in [Kind::Notices, Kind::Feedback] {
+        for (topic, parts) in t.plan(kind) {
+            for (p, from) in parts {
+                tpl.add_partition_offset(
+                    &topic,
+                    p,
+                    from.map_or(Offset::Beginning, Offset::Offset),
+                )?;
+            }
+        }
+    }
+    consumer.assign(&tpl)?;
+    let grace = Duration::from_millis(config.feedback.pending_grace_ms);
+    let refresh = Duration::from_millis(config.feedback.refresh_ms);
+    let mut tick = tokio::time::interval(Duration::from_millis(50).min(refresh));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut waiting_since: Option<Instant> = None;
+    let mut refreshed = Instant::now();
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            m = consumer.recv() => {
+                let o = Origin::of(&m?);
+                t.on_record(o).await?;
+            }
+            _ = tick.tick() => {}
+        }
+        let pending = t.shared.book().pending();
+        match (pending, waiting_since) {
+            (0, _) => waiting_since = None,
+            (_, None) => waiting_since = Some(Instant::now()),
+            (_, Some(since)) if since.elapsed() >= grace => {
+                t.barrier().await?;
+                waiting_since = (t.shared.book().pending() > 0).then(Instant::now);
+            }
+            _ => {}
+        }
+        if refreshed.elapsed() >= refresh {
+            t.refresh_gauges();
+            refreshed = Instant::now();
+        }
+    }
+    tracing::info!("feedback tracker stopped");
+    Ok(())
+}
