@@ -4,7 +4,9 @@
 //! * `credit-bus topics list` prints them.
 //! * `credit-bus watch --service NAME=URL ...` shows live per-department
 //!   accepted / dead-lettered counts, throughput and dead-letter reasons,
-//!   scraped from each service's `/metrics`.
+//!   scraped from each service's `/metrics`, and feedback open / overdue / done.
+//! * `credit-bus feedback send|report`: answer a notice as a department; the
+//!   tracker's per-department table.
 
 mod prom;
 
@@ -14,7 +16,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use credit_runtime::config::KafkaConfig;
+use credit_core::feedback::{Feedback, Outcome};
+use credit_runtime::config::{KafkaConfig, RegistryConfig};
 use credit_runtime::metrics::{MetricName, label};
 
 #[derive(Parser)]
@@ -44,8 +47,19 @@ enum Cmd {
         /// Stop after this many notices (0 = until Ctrl-C).
         #[arg(long, default_value_t = 0)]
         max: u64,
+        /// Acknowledge each notice printed by publishing this feedback as the department.
+        #[arg(long, value_enum)]
+        ack: Option<OutcomeArg>,
+        /// The feedback's reason (required with --ack not-applicable|failed).
+        #[arg(long, requires = "ack")]
+        reason: Option<String>,
         #[arg(long, env = "CREDIT_BUS_CONFIG")]
         config: Option<std::path::PathBuf>,
+    },
+    /// Feedback on notices: send one as a department, or the tracker's report.
+    Feedback {
+        #[command(subcommand)]
+        cmd: FeedbackCmd,
     },
     /// Live view of the bus from the services' /metrics endpoints.
     Watch {
@@ -58,6 +72,48 @@ enum Cmd {
         /// Stop after this many refreshes (0 = until Ctrl-C).
         #[arg(long, default_value_t = 0)]
         iterations: u64,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum OutcomeArg {
+    Applied,
+    NotApplicable,
+    Failed,
+}
+
+impl From<OutcomeArg> for Outcome {
+    fn from(o: OutcomeArg) -> Outcome {
+        match o {
+            OutcomeArg::Applied => Outcome::Applied,
+            OutcomeArg::NotApplicable => Outcome::NotApplicable,
+            OutcomeArg::Failed => Outcome::Failed,
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum FeedbackCmd {
+    /// Publish one feedback on a notice, as the department it was sent to.
+    Send {
+        /// The responding department (the notice's department).
+        #[arg(long)]
+        department: String,
+        #[arg(long)]
+        notice_id: String,
+        #[arg(long, value_enum)]
+        outcome: OutcomeArg,
+        /// Why; required for not-applicable and failed.
+        #[arg(long)]
+        reason: Option<String>,
+        #[arg(long, env = "CREDIT_BUS_CONFIG")]
+        config: Option<std::path::PathBuf>,
+    },
+    /// Per-department open / overdue / done notices, from the tracker's /report.
+    Report {
+        /// Base URL of the feedback tracker.
+        #[arg(long, default_value = "http://127.0.0.1:9120")]
+        tracker: String,
     },
 }
 
@@ -144,8 +200,43 @@ async fn main() -> anyhow::Result<()> {
         Cmd::Subscribe {
             department,
             max,
+            ack,
+            reason,
             config,
-        } => subscribe(&department, max, config.as_deref()).await?,
+        } => {
+            let ack = ack.map(|a| (Outcome::from(a), reason));
+            subscribe(&department, max, ack, config.as_deref()).await?
+        }
+        Cmd::Feedback {
+            cmd:
+                FeedbackCmd::Send {
+                    department,
+                    notice_id,
+                    outcome,
+                    reason,
+                    config,
+                },
+        } => {
+            check_reason(outcome.into(), reason.as_deref())?;
+            let (kafka, registry) = load_kafka_registry(config.as_deref())?;
+            let sender = FeedbackSender::new(&kafka, &registry, &department).await?;
+            let fb = Feedback {
+                notice_id: &notice_id,
+                department: sender.department,
+                outcome: outcome.into(),
+                reason: reason.as_deref(),
+                responded_at_ms: now_ms(),
+            };
+            sender.send(&fb).await?;
+            eprintln!(
+                "sent: {} on {notice_id} to {}",
+                fb.outcome.symbol(),
+                sender.topic
+            );
+        }
+        Cmd::Feedback {
+            cmd: FeedbackCmd::Report { tracker },
+        } => feedback_report(&tracker).await?,
         Cmd::Watch {
             services,
             interval_ms,
@@ -157,19 +248,27 @@ async fn main() -> anyhow::Result<()> {
 
 /// Prints each notice of a department as one JSON line, decoded with the writer
 /// schema the registry serves for the id in its Confluent frame.
+///
+/// With `ack`, each notice printed is answered with that outcome and reason as
+/// the department, after it is printed.
 async fn subscribe(
     department: &str,
     max: u64,
+    ack: Option<(Outcome, Option<String>)>,
     config: Option<&std::path::Path>,
 ) -> anyhow::Result<()> {
     use rdkafka::consumer::{Consumer, StreamConsumer};
     use rdkafka::message::Message;
     let dep = credit_core::catalogue::department(department)
         .with_context(|| format!("unknown department {department:?}"))?;
-    let mut l = credit_runtime::config::Loader::new("", config);
-    let kafka = l.section::<KafkaConfig>("kafka");
-    let registry = l.section::<credit_runtime::config::RegistryConfig>("registry");
-    let (kafka, registry) = l.finish(|| Some((kafka?, registry?)))?;
+    let (kafka, registry) = load_kafka_registry(config)?;
+    let sender = match &ack {
+        Some((outcome, reason)) => {
+            check_reason(*outcome, reason.as_deref())?;
+            Some(FeedbackSender::new(&kafka, &registry, dep.id).await?)
+        }
+        None => None,
+    };
     let topic = kafka.naming().notices(dep.id);
     let group = format!("{}.subscriber.{}", kafka.topic_prefix, dep.id);
     let consumer: StreamConsumer =
@@ -194,9 +293,158 @@ async fn subscribe(
         let value = apache_avro::from_avro_datum(&schemas[&id], &mut &body[..], None)?;
         let json: serde_json::Value = value.try_into()?;
         println!("{json}");
+        if let (Some(sender), Some((outcome, reason))) = (&sender, &ack) {
+            // The key is the notice id (notice.avsc).
+            let Some(id) = m.key().and_then(|k| std::str::from_utf8(k).ok()) else {
+                eprintln!(
+                    "notice without a UTF-8 key at offset {}: not acknowledged",
+                    m.offset()
+                );
+                continue;
+            };
+            sender
+                .send(&Feedback {
+                    notice_id: id,
+                    department: sender.department,
+                    outcome: *outcome,
+                    reason: reason.as_deref(),
+                    responded_at_ms: now_ms(),
+                })
+                .await?;
+        }
         n += 1;
     }
     Ok(())
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// The tracker refuses NOT_APPLICABLE and FAILED without a reason; say so before sending.
+fn check_reason(outcome: Outcome, reason: Option<&str>) -> anyhow::Result<()> {
+    if outcome.needs_reason() && reason.is_none_or(|r| r.trim().is_empty()) {
+        anyhow::bail!(
+            "--reason is required with {}",
+            outcome.as_str().replace('_', "-")
+        );
+    }
+    Ok(())
+}
+
+/// Publishes feedback as one department: Avro in the Confluent wire format,
+/// schema registered under `credit.<dept>.feedback-value`, key = notice id.
+struct FeedbackSender {
+    department: &'static str,
+    topic: String,
+    schema_id: u32,
+    producer: rdkafka::producer::FutureProducer,
+}
+
+impl FeedbackSender {
+    async fn new(
+        kafka: &KafkaConfig,
+        registry: &RegistryConfig,
+        department: &str,
+    ) -> anyhow::Result<FeedbackSender> {
+        let dep = credit_core::catalogue::department(department)
+            .with_context(|| format!("unknown department {department:?}"))?;
+        let topic = kafka.naming().feedback(dep.id);
+        let client = credit_schemas::registry::RegistryClient::new(&registry.url)?;
+        let schema_id = client
+            .register_with_retry(
+                &credit_core::topics::value_subject(&topic),
+                credit_schemas::FEEDBACK_AVSC,
+                10,
+            )
+            .await
+            .context("registering the feedback schema")?;
+        Ok(FeedbackSender {
+            department: dep.id,
+            topic,
+            schema_id,
+            producer: credit_runtime::kafka::producer(kafka, "credit-bus-feedback").create()?,
+        })
+    }
+
+    async fn send(&self, fb: &Feedback<'_>) -> anyhow::Result<()> {
+        check_reason(fb.outcome, fb.reason)?;
+        let mut buf = Vec::with_capacity(64 + fb.notice_id.len());
+        credit_schemas::encode::feedback_framed(&mut buf, self.schema_id, fb);
+        self.producer
+            .send(
+                rdkafka::producer::FutureRecord::to(&self.topic)
+                    .key(fb.notice_id)
+                    .payload(&buf),
+                Duration::from_secs(15),
+            )
+            .await
+            .map_err(|(e, _)| e)
+            .context("sending the feedback")?;
+        Ok(())
+    }
+}
+
+/// Prints the tracker's `/report` as a table.
+async fn feedback_report(tracker: &str) -> anyhow::Result<()> {
+    let url = format!("{}/report", tracker.trim_end_matches('/'));
+    let resp = reqwest::get(&url)
+        .await
+        .with_context(|| format!("asking {url}"))?;
+    if !resp.status().is_success() {
+        anyhow::bail!(
+            "{url}: {} {}",
+            resp.status(),
+            resp.text().await.unwrap_or_default()
+        );
+    }
+    let report: serde_json::Value = resp.json().await?;
+    let cols = [
+        "open",
+        "overdue",
+        "done",
+        "applied",
+        "not_applicable",
+        "failed",
+    ];
+    print!("{:<22}", "department");
+    for c in cols {
+        print!("{c:>16}");
+    }
+    println!();
+    let mut total = [0u64; 6];
+    if let Some(deps) = report["departments"].as_object() {
+        for (dept, counts) in deps {
+            print!("{dept:<22}");
+            for (i, c) in cols.iter().enumerate() {
+                let v = counts[*c].as_u64().unwrap_or(0);
+                total[i] += v;
+                print!("{v:>16}");
+            }
+            println!();
+        }
+    }
+    print!("{:<22}", "all");
+    for v in total {
+        print!("{v:>16}");
+    }
+    println!();
+    if let Some(p) = report["pending"].as_u64().filter(|p| *p > 0) {
+        println!("({p} feedback waiting for its notice)");
+    }
+    Ok(())
+}
+
+/// The `[kafka]` and `[registry]` sections exactly as the services load them.
+fn load_kafka_registry(
+    file: Option<&std::path::Path>,
+) -> anyhow::Result<(KafkaConfig, RegistryConfig)> {
+    let mut l = credit_runtime::config::Loader::new("", file);
+    let kafka = l.section::<KafkaConfig>("kafka");
+    let registry = l.section::<RegistryConfig>("registry");
+    Ok(l.finish(|| Some((kafka?, registry?)))?)
 }
 
 /// The `[kafka]` section exactly as the services load it.
@@ -235,6 +483,8 @@ async fn watch(services: Vec<String>, interval_ms: u64, iterations: u64) -> anyh
         let mut rows: BTreeMap<String, Row> = BTreeMap::new();
         let mut reasons: BTreeMap<(String, String), f64> = BTreeMap::new();
         let mut notices: BTreeMap<(String, String), f64> = BTreeMap::new();
+        // department -> [open, overdue, done], from the tracker's gauge.
+        let mut tracked: BTreeMap<String, [f64; 3]> = BTreeMap::new();
         let mut down = Vec::new();
         for (name, url) in &targets {
             let text = match http
@@ -251,6 +501,16 @@ async fn watch(services: Vec<String>, interval_ms: u64, iterations: u64) -> anyh
             };
             for s in prom::parse(&text) {
                 let dept = s.label(label::DEPARTMENT).unwrap_or("-").to_string();
+                if s.name == MetricName::NoticesTracked.exported() {
+                    let i = match s.label(label::STATE) {
+                        Some("open") => 0,
+                        Some("overdue") => 1,
+                        Some("done") => 2,
+                        _ => continue,
+                    };
+                    tracked.entry(dept).or_default()[i] += s.value;
+                    continue;
+                }
                 if s.name == MetricName::NoticesSent.exported() {
                     let kind = s.label(label::KIND).unwrap_or("-").to_string();
                     *notices.entry((dept, kind)).or_default() += s.value;
@@ -313,6 +573,16 @@ async fn watch(services: Vec<String>, interval_ms: u64, iterations: u64) -> anyh
             out.push_str("\nnotices sent by the engine (department, kind)\n");
             for ((dept, kind), v) in &notices {
                 out.push_str(&format!("  {dept:<20}{kind:<14}{v:>10}\n"));
+            }
+        }
+        tracked.retain(|_, v| v.iter().any(|x| *x > 0.0));
+        if !tracked.is_empty() {
+            out.push_str(&format!(
+                "\nfeedback on notices\n  {:<20}{:>10}{:>10}{:>10}\n",
+                "department", "open", "overdue", "done"
+            ));
+            for (dept, [open, overdue, done]) in &tracked {
+                out.push_str(&format!("  {dept:<20}{open:>10}{overdue:>10}{done:>10}\n"));
             }
         }
         if !down.is_empty() {
