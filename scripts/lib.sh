@@ -67,3 +67,31 @@ stop_broker() {
   kill "$(cat "$pidfile")" 2>/dev/null || true
   rm -f "$pidfile"
 }
+
+# Debian's chromium (and its driver) for the dashboard's browser test: a real
+# headless browser, from the distribution, since nothing else can be downloaded.
+ensure_chromium() {
+  local missing=()
+  command -v chromium >/dev/null || missing+=(chromium)
+  command -v chromedriver >/dev/null || missing+=(chromium-driver)
+  if [ ${#missing[@]} -gt 0 ]; then
+    log "installing Debian packages: ${missing[*]}"
+    as_root apt-get update
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y "${missing[@]}"
+  fi
+}
+
+# Node and playwright-core (npm registry, pinned by tests/browser/package-lock.json)
+# for the dashboard's browser test. playwright-core downloads no browser: it
+# drives the chromium above. npm ci runs only when node_modules is missing.
+ensure_browser_test_deps() {
+  if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    log "installing Debian packages: nodejs npm"
+    as_root apt-get update
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y nodejs npm
+  fi
+  if [ ! -d "$CB_ROOT/tests/browser/node_modules/playwright-core" ]; then
+    log "installing playwright-core for the browser test (npm ci in tests/browser)"
+    (cd "$CB_ROOT/tests/browser" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund)
+  fi
+}

@@ -241,37 +241,62 @@ fn totals(round: &Round) -> BTreeMap<&Key, f64> {
     out
 }
 
-/// Increase of each counter from `from` to `to`, per target, over targets up at
-/// both ends; a counter that went down restarted and counts from zero.
-fn increases<'r>(from: &Round, to: &'r Round) -> BTreeMap<&'r Key, f64> {
+/// Increase of each counter of one target from `from` to `to`; a counter that
+/// went down restarted and counts from zero.
+fn increases<'r>(
+    from: &TargetScrape,
+    to: &'r TargetScrape,
+) -> impl Iterator<Item = (&'r Key, f64)> {
+    to.series
+        .iter()
+        .filter(|(k, _)| k.is_counter())
+        .map(move |(k, v)| {
+            let before = from.series.get(k).copied().unwrap_or(0.0);
+            (k, if *v >= before { v - before } else { *v })
+        })
+}
+
+/// Per-second rates of every counter at the last round of `history`, and the
+/// longest span they were averaged over. Per target, the span starts at the
+/// oldest earlier round within `window_ms` in which that target answered, or
+/// else at the round just before the last if it answered then; a target down
+/// at the last round, or at every possible start, contributes nothing.
+fn rates(history: &[Round], window_ms: u64) -> (BTreeMap<&Key, f64>, f64) {
     let mut out = BTreeMap::new();
-    for t in to.targets.iter().filter(|t| t.is_up()) {
-        let Some(f) = from.targets.iter().find(|f| f.name == t.name && f.is_up()) else {
+    let mut span = 0.0f64;
+    let Some((latest, earlier)) = history.split_last() else {
+        return (out, span);
+    };
+    let find = |r: &'_ Round, name: &str| -> Option<usize> {
+        r.targets.iter().position(|t| t.name == name && t.is_up())
+    };
+    for t in latest.targets.iter().filter(|t| t.is_up()) {
+        let base = earlier
+            .iter()
+            .filter(|r| r.at_ms + window_ms >= latest.at_ms)
+            .find_map(|r| find(r, &t.name).map(|i| (r, i)))
+            .or_else(|| {
+                let r = earlier.last()?;
+                find(r, &t.name).map(|i| (r, i))
+            });
+        let Some((r, i)) = base else { continue };
+        let dt = latest.at_ms.saturating_sub(r.at_ms) as f64 / 1000.0;
+        if dt <= 0.0 {
             continue;
-        };
-        for (k, v) in t.series.iter().filter(|(k, _)| k.is_counter()) {
-            let before = f.series.get(k).copied().unwrap_or(0.0);
-            let inc = if *v >= before { v - before } else { *v };
-            *out.entry(k).or_insert(0.0) += inc;
+        }
+        span = span.max(dt);
+        for (k, inc) in increases(&r.targets[i], t) {
+            *out.entry(k).or_insert(0.0) += inc / dt;
         }
     }
-    out
+    (out, span)
 }
 
-fn seconds(from: &Round, to: &Round) -> f64 {
-    to.at_ms.saturating_sub(from.at_ms) as f64 / 1000.0
-}
-
-/// Per-second rates of every counter from `from` to `to` (empty if no time passed).
-fn rates<'r>(from: &Round, to: &'r Round) -> BTreeMap<&'r Key, f64> {
-    let dt = seconds(from, to);
-    if dt <= 0.0 {
-        return BTreeMap::new();
-    }
-    increases(from, to)
-        .into_iter()
-        .map(|(k, v)| (k, v / dt))
-        .collect()
+/// Sum of the values whose key `pick` accepts (0 when none: not `Sum`'s -0.0).
+fn sum_where(m: &BTreeMap<&Key, f64>, pick: impl Fn(&Key) -> bool) -> f64 {
+    m.iter()
+        .filter(|(k, _)| pick(k))
+        .fold(0.0, |a, (_, v)| a + v)
 }
 
 /// The summary of `history` (oldest first): totals from its last round, rates
@@ -295,14 +320,12 @@ pub fn summarise(history: &[Round], window_ms: u64) -> Summary {
             .collect(),
         ..Summary::default()
     };
-    let base = history[..history.len() - 1]
-        .iter()
-        .find(|r| r.at_ms + window_ms >= latest.at_ms)
-        .or_else(|| history.iter().rev().nth(1));
-    let rate = base.map(|b| rates(b, latest)).unwrap_or_default();
-    s.window_s = base.map_or(0.0, |b| seconds(b, latest));
-    let sparks: Vec<BTreeMap<&Key, f64>> =
-        history.windows(2).map(|w| rates(&w[0], &w[1])).collect();
+    let (rate, window_s) = rates(history, window_ms);
+    s.window_s = window_s;
+    // One point per consecutive pair of rounds.
+    let sparks: Vec<BTreeMap<&Key, f64>> = (2..=history.len())
+        .map(|n| rates(&history[..n], 0).0)
+        .collect();
     let total = totals(latest);
     let r = |k: &Key| rate.get(k).copied().unwrap_or(0.0);
 
@@ -378,12 +401,10 @@ pub fn summarise(history: &[Round], window_ms: u64) -> Summary {
         d.flow.history_in_per_s = sparks
             .iter()
             .map(|m| {
-                m.iter()
-                    .filter(
-                        |(k, _)| matches!(k, Key::RecordsIn { department } if department == name),
-                    )
-                    .map(|(_, v)| v)
-                    .sum()
+                sum_where(
+                    m,
+                    |k| matches!(k, Key::RecordsIn { department } if department == name),
+                )
             })
             .collect();
         let t = &mut s.totals;
@@ -396,12 +417,7 @@ pub fn summarise(history: &[Round], window_ms: u64) -> Summary {
     }
     s.totals.history_in_per_s = sparks
         .iter()
-        .map(|m| {
-            m.iter()
-                .filter(|(k, _)| matches!(k, Key::RecordsIn { .. }))
-                .map(|(_, v)| v)
-                .sum()
-        })
+        .map(|m| sum_where(m, |k| matches!(k, Key::RecordsIn { .. })))
         .collect();
     s.departments = depts.into_values().collect();
     s.dead_letter_reasons = reasons.into_values().collect();
@@ -637,6 +653,28 @@ credit_bus_notices_tracked{department="tax",state="open"} 1
         assert_eq!(s.totals.records_in, 150.0);
         assert_eq!(s.totals.in_per_s, 0.0);
         assert_eq!(s.totals.history_in_per_s, vec![0.0, 0.0]);
+    }
+
+    #[test]
+    fn rates_start_where_each_target_first_answered_in_the_window() {
+        let courts = |n: u64| {
+            up(
+                "courts",
+                &format!("credit_bus_records_in_total{{department=\"courts\"}} {n}\n"),
+            )
+        };
+        // courts was not up yet at the start of the window (a service starting),
+        // tax answered throughout.
+        let h = vec![
+            round(0, vec![down("courts"), up("tax", "")]),
+            round(1000, vec![courts(100), up("tax", "")]),
+            round(2000, vec![courts(300), up("tax", TAX)]),
+        ];
+        let s = summarise(&h, 5000);
+        assert_eq!(s.departments[0].flow.in_per_s, 200.0);
+        assert_eq!(s.departments[1].flow.in_per_s, 25.0);
+        assert_eq!(s.window_s, 2.0);
+        assert_eq!(s.totals.history_in_per_s, vec![0.0, 250.0]);
     }
 
     #[test]

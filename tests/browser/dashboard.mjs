@@ -1,0 +1,113 @@
+// Loads the credit-bus dashboard in a real headless chromium and checks that it
+// shows live figures that move while records flow, marks up and down services,
+// and raises no console or page error.
+//
+//   node dashboard.mjs --url http://127.0.0.1:9200/ --department courts \
+//        [--up courts,registry] [--down gone] [--lag-group credit.normaliser.courts] \
+//        [--screenshot out.png] [--timeout-s 60]
+//
+// Prints one line per check ("ok ..." or "FAILED ..."); exits 0 only if all pass.
+import { chromium } from 'playwright-core';
+import { parseArgs } from 'node:util';
+
+const { values: a } = parseArgs({
+  options: {
+    url: { type: 'string' },
+    department: { type: 'string', default: 'courts' },
+    up: { type: 'string', default: '' },
+    down: { type: 'string', default: '' },
+    'lag-group': { type: 'string', default: '' },
+    screenshot: { type: 'string', default: '' },
+    'timeout-s': { type: 'string', default: '60' },
+  },
+});
+if (!a.url) {
+  console.log('FAILED usage: --url is required');
+  process.exit(2);
+}
+const timeout = Number(a['timeout-s']) * 1000;
+const list = (s) => s.split(',').map((x) => x.trim()).filter(Boolean);
+
+let failed = 0;
+const ok = (what) => console.log(`ok ${what}`);
+const fail = (what) => { failed += 1; console.log(`FAILED ${what}`); };
+const check = (cond, what) => (cond ? ok(what) : fail(what));
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM_PATH || '/usr/bin/chromium',
+  headless: true,
+  // Root in a container has no user namespaces for chromium's sandbox.
+  args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'],
+});
+const problems = [];
+try {
+  const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+  page.on('console', (m) => { if (m.type() === 'error') problems.push(`console error: ${m.text()}`); });
+  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+  page.on('requestfailed', (r) => problems.push(`request failed: ${r.url()} ${r.failure()?.errorText}`));
+  page.on('response', (r) => { if (r.status() >= 400) problems.push(`HTTP ${r.status()}: ${r.url()}`); });
+
+  const resp = await page.goto(a.url, { waitUntil: 'load', timeout });
+  check(resp && resp.status() === 200, `page loads (HTTP ${resp && resp.status()})`);
+  check((await page.title()).includes('credit-bus'), 'page title names credit-bus');
+
+  const dept = a.department;
+  const cell = (field) => `tr[data-dept="${dept}"] td[data-field="${field}"]`;
+  const value = async (field) => Number(await page.getAttribute(cell(field), 'data-value'));
+
+  // Live figures: the department's received total appears and is above zero.
+  await page.waitForFunction(
+    (sel) => { const c = document.querySelector(sel); return c && Number(c.dataset.value) > 0; },
+    cell('records_in'), { timeout },
+  ).then(() => ok(`${dept} received total shows a live figure`),
+    () => fail(`${dept} received total never rose above 0 within ${a['timeout-s']} s`));
+  const first = await value('records_in');
+  const firstText = (await page.textContent(cell('records_in'))) || '';
+  check(firstText.replace(/,/g, '') !== '' && /^[\d,]+$/.test(firstText.trim()),
+    `${dept} received total is displayed as a number (${firstText.trim()})`);
+  const firstAt = Number(await page.getAttribute('#updated', 'data-at'));
+
+  // While records flow, the figures move and the rate is positive.
+  await page.waitForFunction(
+    ([sel, v]) => Number(document.querySelector(sel)?.dataset.value) > v,
+    [cell('records_in'), first], { timeout },
+  ).then(async () => ok(`${dept} received total moved (${first} -> ${await value('records_in')})`),
+    () => fail(`${dept} received total stayed at ${first}`));
+  await page.waitForFunction(
+    (sel) => Number(document.querySelector(sel)?.dataset.value) > 0,
+    cell('in_per_s'), { timeout },
+  ).then(async () => ok(`${dept} throughput shown (${await page.textContent(cell('in_per_s'))} /s)`),
+    () => fail(`${dept} throughput stayed at 0 /s`));
+  const at = Number(await page.getAttribute('#updated', 'data-at'));
+  check(at > firstAt, 'the scrape time moves');
+  const spark = await page.$$eval(`tr[data-dept="${dept}"] svg.spark polyline`, (l) => l.length);
+  check(spark === 1, `${dept} has a sparkline`);
+  const accepted = await value('records_out');
+  check(accepted > 0, `${dept} accepted total shown (${accepted})`);
+
+  for (const name of list(a.up)) {
+    const up = await page.getAttribute(`#services li[data-target="${name}"]`, 'data-up');
+    check(up === 'true', `service ${name} shown up`);
+  }
+  for (const name of list(a.down)) {
+    const sel = `#services li[data-target="${name}"]`;
+    const up = await page.getAttribute(sel, 'data-up');
+    const text = (await page.textContent(sel)) || '';
+    check(up === 'false' && text.includes('down'), `service ${name} shown down (${text.trim()})`);
+  }
+  if (a['lag-group']) {
+    await page.waitForSelector(`#lag tr[data-group="${a['lag-group']}"]`, { timeout })
+      .then(() => ok(`consumer lag shown for ${a['lag-group']}`),
+        () => fail(`no consumer lag row for ${a['lag-group']}`));
+  }
+  const banner = await page.isVisible('#banner');
+  check(!banner, 'no "not answering" banner');
+  if (a.screenshot) await page.screenshot({ path: a.screenshot, fullPage: true });
+} catch (e) {
+  fail(`unexpected: ${e.message}`);
+} finally {
+  await browser.close();
+}
+check(problems.length === 0, `no console, page or request errors${problems.length ? ': ' + problems.join(' | ') : ''}`);
+console.log(failed === 0 ? 'dashboard browser check: all ok' : `dashboard browser check: ${failed} check(s) FAILED`);
+process.exit(failed === 0 ? 0 : 1);
