@@ -33,6 +33,18 @@ ensure_stdnum() {
   fi
 }
 
+# What scripts/check-helm.sh needs, all from PyPI: Helm's own Go engine (lint,
+# template, values schema) as the helm-python-sdk wheel, since no helm binary can
+# be downloaded here; jsonschema, yamllint, a PromQL parser, and the Kubernetes
+# object schemas (kubernetes-validate).
+ensure_helm_checks() {
+  if ! python3 -c 'import helm_python, jsonschema, yamllint, promql_parser, kubernetes_validate, yaml' 2>/dev/null; then
+    log "installing the Helm chart checks (helm-python-sdk, jsonschema, yamllint, promql-parser, kubernetes-validate)"
+    local pkgs=(helm-python-sdk jsonschema yamllint promql-parser kubernetes-validate pyyaml)
+    python3 -m pip install --quiet "${pkgs[@]}" || python3 -m pip install --quiet --break-system-packages "${pkgs[@]}"
+  fi
+}
+
 # tansu 0.6: the Kafka-protocol broker these machines run (about 10 minutes to build
 # on 2 cores; cargo prints its progress). Skipped when already installed.
 ensure_tansu() {

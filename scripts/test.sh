@@ -11,6 +11,7 @@ ensure_tansu
 
 log "building (tests start the service binaries themselves)"
 cargo build --workspace --all-targets
+"$CB_ROOT/scripts/check-helm.sh" # Helm chart, Grafana dashboard, alert rules: lint, template, schemas
 
 PORT=${CREDIT_BUS_TEST_PORT:-19092}
 start_broker "$PORT"

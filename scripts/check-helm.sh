@@ -1,0 +1,376 @@
+#!/usr/bin/env bash
+# Checks helm/credit-bus without a cluster: yamllint, values.schema.json against
+# every values file, `helm lint` and `helm template` (Helm's own Go engine, from
+# the helm-python-sdk wheel on PyPI: no helm binary can be downloaded here) with
+# the default and every ci/*-values.yaml set, Kubernetes schema validation of the
+# rendered core objects, and the chart's own promises (probes, securityContext,
+# config keys the services accept, topics = `credit-bus topics list`, Strimzi
+# ACLs), plus every PromQL expression of the Grafana dashboard and the alert
+# rules parsed and checked against the metric names of crates/runtime/src/metrics.rs.
+# Prints one line per check and exits non-zero if any failed.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+cd "$CB_ROOT"
+ensure_helm_checks
+
+# `credit-bus topics list`, when the CLI is built, is the reference topic list.
+TOPICS_FILE=""
+for bin in "$CB_ROOT/target/debug/credit-bus" "$CB_ROOT/target/release/credit-bus"; do
+  if [ -x "$bin" ]; then
+    TOPICS_FILE="$CB_RUN/topics-list.txt"
+    # Default prefix, whatever the caller's environment says.
+    env -u CREDIT_BUS__KAFKA__TOPIC_PREFIX -u CREDIT_BUS_CONFIG "$bin" topics list >"$TOPICS_FILE"
+    break
+  fi
+done
+export TOPICS_FILE
+
+log "yamllint (values, CI value sets, alert rules, Chart.yaml)"
+yamllint -s -d '{extends: default, rules: {line-length: {max: 240}, document-start: disable,
+  indentation: {spaces: 2, indent-sequences: whatever}, comments: {min-spaces-from-content: 1}}}' \
+  helm/credit-bus/Chart.yaml helm/credit-bus/values.yaml helm/credit-bus/ci/*.yaml helm/credit-bus/rules/alerts.yaml
+
+log "helm lint, helm template and the chart's promises"
+python3 - <<'PY'
+import copy, json, os, re, sys, tomllib
+import jsonschema, yaml, promql_parser, kubernetes_validate
+import helm_python as helm
+
+CHART = "helm/credit-bus"
+failures, passes = [], 0
+
+def check(name, ok, detail=""):
+    global passes
+    if ok:
+        passes += 1
+        print(f"  ok   {name}")
+    else:
+        failures.append(name)
+        print(f"  FAIL {name}{': ' + detail if detail else ''}")
+
+def merge(a, b):
+    a = copy.deepcopy(a)
+    for k, v in (b or {}).items():
+        a[k] = merge(a[k], v) if isinstance(v, dict) and isinstance(a.get(k), dict) else v
+    return a
+
+# ---- metric names: the one list in crates/runtime/src/metrics.rs ----
+src = open("crates/runtime/src/metrics.rs").read()
+body = src[src.index("pub const fn exported"):]
+body = body[: body.index("\n    }\n")]
+exported = set(re.findall(r'=> "([a-z0-9_]+)"', body))
+known = set(exported)
+for n in exported:
+    if n.endswith("_seconds"):  # histograms
+        known |= {n + "_bucket", n + "_sum", n + "_count"}
+SYNTHETIC = {"up"}  # series Prometheus makes itself
+check("metrics.rs lists exported names", len(exported) >= 10, str(sorted(exported)))
+
+GRAFANA_VARS = {"$__rate_interval": "5m", "$__interval": "1m", "$__range": "1h",
+                "${__range}": "1h", "$job": "credit-bus", "$department": ".*"}
+
+def promql_names(expr, where):
+    e = expr
+    for k, v in GRAFANA_VARS.items():
+        e = e.replace(k, v)
+    try:
+        ast = promql_parser.parse(e)
+    except Exception as ex:  # noqa: BLE001
+        check(f"{where}: PromQL parses", False, f"{ex}: {expr}")
+        return set()
+    names = set()
+    promql_parser.walk(ast, lambda n: names.add(n.name) if isinstance(n, promql_parser.VectorSelector) else None)
+    return names
+
+# ---- Grafana dashboard ----
+dash_path = f"{CHART}/dashboards/credit-bus.json"
+dash = json.load(open(dash_path))
+exprs = []
+def panels(ps):
+    for p in ps:
+        yield p
+        yield from panels(p.get("panels", []))
+for p in panels(dash["panels"]):
+    for t in p.get("targets", []):
+        exprs.append((p["title"], t["expr"]))
+used = set()
+for title, e in exprs:
+    n = promql_names(e, f"dashboard '{title}'")
+    used |= n
+    unknown = n - known - SYNTHETIC
+    check(f"dashboard '{title}': metric names known", not unknown, f"unknown {sorted(unknown)}")
+check("dashboard: uses ${datasource}, no hard-coded data source",
+      all(p.get("datasource", {}).get("uid") == "${datasource}" for p in panels(dash["panels"]) if p["type"] != "row"))
+titles = " | ".join(t for t, _ in exprs).lower()
+for want in ["throughput", "dead-letter rate", "consumer lag", "notices by department and kind",
+             "open / overdue", "latency p50 / p99", "recovery time", "service up"]:
+    check(f"dashboard has a panel: {want}", want in titles)
+ids = [p["id"] for p in panels(dash["panels"])]
+check("dashboard: panel ids unique", len(ids) == len(set(ids)))
+
+# ---- alert rules (plain file) ----
+rules_doc = yaml.safe_load(open(f"{CHART}/rules/alerts.yaml"))
+rules = [r for g in rules_doc["groups"] for r in g["rules"]]
+for r in rules:
+    n = promql_names(r["expr"], f"alert {r['alert']}")
+    used |= n
+    unknown = n - known - SYNTHETIC
+    check(f"alert {r['alert']}: metric names known", not unknown, f"unknown {sorted(unknown)}")
+    check(f"alert {r['alert']}: severity, summary, for",
+          "severity" in r.get("labels", {}) and "summary" in r.get("annotations", {}) and "for" in r)
+alert_exprs = {r["alert"]: r["expr"] for r in rules}
+def has_alert(pred):
+    return any(pred(e) for e in alert_exprs.values())
+check("alerts: consumer lag growing (deriv/increase over 10m and a threshold)",
+      has_alert(lambda e: "credit_bus_consumer_lag" in e and re.search(r"(deriv|increase|delta)\(credit_bus_consumer_lag\[10m\]\)", e) and ">" in e))
+check("alerts: dead-letter rate", has_alert(lambda e: "rate(credit_bus_records_dead_lettered_total" in e))
+check("alerts: feedback overdue", has_alert(lambda e: 'credit_bus_notices_tracked{state="overdue"}' in e))
+check("alerts: service down (up == 0)", has_alert(lambda e: re.search(r"\bup\{[^}]*\}\s*==\s*0", e)))
+check("alerts: engine recovery slow", has_alert(lambda e: "credit_bus_engine_recovery_duration_seconds" in e))
+print(f"  (dashboard and rules reference {len(used)} series names: {', '.join(sorted(used))})")
+
+# ---- values.schema.json ----
+schema = json.load(open(f"{CHART}/values.schema.json"))
+try:
+    jsonschema.Draft7Validator.check_schema(schema)
+    check("values.schema.json is a valid draft-07 schema", schema.get("$schema", "").endswith("draft-07/schema#"))
+except jsonschema.SchemaError as ex:
+    check("values.schema.json is a valid draft-07 schema", False, str(ex))
+defaults = yaml.safe_load(open(f"{CHART}/values.yaml"))
+ci_sets = sorted(f for f in os.listdir(f"{CHART}/ci") if f.endswith("-values.yaml"))
+value_sets = [("default", {})] + [(f, yaml.safe_load(open(f"{CHART}/ci/{f}"))) for f in ci_sets]
+v7 = jsonschema.Draft7Validator(schema)
+for name, vals in value_sets:
+    errs = [f"{'/'.join(map(str, e.path))}: {e.message}" for e in v7.iter_errors(merge(defaults, vals))]
+    check(f"values {name} valid against values.schema.json", not errs, "; ".join(errs))
+BAD = [
+    ("a misspelt key", {"engine": {"replicaz": 3}}),
+    ("an unknown security protocol", {"kafka": {"securityProtocol": "tls"}}),
+    ("two registry replicas", {"registry": {"replicas": 2}}),
+    ("a department id with capitals", {"departments": {"publishing": ["Courts"]}}),
+    ("a dead-letter share above 1", {"prometheusRule": {"rules": {"deadLetterShare": {"threshold": 3}}}}),
+]
+for what, vals in BAD:
+    check(f"schema rejects {what}", any(True for _ in v7.iter_errors(merge(defaults, vals))))
+
+# ---- helm lint ----
+lint = helm.lint(CHART)
+errs = [m for m in lint.get("messages", []) if m.get("severity", 0) >= 2] + list(lint.get("errors") or [])
+check("helm lint: no warnings or errors", not errs, json.dumps(errs))
+print(f"  (helm SDK {helm.helm_sdk_version()} through helm-c {helm.helm_c_version()})")
+
+# ---- service config keys: what each service's deny_unknown_fields sections accept ----
+def toml_keys(path):
+    return tomllib.load(open(path, "rb"))
+common_defaults = toml_keys("crates/runtime/default.toml")
+svc_defaults = {}
+for svc, d in [("registry", "registry"), ("normaliser", "normaliser"), ("engine", "engine"),
+               ("feedback", "feedback"), ("dashboard", "dashboard")]:
+    p = f"services/{d}/default.toml"
+    svc_defaults[svc] = merge(common_defaults, toml_keys(p)) if os.path.exists(p) else None
+
+def config_problems(component, cfg):
+    allowed = svc_defaults.get(component)
+    if allowed is None:
+        return [f"services/{component}/default.toml not found"]
+    out = []
+    for section, table in cfg.items():
+        if section not in allowed:
+            out.append(f"[{section}] unknown to credit-{component}")
+            continue
+        for k in table:
+            if section == "kafka" and k in ("extra", "sasl_mechanism", "sasl_username", "sasl_password"):
+                continue
+            if k not in allowed[section]:
+                out.append(f"{section}.{k} unknown to credit-{component}")
+    return out
+
+def docs_of(rendered):
+    out = []
+    for path, text in sorted(rendered.items()):
+        if path.endswith("NOTES.txt") or not text.strip():
+            continue
+        for d in yaml.safe_load_all(text):
+            if d:
+                out.append((path, d))
+    return out
+
+CRDS = {"ServiceMonitor", "PrometheusRule", "KafkaTopic", "KafkaUser"}
+reference_topics = None
+if os.environ.get("TOPICS_FILE"):
+    reference_topics = [l.strip() for l in open(os.environ["TOPICS_FILE"]) if l.strip()]
+
+with helm.Chart.load(CHART) as chart:
+    for name, vals in value_sets:
+        eff = merge(defaults, vals)
+        try:
+            rendered = chart.render(vals, name="cb", namespace="credit")
+        except Exception as ex:  # noqa: BLE001
+            check(f"[{name}] helm template renders", False, str(ex))
+            continue
+        try:
+            docs = docs_of(rendered)
+            check(f"[{name}] helm template renders valid YAML ({len(docs)} objects)", True)
+        except yaml.YAMLError as ex:
+            check(f"[{name}] helm template renders valid YAML", False, str(ex))
+            continue
+        kinds = {}
+        for _, d in docs:
+            kinds.setdefault(d["kind"], []).append(d)
+        # Kubernetes schemas for the core objects (CRDs are checked below by hand).
+        bad = []
+        for path, d in docs:
+            if d["kind"] in CRDS:
+                continue
+            try:
+                kubernetes_validate.validate(d, "1.30", strict=True)
+            except Exception as ex:  # noqa: BLE001
+                bad.append(f"{d['kind']}/{d['metadata']['name']}: {str(ex)[:200]}")
+        check(f"[{name}] core objects valid against the Kubernetes 1.30 schemas (strict)", not bad, "; ".join(bad))
+        names = [(d["kind"], d["metadata"]["name"]) for _, d in docs]
+        check(f"[{name}] object names unique per kind", len(names) == len(set(names)))
+        # Every workload: probes, resources, non-root, read-only root fs, config via CREDIT_BUS_CONFIG.
+        workloads = kinds.get("Deployment", []) + kinds.get("StatefulSet", []) + kinds.get("Job", [])
+        probs = []
+        for w in workloads:
+            spec = w["spec"]["template"]["spec"]
+            for c in spec["containers"]:
+                wn = f"{w['kind']}/{w['metadata']['name']}"
+                if w["kind"] != "Job":
+                    if c.get("livenessProbe", {}).get("httpGet", {}).get("path") != "/healthz":
+                        probs.append(f"{wn}: no /healthz liveness probe")
+                    if c.get("readinessProbe", {}).get("httpGet", {}).get("path") != "/readyz":
+                        probs.append(f"{wn}: no /readyz readiness probe")
+                if not c.get("resources", {}).get("requests"):
+                    probs.append(f"{wn}: no resource requests")
+                sc = c.get("securityContext", {})
+                if not sc.get("readOnlyRootFilesystem"):
+                    probs.append(f"{wn}: root fs writable")
+                if not (sc.get("runAsNonRoot") or spec.get("securityContext", {}).get("runAsNonRoot")):
+                    probs.append(f"{wn}: may run as root")
+                env = {e["name"]: e for e in c.get("env", [])}
+                if env.get("CREDIT_BUS_CONFIG", {}).get("value") != "/etc/credit-bus/config/config.toml":
+                    probs.append(f"{wn}: CREDIT_BUS_CONFIG not set")
+                for e in env.values():
+                    if "PASSWORD" in e["name"] and "value" in e:
+                        probs.append(f"{wn}: {e['name']} given in clear")
+        check(f"[{name}] every pod: /healthz + /readyz probes, resources, non-root, read-only root fs", not probs, "; ".join(probs))
+        # Config: every ConfigMap's TOML parses and names only keys its service accepts.
+        probs = []
+        for cm in kinds.get("ConfigMap", []):
+            if "config.toml" not in cm.get("data", {}):
+                continue
+            component = cm["metadata"]["labels"]["app.kubernetes.io/component"]
+            try:
+                cfg = tomllib.loads(cm["data"]["config.toml"])
+            except tomllib.TOMLDecodeError as ex:
+                probs.append(f"{cm['metadata']['name']}: {ex}")
+                continue
+            if component == "topics":
+                component = "registry"  # only [kafka] matters to `credit-bus topics create`
+            probs += [f"{cm['metadata']['name']}: {p}" for p in config_problems(component, cfg)]
+        check(f"[{name}] config.toml of every ConfigMap parses, with keys the services accept", not probs, "; ".join(probs))
+        # One normaliser Deployment per publishing department; the engine a StatefulSet.
+        if eff["normaliser"]["enabled"]:
+            got = sorted(d["spec"]["template"]["spec"]["containers"][0]["command"][2]
+                         for d in kinds.get("Deployment", []) if d["metadata"]["labels"]["app.kubernetes.io/component"] == "normaliser")
+            check(f"[{name}] one normaliser Deployment per publishing department", got == sorted(eff["departments"]["publishing"]), str(got))
+        if eff["engine"]["enabled"]:
+            sts = kinds.get("StatefulSet", [])
+            ok = len(sts) == 1 and sts[0]["spec"]["replicas"] == eff["engine"]["replicas"]
+            env = {e["name"]: e for e in sts[0]["spec"]["template"]["spec"]["containers"][0]["env"]} if sts else {}
+            ok = ok and env.get("CREDIT_BUS__ENGINE__INSTANCE_ID", {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "metadata.name"
+            check(f"[{name}] engine: StatefulSet, instance id = pod name", ok)
+        pdb_targets = len(kinds.get("PodDisruptionBudget", []))
+        check(f"[{name}] PodDisruptionBudgets rendered", pdb_targets > 0 or not eff["engine"]["pdb"]["enabled"])
+        # Strimzi topics: exactly `credit-bus topics list` (+ the registry's store).
+        if "KafkaTopic" in kinds:
+            topics = sorted(t["spec"]["topicName"] for t in kinds["KafkaTopic"])
+            if reference_topics is not None and eff["kafka"]["topicPrefix"] == "credit":
+                want = sorted(reference_topics + [eff["registry"]["topic"]])
+                check(f"[{name}] KafkaTopics = `credit-bus topics list` + {eff['registry']['topic']}", topics == want,
+                      f"missing {sorted(set(want) - set(topics))}, extra {sorted(set(topics) - set(want))}")
+            else:
+                print(f"  skip [{name}] KafkaTopics vs `credit-bus topics list`: CLI not built or prefix differs")
+            compacted = sorted(t["spec"]["topicName"] for t in kinds["KafkaTopic"] if t["spec"].get("config", {}).get("cleanup.policy") == "compact")
+            p = eff["kafka"]["topicPrefix"]
+            check(f"[{name}] compacted topics: engine state, catalogue, schema store",
+                  compacted == sorted([f"{p}.engine.state", f"{p}.catalogue", eff["registry"]["topic"]]), str(compacted))
+            check(f"[{name}] KafkaTopics: kafka.strimzi.io/v1 with a cluster label",
+                  all(t["apiVersion"] == "kafka.strimzi.io/v1" and t["metadata"]["labels"].get("strimzi.io/cluster") for t in kinds["KafkaTopic"]))
+        if "KafkaUser" in kinds:
+            p = eff["kafka"]["topicPrefix"]
+            probs = []
+            users = {u["metadata"]["name"]: u for u in kinds["KafkaUser"]}
+            for dept in eff["departments"]["all"]:
+                u = users.get(f"cb-credit-bus-dept-{dept}")
+                if not u:
+                    probs.append(f"no user for {dept}")
+                    continue
+                acls = u["spec"]["authorization"]["acls"]
+                topic_ops = {}
+                for a in acls:
+                    if a["resource"]["type"] == "topic":
+                        topic_ops.setdefault(a["resource"]["name"], set()).update(a["operations"])
+                        if a["resource"].get("patternType") != "literal":
+                            probs.append(f"{dept}: non-literal topic ACL {a['resource']}")
+                writes = sorted(t for t, ops in topic_ops.items() if "Write" in ops)
+                reads = sorted(t for t, ops in topic_ops.items() if "Read" in ops)
+                want_w = sorted([f"{p}.{dept}.feedback"] + ([f"{p}.{dept}.inbound"] if dept in eff["departments"]["publishing"] else []))
+                want_r = sorted([f"{p}.{dept}.notices"] + ([f"{p}.{dept}.dlq"] if dept in eff["departments"]["publishing"]
+                                                          and eff["strimzi"]["users"]["departmentsReadDeadLetters"] else []))
+                if writes != want_w:
+                    probs.append(f"{dept} writes {writes}, want {want_w}")
+                if reads != want_r:
+                    probs.append(f"{dept} reads {reads}, want {want_r}")
+            for svc in ["engine", "registry"] + [f"normaliser-{d}" for d in eff["departments"]["publishing"]]:
+                if f"cb-credit-bus-{svc}" not in users:
+                    probs.append(f"no service user {svc}")
+            check(f"[{name}] KafkaUsers: departments write inbound+feedback, read notices(+dlq) only; service users exist", not probs, "; ".join(probs[:8]))
+        if "PrometheusRule" in kinds:
+            pr = kinds["PrometheusRule"][0]
+            r = eff["prometheusRule"]["rules"]
+            for g in pr["spec"]["groups"]:
+                for rule in g["rules"]:
+                    promql_names(rule["expr"], f"[{name}] PrometheusRule {rule['alert']}")
+            if vals.get("prometheusRule", {}).get("rules") is None and not eff["prometheusRule"]["alertLabels"]:
+                check(f"[{name}] PrometheusRule = rules/alerts.yaml", pr["spec"] == rules_doc)
+        if "ServiceMonitor" in kinds:
+            sm = kinds["ServiceMonitor"][0]
+            ports = {e["port"] for e in sm["spec"]["endpoints"]}
+            svc_ports = {p["name"] for s in kinds["Service"] for p in s["spec"]["ports"]}
+            check(f"[{name}] ServiceMonitor endpoints cover every Service port that serves /metrics", svc_ports <= ports, f"{svc_ports} vs {ports}")
+        dash_cms = [c for c in kinds.get("ConfigMap", []) if c["metadata"].get("labels", {}).get("grafana_dashboard") == "1"]
+        if dash_cms:
+            check(f"[{name}] Grafana ConfigMap carries dashboards/credit-bus.json",
+                  json.loads(dash_cms[0]["data"]["credit-bus.json"]) == dash)
+
+    # The PrometheusRule with defaults is exactly the plain rule file.
+    r = chart.render({"prometheusRule": {"enabled": True}}, name="cb", namespace="credit")
+    pr = yaml.safe_load(r["credit-bus/templates/prometheusrule.yaml"])
+    check("PrometheusRule (default thresholds) = rules/alerts.yaml", pr["spec"] == rules_doc)
+    r = chart.render({"prometheusRule": {"enabled": True, "rules": {"deadLetterRate": {"threshold": 7}}}}, name="cb", namespace="credit")
+    check("PrometheusRule thresholds come from values", "> 7" in r["credit-bus/templates/prometheusrule.yaml"])
+    # Mistakes are refused at render time, with a message.
+    for what, vals, want in [
+        ("values outside the schema", {"engine": {"replicaz": 3}}, "replicaz"),
+        ("SASL without credentials", {"kafka": {"securityProtocol": "sasl_ssl"}}, "needs password, existingSecret"),
+    ]:
+        try:
+            chart.render(vals, name="cb", namespace="credit")
+            check(f"helm template refuses {what}", False, "rendered")
+        except Exception as ex:  # noqa: BLE001
+            check(f"helm template refuses {what}", want in str(ex), str(ex)[:200])
+
+# Departments in values = the catalogue (from `credit-bus topics list`).
+if reference_topics is not None:
+    cat = [t.split(".")[1] for t in reference_topics if t.endswith(".notices")]
+    pub = [t.split(".")[1] for t in reference_topics if t.endswith(".inbound")]
+    check("values departments.all = the catalogue", defaults["departments"]["all"] == cat, f"{cat}")
+    check("values departments.publishing = the departments with an inbound topic", sorted(defaults["departments"]["publishing"]) == sorted(pub), f"{pub}")
+else:
+    print("  skip departments vs catalogue: target/*/credit-bus not built")
+
+print(f"helm-checks: {passes} passed, {len(failures)} failed")
+sys.exit(1 if failures else 0)
+PY
