@@ -8,6 +8,8 @@ cd "$CB_ROOT"
 ensure_system_packages
 ensure_stdnum
 ensure_tansu
+ensure_chromium
+ensure_browser_test_deps
 
 log "building (tests start the service binaries themselves)"
 cargo build --workspace --all-targets
