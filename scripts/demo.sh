@@ -31,12 +31,16 @@ log "starting the schema registry on 127.0.0.1:8081"
 wait_port 127.0.0.1 8081 60
 
 watch_args=()
+# The dashboard scrapes every service's ops endpoint, the registry's included
+# (it serves /metrics on its API port); one that is down shows as down.
+dash_args=(--target "registry=http://127.0.0.1:8081")
 port=9101
 for dept in courts gz-customs hp-customs tax market; do
   log "starting normaliser for $dept (ops on 127.0.0.1:$port)"
   CREDIT_BUS__TELEMETRY__OPS_LISTEN="127.0.0.1:$port" \
     "$BIN/credit-normaliser" --department "$dept" >"$CB_RUN/normaliser-$dept.log" 2>&1 & pids+=($!)
   watch_args+=(--service "$dept=http://127.0.0.1:$port")
+  dash_args+=(--target "$dept=http://127.0.0.1:$port")
   port=$((port + 1))
 done
 
@@ -44,9 +48,16 @@ log "starting the joint-punishment engine (ops on 127.0.0.1:9110)"
 CREDIT_BUS__TELEMETRY__OPS_LISTEN="127.0.0.1:9110" CREDIT_BUS__ENGINE__INSTANCE_ID="engine-0" \
   "$BIN/credit-engine" >"$CB_RUN/engine.log" 2>&1 & pids+=($!)
 watch_args+=(--service "engine=http://127.0.0.1:9110")
+dash_args+=(--target "engine=http://127.0.0.1:9110" --target "feedback=http://127.0.0.1:9120")
 
 log "publishing sample department data (200 records/s per department, 5% bad)"
 "$BIN/credit-datagen" --brokers "127.0.0.1:$PORT" --count 0 --rate 200 --bad-share 0.05 \
   >"$CB_RUN/datagen.log" 2>&1 & pids+=($!)
+
+log "starting the live dashboard on 127.0.0.1:9200"
+"$BIN/credit-dashboard" --listen 127.0.0.1:9200 "${dash_args[@]}" >"$CB_RUN/dashboard.log" 2>&1 & pids+=($!)
+wait_port 127.0.0.1 9200 30
+log "open http://127.0.0.1:9200 in a browser for the live dashboard (the terminal view follows)"
+sleep "${CREDIT_BUS_DEMO_PAUSE:-3}"
 
 "$BIN/credit-bus" watch "${watch_args[@]}" ${CREDIT_BUS_DEMO_ITERATIONS:+--iterations "$CREDIT_BUS_DEMO_ITERATIONS"}
