@@ -117,25 +117,69 @@ enum Kind {
 /// Topics to read, each partition from a position (`None`: the beginning).
 type ReadPlan = Vec<(String, Vec<(i32, Option<i64>)>)>;
 
-/// Reads each topic of `plan` to its end, one after the other on one reader
-/// (partition EOF names no topic, so one topic at a time).
+/// `credit_runtime::kafka::reader`, but an offset gone to retention reads
+/// from the earliest one left instead of skipping to the end.
+fn reader(
+    kafka: &KafkaConfig,
+) -> Result<credit_runtime::kafka::Reader, rdkafka::error::KafkaError> {
+    credit_runtime::kafka::base(kafka, "credit-feedback-reader")
+        .set("group.id", "credit-feedback-reader")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .set("auto.offset.reset", "earliest")
+        .set("fetch.wait.max.ms", kafka.fetch_wait_max_ms.to_string())
+        .create_with_context(credit_runtime::kafka::BusContext::default())
+}
+
+/// Reads each topic of `plan` to its end. Partition EOF names no topic, so
+/// each topic gets its own short-lived reader; up to `READERS` run at once
+/// (re-assigning one reader from topic to topic cost about a second per topic
+/// on tansu, a fresh reader tens of milliseconds).
 fn read_topics(kafka: &KafkaConfig, plan: ReadPlan) -> Result<Vec<Origin>, String> {
-    let reader = credit_runtime::kafka::reader(kafka, "credit-feedback-reader")
-        .map_err(|e| e.to_string())?;
-    let mut out = Vec::new();
-    for (topic, parts) in plan {
-        let from: Vec<(i32, Offset)> = parts
-            .into_iter()
-            .map(|(p, o)| (p, o.map_or(Offset::Beginning, Offset::Offset)))
+    const READERS: usize = 8;
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: Vec<Result<Vec<Origin>, String>> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..READERS.min(plan.len()))
+            .map(|_| {
+                s.spawn(|| {
+                    let mut out = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some((topic, parts)) = plan.get(i) else {
+                            return Ok(out);
+                        };
+                        let reader = reader(kafka).map_err(|e| e.to_string())?;
+                        // Offset 0, not "beginning": a logical offset costs a
+                        // ListOffsets round trip per partition first.
+                        let from: Vec<(i32, Offset)> = parts
+                            .iter()
+                            .map(|&(p, o)| (p, Offset::Offset(o.unwrap_or(0))))
+                            .collect();
+                        credit_runtime::kafka::read_to_end(
+                            &reader,
+                            topic,
+                            &from,
+                            Duration::from_secs(120),
+                            |m| out.push(Origin::of(m)),
+                        )?;
+                    }
+                })
+            })
             .collect();
-        credit_runtime::kafka::read_to_end(
-            &reader,
-            &topic,
-            &from,
-            Duration::from_secs(120),
-            |m| out.push(Origin::of(m)),
-        )?;
+        workers
+            .into_iter()
+            .map(|w| {
+                w.join()
+                    .unwrap_or_else(|_| Err("reader thread panicked".into()))
+            })
+            .collect()
+    });
+    let mut out = Vec::new();
+    for r in results {
+        out.extend(r?);
     }
+    // Each topic's records stay in offset order per partition; across topics
+    // order does not matter (notices are applied before feedback is judged).
     Ok(out)
 }
 
@@ -469,33 +513,13 @@ pub async fn run(
     };
 
     let started = Instant::now();
-    let n = t.partitions[&rejected_topic];
-    for o in t
-        .read(vec![(
-            rejected_topic.clone(),
-            (0..n).map(|p| (p, None)).collect(),
-        )])
-        .await?
-    {
-        let (Some(topic), Some(p), Some(off), Some(reason)) = (
-            o.header(dlq::TOPIC),
-            o.header(dlq::PARTITION).and_then(|p| p.parse().ok()),
-            o.header(dlq::OFFSET).and_then(|p| p.parse().ok()),
-            o.header(dlq::REASON).and_then(FeedbackReason::parse),
-        ) else {
-            continue;
-        };
-        t.already_rejected
-            .insert((topic.to_string(), p, off), reason);
+    tokio::select! {
+        r = rebuild(&mut t, &rejected_topic) => r?,
+        _ = shutdown.cancelled() => {
+            tracing::info!("stopped while rebuilding");
+            return Ok(());
+        }
     }
-    for o in t.read(t.plan(Kind::Notices)).await? {
-        t.on_record(o).await?;
-    }
-    for o in t.read(t.plan(Kind::Feedback)).await? {
-        t.on_record(o).await?;
-    }
-    t.barrier().await?;
-    t.refresh_gauges();
     ready.set_ready();
     {
         let book = t.shared.book();
@@ -555,5 +579,38 @@ pub async fn run(
         }
     }
     tracing::info!("feedback tracker stopped");
+    Ok(())
+}
+
+/// Reads the rejected topic, then every notices and feedback topic from the
+/// beginning to its end, then decides feedback that still names no notice.
+async fn rebuild(t: &mut Tracker, rejected_topic: &str) -> anyhow::Result<()> {
+    let n = t.partitions[rejected_topic];
+    for o in t
+        .read(vec![(
+            rejected_topic.to_string(),
+            (0..n).map(|p| (p, None)).collect(),
+        )])
+        .await?
+    {
+        let (Some(topic), Some(p), Some(off), Some(reason)) = (
+            o.header(dlq::TOPIC),
+            o.header(dlq::PARTITION).and_then(|p| p.parse().ok()),
+            o.header(dlq::OFFSET).and_then(|p| p.parse().ok()),
+            o.header(dlq::REASON).and_then(FeedbackReason::parse),
+        ) else {
+            continue;
+        };
+        t.already_rejected
+            .insert((topic.to_string(), p, off), reason);
+    }
+    for o in t.read(t.plan(Kind::Notices)).await? {
+        t.on_record(o).await?;
+    }
+    for o in t.read(t.plan(Kind::Feedback)).await? {
+        t.on_record(o).await?;
+    }
+    t.barrier().await?;
+    t.refresh_gauges();
     Ok(())
 }
