@@ -50,9 +50,23 @@ CREDIT_BUS__TELEMETRY__OPS_LISTEN="127.0.0.1:9110" CREDIT_BUS__ENGINE__INSTANCE_
 watch_args+=(--service "engine=http://127.0.0.1:9110")
 dash_args+=(--target "engine=http://127.0.0.1:9110" --target "feedback=http://127.0.0.1:9120")
 
+log "starting the feedback tracker (ops and /report on 127.0.0.1:9120)"
+CREDIT_BUS__TELEMETRY__OPS_LISTEN="127.0.0.1:9120" \
+  "$BIN/credit-feedback" >"$CB_RUN/feedback.log" 2>&1 & pids+=($!)
+watch_args+=(--service "feedback=http://127.0.0.1:9120")
+
 log "publishing sample department data (200 records/s per department, 5% bad)"
 "$BIN/credit-datagen" --brokers "127.0.0.1:$PORT" --count 0 --rate 200 --bad-share 0.05 \
   >"$CB_RUN/datagen.log" 2>&1 & pids+=($!)
+
+# Three implementing departments answer their notices as they arrive, so the
+# feedback figures move; the others' notices stay open (and, after five working
+# days, overdue). `credit-bus feedback report` prints the tracker's table.
+for dept in finance tax market; do
+  log "department $dept acknowledges its notices (credit-bus subscribe --ack applied)"
+  "$BIN/credit-bus" subscribe --department "$dept" --ack applied \
+    >/dev/null 2>"$CB_RUN/subscriber-$dept.log" & pids+=($!)
+done
 
 log "starting the live dashboard on 127.0.0.1:9200"
 "$BIN/credit-dashboard" --listen 127.0.0.1:9200 "${dash_args[@]}" >"$CB_RUN/dashboard.log" 2>&1 & pids+=($!)
