@@ -130,6 +130,16 @@ fn workload(n: usize, schema_id: u32, seed: u64) -> Workload {
     Workload { records, entries }
 }
 
+/// Counts notice ids (`record/measure/department/kind/generation`) per department.
+fn by_department(ids: &[&String]) -> BTreeMap<String, usize> {
+    let mut out = BTreeMap::new();
+    for id in ids {
+        let dept = id.split('/').nth(2).unwrap_or("?").to_string();
+        *out.entry(dept).or_default() += 1;
+    }
+    out
+}
+
 async fn send_all(p: &FutureProducer, topic: &str, items: &[(String, Vec<u8>)]) {
     let mut futs = Vec::with_capacity(items.len());
     for (k, v) in items {
@@ -145,6 +155,9 @@ async fn send_all(p: &FutureProducer, topic: &str, items: &[(String, Vec<u8>)]) 
 }
 
 /// Reads every notice topic from the beginning; returns notice id → copies seen.
+/// Partitions are assigned, not subscribed: a group member depends on the
+/// broker's coordinator, and tansu 0.6's was seen leaving partitions of a fresh
+/// group unassigned, which would read as "missing" notices.
 fn read_notices(
     naming: &Naming,
     until: impl Fn(&BTreeMap<String, usize>) -> bool,
@@ -153,17 +166,26 @@ fn read_notices(
     let c: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers())
         .set("group.id", unique("notice-reader"))
-        .set("auto.offset.reset", "earliest")
         .set("enable.auto.commit", "false")
         .set("fetch.wait.max.ms", "10")
         .create()
         .unwrap();
-    let topics: Vec<String> = credit_core::DEPARTMENTS
-        .iter()
-        .map(|d| naming.notices(d.id))
-        .collect();
-    let refs: Vec<&str> = topics.iter().map(String::as_str).collect();
-    c.subscribe(&refs).unwrap();
+    let meta = c.fetch_metadata(None, Duration::from_secs(15)).unwrap();
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for d in credit_core::DEPARTMENTS {
+        let topic = naming.notices(d.id);
+        let t = meta
+            .topics()
+            .iter()
+            .find(|t| t.name() == topic)
+            .unwrap_or_else(|| panic!("{topic} missing"));
+        assert!(!t.partitions().is_empty(), "{topic} has no partitions");
+        for p in t.partitions() {
+            tpl.add_partition_offset(&topic, p.id(), rdkafka::Offset::Beginning)
+                .unwrap();
+        }
+    }
+    c.assign(&tpl).unwrap();
     let mut seen: BTreeMap<String, usize> = BTreeMap::new();
     let deadline = Instant::now() + timeout;
     let mut last = Instant::now();
@@ -280,11 +302,13 @@ async fn chaos(instances: usize) {
     let missing: Vec<_> = expected
         .iter()
         .filter(|id| !seen.contains_key(*id))
-        .take(5)
         .collect();
     assert!(
         missing.is_empty(),
-        "missing before commands: {missing:?} ({} of {})",
+        "{} missing before commands, by department: {:?}; first: {:?} ({} of {} seen)",
+        missing.len(),
+        by_department(&missing),
+        &missing[..missing.len().min(5)],
         seen.len(),
         expected.len()
     );

@@ -6,11 +6,13 @@
 //!   SDK exported for Prometheus.
 //! * [`metrics`]: the one list of metric names.
 //! * [`kafka`]: librdkafka settings and topic administration.
+//! * [`gap`]: offsets a broker skipped on resume, detected and re-read.
 //! * [`ops`]: `/metrics`, `/healthz`, `/readyz` on every service.
 //! * [`prom`]: reading a `/metrics` page back (live view, dashboard).
 //! * [`shutdown`]: SIGINT/SIGTERM into one cancellation token.
 
 pub mod config;
+pub mod gap;
 pub mod kafka;
 pub mod metrics;
 pub mod ops;

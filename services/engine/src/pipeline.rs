@@ -16,6 +16,7 @@ use credit_core::notice::{ENGINE_PARTITION_HEADER, Notice};
 use credit_core::record::{ListType, SubjectType};
 use credit_measures::Catalogue;
 use credit_runtime::config::KafkaConfig;
+use credit_runtime::gap::{GapGuard, Verdict};
 use credit_runtime::ops::Readiness;
 use credit_runtime::shutdown::Shutdown;
 use credit_runtime::telemetry::Telemetry;
@@ -49,14 +50,22 @@ pub enum Error {
 }
 
 /// Remembers partitions revoked by a rebalance, so their in-memory state is
-/// dropped and rebuilt from the changelog if they come back.
+/// dropped and rebuilt from the changelog if they come back; publishes the
+/// group's consumer lag from librdkafka statistics.
 #[derive(Default)]
 pub struct EngineContext {
     revoked: Mutex<HashSet<i32>>,
     assigned: Mutex<HashSet<i32>>,
+    lag: Option<credit_runtime::kafka::ConsumerLag>,
 }
 
-impl ClientContext for EngineContext {}
+impl ClientContext for EngineContext {
+    fn stats(&self, s: rdkafka::Statistics) {
+        if let Some(l) = &self.lag {
+            l.record(&s);
+        }
+    }
+}
 
 impl ConsumerContext for EngineContext {
     fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -288,6 +297,10 @@ struct Engine {
     states: HashMap<i32, PartitionState>,
     /// Partitions another instance claimed: not touched until a rebalance hands them over again.
     fenced: HashSet<i32>,
+    /// The next input offset wanted per (topic, partition), from the checkpoint:
+    /// catches a broker that skips records when a fetch resumes inside a batch.
+    guard: GapGuard<(String, i32)>,
+    commands: String,
     owner: String,
     grace: Duration,
     reader: std::sync::Arc<Mutex<credit_runtime::kafka::Reader>>,
@@ -325,6 +338,9 @@ impl Engine {
             self.inst
                 .recovery
                 .record(started.elapsed().as_secs_f64(), &[]);
+            for (topic, next) in &st.next {
+                self.guard.expect((topic.clone(), p), *next);
+            }
             if st.claimed_by.as_deref() != Some(self.owner.as_str()) {
                 tracing::warn!(partition = p, by = ?st.claimed_by, "partition claimed by another instance during takeover; leaving it");
                 self.fenced.insert(p);
@@ -344,13 +360,35 @@ impl Engine {
         Ok(&self.writer_schemas[&id])
     }
 
+    /// Forgets a partition's state: it is rebuilt from the changelog if it comes back.
+    fn drop_partition(&mut self, p: i32) {
+        self.states.remove(&p);
+        self.guard.forget(&(self.records.clone(), p));
+        self.guard.forget(&(self.commands.clone(), p));
+    }
+
     /// Plans the notices one input message causes.
-    async fn plan(&mut self, m: &OwnedMessage) -> Result<Vec<Planned>, Error> {
+    async fn plan(&mut self, m: &OwnedMessage) -> Result<Step, Error> {
         let p = m.partition();
         let topic = m.topic().to_string();
         let offset = m.offset();
-        if self.state(p).await?.already_processed(&topic, offset) {
-            return Ok(Vec::new());
+        self.state(p).await?;
+        match self.guard.check(&(topic.clone(), p), offset) {
+            Verdict::Process => {}
+            Verdict::Skip => return Ok(Step::Notices(Vec::new())),
+            Verdict::Rewind(to) => return Ok(Step::Rewind(to)),
+            Verdict::Gone { from, to } => {
+                tracing::error!(
+                    topic,
+                    partition = p,
+                    from,
+                    to,
+                    "input offsets gone from the log before the engine read them"
+                );
+            }
+        }
+        if self.states[&p].already_processed(&topic, offset) {
+            return Ok(Step::Notices(Vec::new()));
         }
         let planned = if topic == self.records {
             let input = match m.payload().map(wire::split) {
@@ -412,7 +450,7 @@ impl Engine {
         };
         let st = self.states.get_mut(&p).expect("recovered above");
         st.next.insert(topic, offset + 1);
-        Ok(planned)
+        Ok(Step::Notices(planned))
     }
 
     /// Writes one changelog record to partition `p` and returns its delivery.
@@ -462,7 +500,7 @@ impl Engine {
             match claim {
                 Some(other) if other != self.owner => {
                     tracing::warn!(partition = p, by = %other, "partition claimed by another instance; dropping it");
-                    self.states.remove(&p);
+                    self.drop_partition(p);
                     self.fenced.insert(p);
                 }
                 _ => {
@@ -481,8 +519,8 @@ impl Engine {
         touched: HashSet<i32>,
     ) -> Result<(), Error> {
         self.fence(&touched).await?;
-        for p in &self.fenced {
-            self.states.remove(p);
+        for p in self.fenced.clone() {
+            self.drop_partition(p);
         }
         let touched: HashSet<i32> = touched
             .into_iter()
@@ -668,6 +706,37 @@ impl Engine {
     }
 }
 
+/// What one input message asks of the loop.
+enum Step {
+    Notices(Vec<Planned>),
+    /// The broker skipped records before this one: seek the partition here.
+    Rewind(i64),
+}
+
+/// How often an idle loop checks for partitions stuck below their high watermark.
+const STALL_CHECK: Duration = Duration::from_millis(500);
+
+/// Seeks back every partition stuck below its high watermark (see
+/// [`GapGuard::stalled`]).
+fn unstall(
+    guard: &mut GapGuard<(String, i32)>,
+    consumer: &StreamConsumer<EngineContext>,
+) -> Result<(), Error> {
+    let stalled = guard.stalled(STALL_CHECK * 4, |(t, p)| {
+        credit_runtime::kafka::cached_high_watermark(consumer, t, *p)
+    });
+    for ((topic, p), to) in stalled {
+        tracing::warn!(
+            topic,
+            partition = p,
+            to,
+            "no records below the high watermark: re-reading from further back"
+        );
+        consumer.seek(&topic, p, Offset::Offset(to), Duration::from_secs(10))?;
+    }
+    Ok(())
+}
+
 /// Runs an engine instance until `shutdown`.
 pub async fn run(
     config: Config,
@@ -692,8 +761,15 @@ pub async fn run(
                 .await?,
         );
     }
-    let ctx = EngineContext::default();
+    let ctx = EngineContext {
+        lag: Some(credit_runtime::kafka::ConsumerLag::new(
+            &tel,
+            &naming.engine_group(),
+        )),
+        ..Default::default()
+    };
     let mut cc = credit_runtime::kafka::consumer(&kafka, "credit-engine", &naming.engine_group());
+    credit_runtime::kafka::enable_statistics(&mut cc, &kafka);
     // Range assignment gives one instance partition p of both input topics.
     cc.set("partition.assignment.strategy", "range");
     if !config.engine.instance_id.is_empty() {
@@ -765,6 +841,8 @@ pub async fn run(
         registry,
         states: HashMap::new(),
         fenced: HashSet::new(),
+        guard: GapGuard::default(),
+        commands: naming.engine_commands(),
         owner: format!(
             "{}-{}-{}",
             std::process::id(),
@@ -788,12 +866,22 @@ pub async fn run(
     ready.set_ready();
 
     let batch_size = config.engine.batch_size;
+    let mut last_stall_check = Instant::now();
     loop {
         let first = tokio::select! {
             biased;
             _ = shutdown.cancelled() => break,
             m = consumer.recv() => m.map(|m| m.detach()),
+            _ = tokio::time::sleep(STALL_CHECK) => {
+                unstall(&mut engine.guard, &consumer)?;
+                last_stall_check = Instant::now();
+                continue;
+            }
         };
+        if last_stall_check.elapsed() >= STALL_CHECK {
+            unstall(&mut engine.guard, &consumer)?;
+            last_stall_check = Instant::now();
+        }
         let mut batch = Vec::with_capacity(batch_size);
         let mut next = Some(first);
         while let Some(m) = next.take() {
@@ -827,7 +915,7 @@ pub async fn run(
         // A rebalance starts over: revoked state is dropped, and a partition handed
         // to us (again) is claimed afresh, fenced or not before.
         for p in revoked.iter().chain(&newly) {
-            engine.states.remove(p);
+            engine.drop_partition(*p);
             engine.fenced.remove(p);
         }
         let assigned: HashSet<i32> = consumer
@@ -854,10 +942,27 @@ pub async fn run(
             }
             tracing::debug!(pid = std::process::id(), batch = ?span, revoked = ?revoked, "batch read");
         }
+        // A partition whose broker skipped records is sought back; the rest of
+        // this batch from it is read again after the seek.
+        let mut rewound: HashSet<(String, i32)> = HashSet::new();
         for m in &batch {
+            let key = (m.topic().to_string(), m.partition());
+            if rewound.contains(&key) {
+                continue;
+            }
             touched.insert(m.partition());
-            for n in engine.plan(m).await? {
-                planned.push((m.partition(), n));
+            match engine.plan(m).await? {
+                Step::Notices(ns) => planned.extend(ns.into_iter().map(|n| (m.partition(), n))),
+                Step::Rewind(to) => {
+                    tracing::warn!(topic = key.0, partition = key.1, wanted = ?engine.guard.next(&key), got = m.offset(), to, "broker skipped input records: re-reading from further back");
+                    consumer.seek(
+                        m.topic(),
+                        m.partition(),
+                        Offset::Offset(to),
+                        Duration::from_secs(10),
+                    )?;
+                    rewound.insert(key);
+                }
             }
         }
         engine.commit_batch(planned, touched.clone()).await?;

@@ -8,13 +8,14 @@
 //! (`record_id` is derived from its inbound partition and offset), so
 //! downstream recognises the duplicate.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use credit_core::catalogue::{self, InboundFormat};
 use credit_core::record::{Context, RecordId};
 use credit_core::reject::{ReasonCode, Rejection};
 use credit_core::{dlq, topics};
+use credit_runtime::gap::{GapGuard, Verdict};
 use credit_runtime::metrics::{self, MetricName};
 use credit_runtime::ops::Readiness;
 use credit_runtime::shutdown::Shutdown as CancellationToken;
@@ -251,6 +252,75 @@ pub async fn register_schema(registry_url: &str, records_topic: &str) -> Result<
 }
 
 /// Runs one normaliser instance until `shutdown`, then drains and commits.
+/// How often the loop checks for partitions stuck below their high watermark.
+const STALL_CHECK: Duration = Duration::from_millis(500);
+
+/// Whether to process `msg`: not if it was processed before (read again after a
+/// rewind), nor if the broker skipped records before it; then the partition is
+/// sought back and the rest of this batch from it dropped. A partition's first
+/// record is judged against the group's committed offset.
+fn admit(
+    guard: &mut GapGuard<i32>,
+    consumer: &StreamConsumer<credit_runtime::kafka::BusContext>,
+    topic: &str,
+    msg: &BorrowedMessage<'_>,
+    rewound: &mut HashSet<i32>,
+) -> Result<bool, Error> {
+    let p = msg.partition();
+    if rewound.contains(&p) {
+        return Ok(false);
+    }
+    if guard.next(&p).is_none() {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(topic, p);
+        if let Ok(c) = consumer.committed_offsets(tpl, Duration::from_secs(10))
+            && let Some(Offset::Offset(n)) = c.find_partition(topic, p).map(|e| e.offset())
+        {
+            guard.expect(p, n);
+        }
+    }
+    Ok(match guard.check(&p, msg.offset()) {
+        Verdict::Process => true,
+        Verdict::Skip => false,
+        Verdict::Gone { from, to } => {
+            tracing::error!(
+                topic,
+                partition = p,
+                from,
+                to,
+                "inbound offsets gone from the log before they were normalised"
+            );
+            true
+        }
+        Verdict::Rewind(to) => {
+            tracing::warn!(topic, partition = p, wanted = ?guard.next(&p), got = msg.offset(), to, "broker skipped inbound records: re-reading from further back");
+            consumer.seek(topic, p, Offset::Offset(to), Duration::from_secs(10))?;
+            rewound.insert(p);
+            false
+        }
+    })
+}
+
+/// Seeks back every partition stuck below its high watermark.
+fn unstall(
+    guard: &mut GapGuard<i32>,
+    consumer: &StreamConsumer<credit_runtime::kafka::BusContext>,
+    topic: &str,
+) -> Result<(), Error> {
+    for (p, to) in guard.stalled(STALL_CHECK * 4, |p| {
+        credit_runtime::kafka::cached_high_watermark(consumer, topic, *p)
+    }) {
+        tracing::warn!(
+            topic,
+            partition = p,
+            to,
+            "no records below the high watermark: re-reading from further back"
+        );
+        consumer.seek(topic, p, Offset::Offset(to), Duration::from_secs(10))?;
+    }
+    Ok(())
+}
+
 pub async fn run(
     config: Config,
     tel: Telemetry,
@@ -297,6 +367,10 @@ pub async fn run(
     tracing::info!(department = dep.id, topic = %inbound, schema_id, "normaliser running");
     ready.set_ready();
 
+    // The next inbound offset wanted per partition: catches a broker that skips
+    // records when a fetch resumes inside a batch (see credit_runtime::gap).
+    let mut guard: GapGuard<i32> = GapGuard::default();
+    let mut last_stall_check = Instant::now();
     let mut buf = Vec::with_capacity(1024);
     let mut key_buf = String::with_capacity(64);
     let mut pending: Vec<Pending> = Vec::with_capacity(batch_size);
@@ -306,7 +380,17 @@ pub async fn run(
             biased;
             _ = shutdown.cancelled() => break,
             m = consumer.recv() => m,
+            _ = tokio::time::sleep(STALL_CHECK) => {
+                unstall(&mut guard, &consumer, &inbound)?;
+                last_stall_check = Instant::now();
+                continue;
+            }
         };
+        if last_stall_check.elapsed() >= STALL_CHECK {
+            unstall(&mut guard, &consumer, &inbound)?;
+            last_stall_check = Instant::now();
+        }
+        let mut rewound: HashSet<i32> = HashSet::new();
         // One clock read per batch: per-record reads were 8 % of a profile.
         let batch_started = Instant::now();
         let today = credit_runtime::today();
@@ -314,6 +398,7 @@ pub async fn run(
         let mut read = 0usize;
         while let Some(m) = next.take() {
             match m {
+                Ok(msg) if !admit(&mut guard, &consumer, &inbound, &msg, &mut rewound)? => {}
                 Ok(msg) => {
                     read += 1;
                     let (rec, rejected) = match process(&route, today, &msg, &mut buf) {
