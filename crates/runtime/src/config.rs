@@ -18,6 +18,9 @@ use serde::de::DeserializeOwned;
 pub const COMMON_DEFAULTS: &str = include_str!("../default.toml");
 pub const ENV_PREFIX: &str = "CREDIT_BUS__";
 
+/// Keys read from the environment as raw strings, never parsed as numbers or lists.
+const RAW_STRING_KEYS: [&str; 2] = ["kafka.sasl_username", "kafka.sasl_password"];
+
 /// Every problem found in a configuration.
 #[derive(Debug)]
 pub struct ConfigError(pub Vec<String>);
@@ -61,6 +64,17 @@ impl Loader {
             }
         }
         figment = figment.merge(Env::prefixed(ENV_PREFIX).split("__"));
+        // figment parses environment values ("00123456" becomes the number
+        // 123456); credentials are taken verbatim instead.
+        for key in RAW_STRING_KEYS {
+            let var = format!(
+                "{ENV_PREFIX}{}",
+                key.to_ascii_uppercase().replace('.', "__")
+            );
+            if let Ok(v) = std::env::var(&var) {
+                figment = figment.merge(figment::providers::Serialized::default(key, v));
+            }
+        }
         Loader { figment, problems }
     }
 
@@ -94,7 +108,14 @@ impl Loader {
                     } else {
                         e.path.join(".")
                     };
-                    self.problems.push(format!("{path}: {}", e.kind));
+                    // figment's messages quote the offending value; never a secret's.
+                    if e.path.iter().any(|p| is_secret_property(p)) {
+                        self.problems.push(format!(
+                            "{path}: invalid value ({REDACTED}: it is a secret)"
+                        ));
+                    } else {
+                        self.problems.push(format!("{path}: {}", e.kind));
+                    }
                 }
                 None
             }
@@ -112,7 +133,11 @@ impl Loader {
 }
 
 /// How services reach the broker.
-#[derive(Debug, Clone, Deserialize)]
+///
+/// `Debug` is written by hand so the SASL password (and any pass-through
+/// property that looks like a secret) prints as `<redacted>`: a config dumped
+/// into a log or a panic message never carries a department's credentials.
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaConfig {
     /// Bootstrap servers, `host:port[,host:port]`.
@@ -142,6 +167,64 @@ pub struct KafkaConfig {
     /// Any other librdkafka property, passed through unchanged.
     #[serde(default)]
     pub extra: std::collections::BTreeMap<String, String>,
+}
+
+/// What `Debug` prints instead of a secret.
+pub const REDACTED: &str = "<redacted>";
+
+/// Whether a librdkafka property holds a secret (`sasl.password`,
+/// `ssl.key.password`, `sasl.oauthbearer.client.secret`, ...).
+pub fn is_secret_property(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    ["password", "secret", "sasl.jaas.config", "ssl.key.pem"]
+        .iter()
+        .any(|s| k.contains(s))
+}
+
+impl fmt::Debug for KafkaConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Destructured, so a new field cannot be added without deciding here
+        // whether it is a secret.
+        let KafkaConfig {
+            brokers,
+            fetch_wait_max_ms,
+            linger_ms,
+            statistics_interval_ms,
+            topic_prefix,
+            partitions,
+            replication_factor,
+            security_protocol,
+            sasl_mechanism,
+            sasl_username,
+            sasl_password,
+            extra,
+        } = self;
+        let extra: std::collections::BTreeMap<&str, &str> = extra
+            .iter()
+            .map(|(k, v)| {
+                let v = if is_secret_property(k) {
+                    REDACTED
+                } else {
+                    v.as_str()
+                };
+                (k.as_str(), v)
+            })
+            .collect();
+        f.debug_struct("KafkaConfig")
+            .field("brokers", brokers)
+            .field("fetch_wait_max_ms", fetch_wait_max_ms)
+            .field("linger_ms", linger_ms)
+            .field("statistics_interval_ms", statistics_interval_ms)
+            .field("topic_prefix", topic_prefix)
+            .field("partitions", partitions)
+            .field("replication_factor", replication_factor)
+            .field("security_protocol", security_protocol)
+            .field("sasl_mechanism", sasl_mechanism)
+            .field("sasl_username", sasl_username)
+            .field("sasl_password", &sasl_password.as_ref().map(|_| REDACTED))
+            .field("extra", &extra)
+            .finish()
+    }
 }
 
 impl KafkaConfig {
@@ -342,5 +425,99 @@ mod tests {
             assert_eq!(l.finish(|| c).unwrap().kafka.brokers, "10.0.0.1:9093");
             Ok(())
         });
+    }
+
+    #[test]
+    fn sasl_credentials_come_from_the_environment_and_never_print() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("CREDIT_BUS__KAFKA__SECURITY_PROTOCOL", "sasl_plaintext");
+            jail.set_env("CREDIT_BUS__KAFKA__SASL_MECHANISM", "SCRAM-SHA-512");
+            jail.set_env("CREDIT_BUS__KAFKA__SASL_USERNAME", "courts");
+            jail.set_env("CREDIT_BUS__KAFKA__SASL_PASSWORD", "hunter2-Zx9");
+            // Dotted librdkafka names cannot be spelled in an environment
+            // variable (figment splits on dots): pass-through goes in the file.
+            jail.create_file(
+                "bus.toml",
+                r#"
+                [kafka.extra]
+                "ssl.key.password" = "pem-pass-77"
+                "client.rack" = "gz-1"
+                "#,
+            )?;
+            let mut l = Loader::new("", Some(Path::new("bus.toml")));
+            let c = Common::load(&mut l);
+            let c = l.finish(|| c).unwrap();
+            assert_eq!(c.kafka.sasl_username.as_deref(), Some("courts"));
+            assert_eq!(c.kafka.sasl_password.as_deref(), Some("hunter2-Zx9"));
+            assert_eq!(c.kafka.extra["ssl.key.password"], "pem-pass-77");
+            for printed in [
+                format!("{:?}", c.kafka),
+                format!("{:#?}", c.kafka),
+                format!("{c:?}"),
+            ] {
+                assert!(!printed.contains("hunter2"), "{printed}");
+                assert!(!printed.contains("pem-pass"), "{printed}");
+                assert!(printed.contains(REDACTED), "{printed}");
+                // Everything else is still there to debug with.
+                assert!(printed.contains("courts"), "{printed}");
+                assert!(printed.contains("gz-1"), "{printed}");
+            }
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_numeric_password_stays_a_string() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("CREDIT_BUS__KAFKA__SECURITY_PROTOCOL", "sasl_plaintext");
+            jail.set_env("CREDIT_BUS__KAFKA__SASL_USERNAME", "tax");
+            jail.set_env("CREDIT_BUS__KAFKA__SASL_PASSWORD", "00123456");
+            let mut l = Loader::new("", None);
+            let c = Common::load(&mut l);
+            let c = l.finish(|| c).unwrap();
+            assert_eq!(c.kafka.sasl_password.as_deref(), Some("00123456"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_bad_secret_is_reported_without_its_value() {
+        figment::Jail::expect_with(|jail| {
+            for (toml, key, secret) in [
+                (
+                    "[kafka]\nsasl_password = 918273645\n",
+                    "sasl_password",
+                    "918273645",
+                ),
+                (
+                    "[kafka.extra]\n\"ssl.key.password\" = 5550123\n",
+                    "ssl.key.password",
+                    "5550123",
+                ),
+            ] {
+                jail.create_file("bad.toml", toml)?;
+                let mut l = Loader::new("", Some(Path::new("bad.toml")));
+                let c = Common::load(&mut l);
+                let all = l.finish(|| c).unwrap_err().to_string();
+                assert!(all.contains(key), "{all}");
+                assert!(!all.contains(secret), "{all}");
+            }
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn no_password_prints_as_none() {
+        figment::Jail::expect_with(|_jail| {
+            let mut l = Loader::new("", None);
+            let c = Common::load(&mut l);
+            let c = l.finish(|| c).unwrap();
+            let printed = format!("{:?}", c.kafka);
+            assert!(printed.contains("sasl_password: None"), "{printed}");
+            Ok(())
+        });
+        assert!(is_secret_property("sasl.oauthbearer.client.secret"));
+        assert!(is_secret_property("SSL.KEY.PASSWORD"));
+        assert!(!is_secret_property("client.rack"));
     }
 }
