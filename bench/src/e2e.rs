@@ -81,6 +81,8 @@ fn common(k: KafkaConfig, registry: &str) -> Common {
             log_format: "pretty".into(),
             log_filter: "warn".into(),
             ops_listen: "127.0.0.1:0".into(),
+            otlp_endpoint: String::new(),
+            trace_sample_ratio: 1.0,
         },
     }
 }

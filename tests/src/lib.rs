@@ -5,6 +5,9 @@
 //! `scripts/test.sh` sets after starting tansu. Without it the tests fail with
 //! that instruction: a broker test that silently skips would prove nothing.
 
+
+pub mod engine;
+
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -63,6 +66,8 @@ pub fn common(prefix: &str, registry_url: &str) -> Common {
             log_format: "pretty".into(),
             log_filter: "warn".into(),
             ops_listen: "127.0.0.1:0".into(),
+            otlp_endpoint: String::new(),
+            trace_sample_ratio: 1.0,
         },
     }
 }

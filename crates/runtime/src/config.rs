@@ -305,6 +305,19 @@ pub struct TelemetryConfig {
     pub log_filter: String,
     /// Address of `/metrics`, `/healthz` and `/readyz`; port 0 picks a free one.
     pub ops_listen: String,
+    /// Base URL of an OpenTelemetry collector's OTLP/HTTP receiver
+    /// (`http://collector:4318`; spans go to `/v1/traces`). Empty: no span is
+    /// recorded, but trace context is still propagated in record headers.
+    #[serde(default)]
+    pub otlp_endpoint: String,
+    /// Share of new traces (records arriving without `traceparent`) that are
+    /// sampled, 0.0 to 1.0; records with a trace context follow its decision.
+    #[serde(default = "one")]
+    pub trace_sample_ratio: f64,
+}
+
+fn one() -> f64 {
+    1.0
 }
 
 impl Validate for TelemetryConfig {
@@ -319,6 +332,18 @@ impl Validate for TelemetryConfig {
             p.push(format!(
                 "{s}.ops_listen: {:?} is not ip:port",
                 self.ops_listen
+            ));
+        }
+        let e = self.otlp_endpoint.trim();
+        if !(e.is_empty() || e.starts_with("http://") || e.starts_with("https://")) {
+            p.push(format!(
+                "{s}.otlp_endpoint: {e:?} is not empty nor an http(s) URL"
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.trace_sample_ratio) {
+            p.push(format!(
+                "{s}.trace_sample_ratio: {} is not between 0 and 1",
+                self.trace_sample_ratio
             ));
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log_filter).is_err() {

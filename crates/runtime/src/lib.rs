@@ -9,6 +9,7 @@
 //! * [`gap`]: offsets a broker skipped on resume, detected and re-read.
 //! * [`ops`]: `/metrics`, `/healthz`, `/readyz` on every service.
 //! * [`prom`]: reading a `/metrics` page back (live view, dashboard).
+//! * [`trace`]: W3C trace context in record headers, send/process spans, OTLP export.
 //! * [`shutdown`]: SIGINT/SIGTERM into one cancellation token.
 
 pub mod config;
@@ -19,6 +20,7 @@ pub mod ops;
 pub mod prom;
 pub mod shutdown;
 pub mod telemetry;
+pub mod trace;
 
 /// Today in days since 1970-01-01 (UTC+8, the city's calendar).
 pub fn today() -> i32 {

@@ -1,5 +1,5 @@
 //! Logs through `tracing` (JSON by default), metrics through the OpenTelemetry SDK
-//! with a Prometheus exporter behind `/metrics`.
+//! with a Prometheus exporter behind `/metrics`, spans through [`crate::trace`].
 
 use std::sync::Arc;
 
@@ -21,12 +21,22 @@ struct Inner {
     registry: prometheus::Registry,
     provider: SdkMeterProvider,
     service: &'static str,
+    tracer: crate::trace::Tracer,
 }
 
 impl Telemetry {
     /// A meter provider exporting into a fresh Prometheus registry. Each service
     /// (and each in-process test instance) gets its own, so figures never mix.
+    /// Its tracer propagates trace context and records no spans.
     pub fn new(service: &'static str) -> anyhow::Result<Telemetry> {
+        Telemetry::with_tracer(service, crate::trace::Tracer::propagating(1.0))
+    }
+
+    /// [`Telemetry::new`] with the given tracer (one that exports, in tests).
+    pub fn with_tracer(
+        service: &'static str,
+        tracer: crate::trace::Tracer,
+    ) -> anyhow::Result<Telemetry> {
         let registry = prometheus::Registry::new();
         let exporter = opentelemetry_prometheus::exporter()
             .with_registry(registry.clone())
@@ -41,12 +51,18 @@ impl Telemetry {
                 registry,
                 provider,
                 service,
+                tracer,
             }),
         })
     }
 
     pub fn meter(&self) -> Meter {
         self.inner.provider.meter(self.inner.service)
+    }
+
+    /// The tracer: `send` / `process` spans and trace-context propagation.
+    pub fn tracer(&self) -> &crate::trace::Tracer {
+        &self.inner.tracer
     }
 
     /// The Prometheus text exposition of every metric.
@@ -75,8 +91,14 @@ pub fn init_logging(cfg: &TelemetryConfig) {
     };
 }
 
-/// What every service's `main` does first: logs, then its own metrics.
+/// What every service's `main` does first: logs, then its own metrics and
+/// tracer (exporting spans when `telemetry.otlp_endpoint` is set).
 pub fn start(cfg: &TelemetryConfig, service: &'static str) -> anyhow::Result<Telemetry> {
     init_logging(cfg);
-    Telemetry::new(service)
+    let tracer =
+        crate::trace::Tracer::from_config(service, &cfg.otlp_endpoint, cfg.trace_sample_ratio)?;
+    if tracer.is_exporting() {
+        tracing::info!(endpoint = %cfg.otlp_endpoint, ratio = cfg.trace_sample_ratio, "exporting spans over OTLP/HTTP");
+    }
+    Telemetry::with_tracer(service, tracer)
 }
