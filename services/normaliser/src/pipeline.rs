@@ -20,6 +20,7 @@ use credit_runtime::metrics::{self, MetricName};
 use credit_runtime::ops::Readiness;
 use credit_runtime::shutdown::Shutdown as CancellationToken;
 use credit_runtime::telemetry::Telemetry;
+use credit_runtime::trace;
 use credit_schemas::encode;
 use credit_schemas::registry::{RegistryClient, RegistryError};
 use futures::FutureExt;
@@ -88,6 +89,9 @@ impl Instruments {
 struct Pending {
     sent: Sent,
     delivery: DeliveryFuture,
+    /// The record's `process` and `send` spans, only when they are recorded
+    /// (sampled and exported); they end when the output is acknowledged.
+    spans: Option<Box<[trace::Span; 2]>>,
 }
 
 /// The output a record turns into, before it is sent.
@@ -103,10 +107,11 @@ enum Output<'m> {
 }
 
 fn dlq_headers(msg: &BorrowedMessage<'_>, r: &Rejection, connector: &str) -> OwnedHeaders {
-    // Keep the original headers first, then add ours.
-    let mut h = OwnedHeaders::new_with_capacity(msg.headers().map_or(0, |h| h.count()) + 11);
+    // Keep the original headers first, then add ours. The original trace
+    // context is replaced by the dead letter's own (same trace), added on sending.
+    let mut h = OwnedHeaders::new_with_capacity(msg.headers().map_or(0, |h| h.count()) + 13);
     if let Some(orig) = msg.headers() {
-        for hd in orig.iter() {
+        for hd in orig.iter().filter(|hd| !trace::is_trace_header(hd.key)) {
             h = h.insert(Header {
                 key: hd.key,
                 value: hd.value,
@@ -223,11 +228,16 @@ async fn send(
     mut record: FutureRecord<'_, [u8], [u8]>,
     pending: &mut Vec<Pending>,
     sent: Sent,
+    spans: Option<Box<[trace::Span; 2]>>,
 ) -> Result<(), Error> {
     loop {
         match producer.send_result(record) {
             Ok(delivery) => {
-                pending.push(Pending { sent, delivery });
+                pending.push(Pending {
+                    sent,
+                    delivery,
+                    spans,
+                });
                 return Ok(());
             }
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
@@ -342,16 +352,13 @@ pub async fn run(
     let dlq_topic = naming.dlq(dep.id);
     let records_topic = naming.records();
     let connector = format!("credit-normaliser-{}", dep.id);
+    let group = naming.normaliser_group(dep.id);
+    let tracer = tel.tracer().clone();
     let schema_id = register_schema(&config.common.registry.url, &records_topic).await?;
 
     // Publishes credit_bus_consumer_lag for the group from librdkafka statistics.
     let consumer: StreamConsumer<credit_runtime::kafka::BusContext> =
-        credit_runtime::kafka::consumer_with_lag(
-            kafka,
-            &connector,
-            &naming.normaliser_group(dep.id),
-            &tel,
-        )?;
+        credit_runtime::kafka::consumer_with_lag(kafka, &connector, &group, &tel)?;
     consumer.subscribe(&[&inbound])?;
     let producer: FutureProducer = credit_runtime::kafka::producer(kafka, &connector).create()?;
     let inst = Instruments::new(&tel, dep.id);
@@ -401,19 +408,33 @@ pub async fn run(
                 Ok(msg) if !admit(&mut guard, &consumer, &inbound, &msg, &mut rewound)? => {}
                 Ok(msg) => {
                     read += 1;
-                    let (rec, rejected) = match process(&route, today, &msg, &mut buf) {
+                    // `process <inbound>`, child of the record's trace context (or
+                    // a new trace); its output carries a `send` span's context.
+                    let mut processing = tracer.process_message(&msg, &group);
+                    let (rec, rejected, sending) = match process(&route, today, &msg, &mut buf) {
                         Output::Normalised { id } => {
                             id.write_to(&mut key_buf);
+                            // The key is a record id (department:partition:offset).
+                            let sending = tracer.send(
+                                Some(processing.context()),
+                                &records_topic,
+                                Some(&key_buf),
+                            );
                             let rec = FutureRecord::to(&records_topic)
                                 .key(key_buf.as_bytes())
-                                .payload(&buf[..]);
-                            (rec, None)
+                                .payload(&buf[..])
+                                .headers(trace::headers(sending.context()));
+                            (rec, None, sending)
                         }
                         Output::Dead {
                             rejection,
                             headers,
                             key,
                         } => {
+                            processing.set_error(rejection.code.as_str());
+                            // The inbound key is the department's own: maybe personal, not recorded.
+                            let sending = tracer.send(Some(processing.context()), &dlq_topic, None);
+                            let headers = trace::inject(headers, sending.context());
                             let mut rec = FutureRecord::to(&dlq_topic).headers(headers);
                             if let Some(k) = key {
                                 rec = rec.key(k);
@@ -421,15 +442,18 @@ pub async fn run(
                             if let Some(v) = msg.payload() {
                                 rec = rec.payload(v);
                             }
-                            (rec, Some(rejection.code))
+                            (rec, Some(rejection.code), sending)
                         }
                     };
+                    let spans = processing
+                        .is_recording()
+                        .then(|| Box::new([processing, sending]));
                     let sent = Sent {
                         partition: msg.partition(),
                         offset: msg.offset(),
                         rejected,
                     };
-                    send(&producer, rec, &mut pending, sent).await?;
+                    send(&producer, rec, &mut pending, sent, spans).await?;
                 }
                 // Consumer errors (a broker going away, a rebalance) are reported and
                 // retried by librdkafka itself; they never lose a record.
@@ -446,7 +470,11 @@ pub async fn run(
         let mut normalised = 0u64;
         for p in pending.drain(..) {
             match p.delivery.await {
-                Ok(Ok(_)) => {}
+                Ok(Ok(d)) => {
+                    if let Some(mut spans) = p.spans {
+                        spans[1].set_partition(d.partition);
+                    }
+                }
                 Ok(Err((e, _))) => return Err(Error::Delivery(e)),
                 Err(_) => return Err(Error::Delivery(KafkaError::Canceled)),
             }
@@ -479,6 +507,7 @@ pub async fn run(
         }
     }
 
+    tracer.flush();
     tracing::info!("draining: committing stored offsets");
     match consumer.commit_consumer_state(CommitMode::Sync) {
         Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
