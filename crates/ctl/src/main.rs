@@ -106,6 +106,10 @@ enum FeedbackCmd {
         /// Why; required for not-applicable and failed.
         #[arg(long)]
         reason: Option<String>,
+        /// The notice's `traceparent` header, so the feedback joins the notice's
+        /// trace (`subscribe --ack` does this by itself).
+        #[arg(long, env = "TRACEPARENT")]
+        traceparent: Option<String>,
         #[arg(long, env = "CREDIT_BUS_CONFIG")]
         config: Option<std::path::PathBuf>,
     },
@@ -214,12 +218,14 @@ async fn main() -> anyhow::Result<()> {
                     notice_id,
                     outcome,
                     reason,
+                    traceparent,
                     config,
                 },
         } => {
             check_reason(outcome.into(), reason.as_deref())?;
             let (kafka, registry) = load_kafka_registry(config.as_deref())?;
-            let sender = FeedbackSender::new(&kafka, &registry, &department).await?;
+            let tracer = load_tracer(config.as_deref())?;
+            let sender = FeedbackSender::new(&kafka, &registry, &department, tracer).await?;
             let fb = Feedback {
                 notice_id: &notice_id,
                 department: sender.department,
@@ -227,7 +233,8 @@ async fn main() -> anyhow::Result<()> {
                 reason: reason.as_deref(),
                 responded_at_ms: now_ms(),
             };
-            sender.send(&fb).await?;
+            let parent = traceparent.and_then(|t| credit_runtime::trace::parse(t.as_bytes(), None));
+            sender.send(&fb, parent.as_ref()).await?;
             eprintln!(
                 "sent: {} on {notice_id} to {}",
                 fb.outcome.symbol(),
@@ -265,7 +272,8 @@ async fn subscribe(
     let sender = match &ack {
         Some((outcome, reason)) => {
             check_reason(*outcome, reason.as_deref())?;
-            Some(FeedbackSender::new(&kafka, &registry, dep.id).await?)
+            let tracer = load_tracer(config)?;
+            Some(FeedbackSender::new(&kafka, &registry, dep.id, tracer).await?)
         }
         None => None,
     };
@@ -302,14 +310,19 @@ async fn subscribe(
                 );
                 continue;
             };
+            // The feedback joins the notice's trace: `process <notices>`, then `send <feedback>`.
+            let processing = sender.tracer.process_message(&m, &group);
             sender
-                .send(&Feedback {
-                    notice_id: id,
-                    department: sender.department,
-                    outcome: *outcome,
-                    reason: reason.as_deref(),
-                    responded_at_ms: now_ms(),
-                })
+                .send(
+                    &Feedback {
+                        notice_id: id,
+                        department: sender.department,
+                        outcome: *outcome,
+                        reason: reason.as_deref(),
+                        responded_at_ms: now_ms(),
+                    },
+                    Some(processing.context()),
+                )
                 .await?;
         }
         n += 1;
@@ -341,6 +354,7 @@ struct FeedbackSender {
     topic: String,
     schema_id: u32,
     producer: rdkafka::producer::FutureProducer,
+    tracer: credit_runtime::trace::Tracer,
 }
 
 impl FeedbackSender {
@@ -348,6 +362,7 @@ impl FeedbackSender {
         kafka: &KafkaConfig,
         registry: &RegistryConfig,
         department: &str,
+        tracer: credit_runtime::trace::Tracer,
     ) -> anyhow::Result<FeedbackSender> {
         let dep = credit_core::catalogue::department(department)
             .with_context(|| format!("unknown department {department:?}"))?;
@@ -366,18 +381,28 @@ impl FeedbackSender {
             topic,
             schema_id,
             producer: credit_runtime::kafka::producer(kafka, "credit-bus-feedback").create()?,
+            tracer,
         })
     }
 
-    async fn send(&self, fb: &Feedback<'_>) -> anyhow::Result<()> {
+    /// Sends `fb` in a `send` span, child of `parent` (the notice's trace) or a
+    /// new trace; the record carries the span's trace context.
+    async fn send(
+        &self,
+        fb: &Feedback<'_>,
+        parent: Option<&credit_runtime::trace::SpanContext>,
+    ) -> anyhow::Result<()> {
         check_reason(fb.outcome, fb.reason)?;
+        // The key is a notice id, no personal data.
+        let span = self.tracer.send(parent, &self.topic, Some(fb.notice_id));
         let mut buf = Vec::with_capacity(64 + fb.notice_id.len());
         credit_schemas::encode::feedback_framed(&mut buf, self.schema_id, fb);
         self.producer
             .send(
                 rdkafka::producer::FutureRecord::to(&self.topic)
                     .key(fb.notice_id)
-                    .payload(&buf),
+                    .payload(&buf)
+                    .headers(credit_runtime::trace::headers(span.context())),
                 Duration::from_secs(15),
             )
             .await
@@ -445,6 +470,15 @@ fn load_kafka_registry(
     let kafka = l.section::<KafkaConfig>("kafka");
     let registry = l.section::<RegistryConfig>("registry");
     Ok(l.finish(|| Some((kafka?, registry?)))?)
+}
+
+/// The tracer the `[telemetry]` section configures: spans exported when
+/// `otlp_endpoint` is set; trace context propagated either way.
+fn load_tracer(file: Option<&std::path::Path>) -> anyhow::Result<credit_runtime::trace::Tracer> {
+    let mut l = credit_runtime::config::Loader::new("", file);
+    let t = l.section::<credit_runtime::config::TelemetryConfig>("telemetry");
+    let t = l.finish(|| t)?;
+    credit_runtime::trace::Tracer::from_config("credit-bus", &t.otlp_endpoint, t.trace_sample_ratio)
 }
 
 /// The `[kafka]` section exactly as the services load it.
