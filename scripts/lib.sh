@@ -73,6 +73,35 @@ start_broker() {
   wait_port 127.0.0.1 "$port" 30
 }
 
+# start_broker_auth PORT USER=PASSWORD...: tansu on loopback with SASL/SCRAM
+# authentication required, one user per argument (SCRAM-SHA-512). tansu keeps
+# users only in durable storage (memory:// accepts `tansu user create` and stores
+# nothing), so this one uses SQLite under $CB_RUN/tansu-auth-PORT; and it refuses
+# every unauthenticated request, `tansu user create` included, so users are
+# created on a first run without authentication, then tansu restarts with it.
+# tansu authenticates only: it enforces no ACLs (docs/security.md). Stop it with
+# stop_broker PORT. Passwords are passed to `tansu user create` as arguments
+# (visible in ps while it runs) and never logged here.
+start_broker_auth() {
+  local port=$1; shift
+  local dir="$CB_RUN/tansu-auth-$port" url="tcp://127.0.0.1:$port" pair
+  mkdir -p "$dir"
+  log "starting tansu with authentication on 127.0.0.1:$port (sqlite://$dir/tansu.db), users: $(for pair in "$@"; do printf '%s ' "${pair%%=*}"; done)"
+  local args=(broker --listener-url "$url" --advertised-listener-url "$url" --storage-engine sqlite://tansu.db --silent)
+  # tansu resolves sqlite:// URLs against its working directory.
+  (cd "$dir" && exec tansu "${args[@]}") >"$CB_RUN/tansu-$port.log" 2>&1 &
+  local open_pid=$!
+  wait_port 127.0.0.1 "$port" 30 || { kill "$open_pid" 2>/dev/null; return 1; }
+  for pair in "$@"; do
+    tansu user create --broker "$url" "${pair%%=*}" "${pair#*=}" >>"$CB_RUN/tansu-$port.log" 2>&1 \
+      || { echo "tansu user create ${pair%%=*} failed (see $CB_RUN/tansu-$port.log)" >&2; kill "$open_pid"; return 1; }
+  done
+  kill "$open_pid"; wait "$open_pid" 2>/dev/null
+  (cd "$dir" && exec tansu "${args[@]}" --authentication) >>"$CB_RUN/tansu-$port.log" 2>&1 &
+  echo $! >"$CB_RUN/tansu-$port.pid"
+  wait_port 127.0.0.1 "$port" 30
+}
+
 stop_broker() {
   local port=$1 pidfile="$CB_RUN/tansu-$1.pid"
   [ -f "$pidfile" ] || return 0
