@@ -25,6 +25,7 @@ use credit_runtime::config::KafkaConfig;
 use credit_runtime::metrics::{MetricName, label};
 use credit_runtime::ops::Readiness;
 use credit_runtime::telemetry::Telemetry;
+use credit_runtime::trace;
 use credit_schemas::feedback::OwnedFeedback;
 use credit_schemas::registry::RegistryClient;
 use opentelemetry::KeyValue;
@@ -72,6 +73,14 @@ impl Origin {
             .iter()
             .find(|(k, _)| k == key)
             .and_then(|(_, v)| std::str::from_utf8(v.as_deref()?).ok())
+    }
+
+    /// The record's trace context, if it carries a valid one.
+    fn trace_context(&self) -> Option<trace::SpanContext> {
+        trace::parse(
+            self.header(trace::TRACEPARENT)?.as_bytes(),
+            self.header(trace::TRACESTATE).map(str::as_bytes),
+        )
     }
 }
 
@@ -210,6 +219,11 @@ struct Tracker {
     seq: u64,
     m: Instruments,
     shutdown: CancellationToken,
+    tracer: trace::Tracer,
+    group: String,
+    /// Past the rebuild: feedback read from here on gets a `process` span
+    /// (a rebuild re-reads old feedback and would repeat them at every start).
+    live: bool,
 }
 
 impl Tracker {
@@ -275,12 +289,31 @@ impl Tracker {
             self.count_rejected(department, reason);
             return Ok(());
         }
+        // `process <feedback topic>`, child of the feedback's trace context,
+        // which `credit-bus` sets to the notice's trace.
+        let mut span = self.live.then(|| {
+            self.tracer.process(
+                o.trace_context().as_ref(),
+                trace::Consumed {
+                    topic: &o.topic,
+                    partition: o.partition,
+                    offset: o.offset,
+                    group: &self.group,
+                },
+            )
+        });
         let Some(fb) = self.decode(o.payload.as_deref()).await? else {
+            if let Some(s) = &mut span {
+                s.set_error(FeedbackReason::Undecodable.as_str());
+            }
             return self
                 .reject(department, FeedbackReason::Undecodable, o)
                 .await;
         };
         let event = self.shared.book().add_feedback(seq, department, fb, o);
+        if let (Some(s), Some(Event::Rejected { reason, .. })) = (&mut span, &event) {
+            s.set_error(reason.as_str());
+        }
         self.handle(event.into_iter().collect()).await
     }
 
@@ -363,8 +396,16 @@ impl Tracker {
         o: Origin,
     ) -> anyhow::Result<()> {
         tracing::info!(department, reason = reason.as_str(), topic = %o.topic, partition = o.partition, offset = o.offset, "feedback rejected");
-        let mut h = OwnedHeaders::new_with_capacity(o.headers.len() + 11);
-        for (k, v) in &o.headers {
+        // The original headers but its trace context, replaced by a `send` span's
+        // under it (the key is a notice id, no personal data).
+        let span = self.tracer.send(
+            o.trace_context().as_ref(),
+            &self.rejected_topic,
+            o.key.as_deref().and_then(|k| std::str::from_utf8(k).ok()),
+        );
+        let mut h = OwnedHeaders::new_with_capacity(o.headers.len() + 13);
+        h = trace::inject(h, span.context());
+        for (k, v) in o.headers.iter().filter(|(k, _)| !trace::is_trace_header(k)) {
             h = h.insert(Header {
                 key: k,
                 value: v.as_deref(),
@@ -508,6 +549,9 @@ pub async fn run(
         seq: 0,
         m,
         shutdown: shutdown.clone(),
+        tracer: tel.tracer().clone(),
+        group: naming.feedback_group(),
+        live: false,
         kafka,
         shared,
     };
@@ -521,6 +565,7 @@ pub async fn run(
         }
     }
     ready.set_ready();
+    t.live = true;
     {
         let book = t.shared.book();
         tracing::info!(
@@ -578,6 +623,7 @@ pub async fn run(
             refreshed = Instant::now();
         }
     }
+    t.tracer.flush();
     tracing::info!("feedback tracker stopped");
     Ok(())
 }
