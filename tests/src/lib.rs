@@ -5,6 +5,8 @@
 //! `scripts/test.sh` sets after starting tansu. Without it the tests fail with
 //! that instruction: a broker test that silently skips would prove nothing.
 
+pub mod engine;
+
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};

@@ -8,6 +8,7 @@
 //! * `credit-bus feedback send|report`: answer a notice as a department; the
 //!   tracker's per-department table.
 
+mod catalogue;
 mod prom;
 
 use std::collections::BTreeMap;
@@ -60,6 +61,11 @@ enum Cmd {
     Feedback {
         #[command(subcommand)]
         cmd: FeedbackCmd,
+    },
+    /// Measures catalogue versions: validate, publish, dry-run and activate.
+    Catalogue {
+        #[command(subcommand)]
+        cmd: CatalogueCmd,
     },
     /// Live view of the bus from the services' /metrics endpoints.
     Watch {
@@ -122,6 +128,30 @@ enum FeedbackCmd {
 }
 
 #[derive(Subcommand)]
+enum CatalogueCmd {
+    /// Checks a catalogue file and reports every problem at once.
+    Validate { file: std::path::PathBuf },
+    /// Validates a catalogue file and publishes it as its `version`.
+    Publish {
+        file: std::path::PathBuf,
+        #[arg(long, env = "CREDIT_BUS_CONFIG")]
+        config: Option<std::path::PathBuf>,
+    },
+    /// Activates a published version while everything runs: subjects with active
+    /// entries get exactly the difference (new measures applied, dropped ones lifted).
+    Activate {
+        #[arg(long)]
+        version: u32,
+        /// Print, per department and measure, what activation would apply and
+        /// lift, and send nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long, env = "CREDIT_BUS_CONFIG")]
+        config: Option<std::path::PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
 enum EntryCmd {
     /// Ends a list entry: every department that got a notice for it gets exactly
     /// one lift (or, for `withdrawn`, withdrawal) notice.
@@ -173,6 +203,35 @@ async fn main() -> anyhow::Result<()> {
                 .context("creating topics")?;
             eprintln!("{} topics present", all.len());
         }
+        Cmd::Catalogue { cmd } => match cmd {
+            CatalogueCmd::Validate { file } => {
+                let c = catalogue::validate(&file)?;
+                println!(
+                    "{}: catalogue version {} is valid ({} measures)",
+                    file.display(),
+                    c.version,
+                    c.measures.len()
+                );
+            }
+            CatalogueCmd::Publish { file, config } => {
+                catalogue::publish(&load_kafka(config.as_deref())?, &file).await?;
+            }
+            CatalogueCmd::Activate {
+                version,
+                dry_run,
+                config,
+            } => {
+                let kafka = load_kafka(config.as_deref())?;
+                if dry_run {
+                    let d =
+                        tokio::task::spawn_blocking(move || catalogue::dry_run(&kafka, version))
+                            .await??;
+                    catalogue::print_dry_run(version, &d);
+                } else {
+                    catalogue::activate(&kafka, version).await?;
+                }
+            }
+        },
         Cmd::Entry {
             cmd:
                 EntryCmd::End {

@@ -33,7 +33,7 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use crate::config::Config;
 use crate::state::{
-    Checkpoint, Claim, Command, EntryState, Input, PartitionState, Planned, floor_key,
+    Activation, Checkpoint, Claim, Command, EntryState, Input, PartitionState, Planned, floor_key,
     parse_floor_key,
 };
 
@@ -255,6 +255,37 @@ fn replay_changelog(k: &KafkaConfig, changelog: &str, p: i32) -> Result<Partitio
     Ok(st)
 }
 
+/// Every valid catalogue version on the catalogue topic (values under
+/// `version/<n>`); invalid ones are reported and skipped.
+pub fn read_catalogues(
+    k: &KafkaConfig,
+    topic: &str,
+    partitions: i32,
+) -> Result<Vec<Catalogue>, String> {
+    let c =
+        credit_runtime::kafka::reader(k, "credit-engine-catalogue").map_err(|e| e.to_string())?;
+    let parts: Vec<(i32, Offset)> = (0..partitions).map(|p| (p, Offset::Beginning)).collect();
+    let mut out = Vec::new();
+    credit_runtime::kafka::read_to_end(&c, topic, &parts, Duration::from_secs(60), |m| {
+        let (Some(key), Some(value)) = (m.key(), m.payload()) else {
+            return;
+        };
+        if !key.starts_with(b"version/") {
+            return;
+        }
+        match std::str::from_utf8(value)
+            .map_err(|e| e.to_string())
+            .and_then(|t| Catalogue::parse(t).map_err(|e| e.to_string()))
+        {
+            Ok(cat) => out.push(cat),
+            Err(e) => {
+                tracing::error!(key = %String::from_utf8_lossy(key), error = %e, "invalid catalogue version on the catalogue topic; ignored")
+            }
+        }
+    })?;
+    Ok(out)
+}
+
 /// Reads the changelog partition from `from` to its end: the owner of the last
 /// claim there, if any, and the offset after the last record.
 fn claims_since(
@@ -288,7 +319,11 @@ struct Engine {
     kafka: KafkaConfig,
     records: String,
     changelog: String,
-    catalogue: Catalogue,
+    /// Every catalogue version known, by version; partitions start at `base_version`.
+    catalogues: BTreeMap<u32, Catalogue>,
+    base_version: u32,
+    catalogue_topic: (String, i32),
+    catalogue_gauge: opentelemetry::metrics::Gauge<i64>,
     producer: FutureProducer,
     notice_partitions: HashMap<String, i32>,
     notice_schema_ids: HashMap<&'static str, u32>,
@@ -346,6 +381,23 @@ impl Engine {
             for (topic, next) in &st.next {
                 self.guard.expect((topic.clone(), p), *next);
             }
+            let mut st = st;
+            st.catalogue_version = match st.checkpoint.catalogue_version {
+                0 => self.base_version,
+                v => v,
+            };
+            if !self.catalogues.contains_key(&st.catalogue_version) {
+                self.load_catalogues().await?;
+                if !self.catalogues.contains_key(&st.catalogue_version) {
+                    return Err(Error::Recovery(
+                        p,
+                        format!(
+                            "catalogue version {} is checkpointed but not on {}",
+                            st.catalogue_version, self.catalogue_topic.0
+                        ),
+                    ));
+                }
+            }
             if st.claimed_by.as_deref() != Some(self.owner.as_str()) {
                 tracing::warn!(partition = p, by = ?st.claimed_by, "partition claimed by another instance during takeover; leaving it");
                 self.fenced.insert(p);
@@ -363,6 +415,26 @@ impl Engine {
             self.writer_schemas.insert(id, s);
         }
         Ok(&self.writer_schemas[&id])
+    }
+
+    fn reject(&self, input: &'static str) {
+        self.inst.rejected.add(
+            1,
+            &[KeyValue::new(credit_runtime::metrics::label::INPUT, input)],
+        );
+    }
+
+    /// Reads every catalogue version published on the catalogue topic.
+    async fn load_catalogues(&mut self) -> Result<(), Error> {
+        let (k, (topic, parts)) = (self.kafka.clone(), self.catalogue_topic.clone());
+        let found = tokio::task::spawn_blocking(move || read_catalogues(&k, &topic, parts))
+            .await
+            .map_err(|e| Error::Config(e.to_string()))?
+            .map_err(Error::Config)?;
+        for c in found {
+            self.catalogues.entry(c.version).or_insert(c);
+        }
+        Ok(())
     }
 
     /// Forgets a partition's state: it is rebuilt from the changelog if it comes back.
@@ -406,8 +478,8 @@ impl Engine {
             };
             match input {
                 Ok(i) => {
-                    let catalogue = &self.catalogue;
                     let st = self.states.get_mut(&p).expect("recovered above");
+                    let catalogue = &self.catalogues[&st.catalogue_version];
                     st.plan_record(catalogue, &i)
                 }
                 Err(e) => {
@@ -423,34 +495,45 @@ impl Engine {
                 }
             }
         } else {
-            let st = self.states.get_mut(&p).expect("recovered above");
-            match m.payload().map(serde_json::from_slice::<Command>) {
-                Some(Ok(c)) => st.plan_command(&c).unwrap_or_else(|e| {
+            let payload = m.payload().unwrap_or_default();
+            if let Ok(c) = serde_json::from_slice::<Command>(payload) {
+                let st = self.states.get_mut(&p).expect("recovered above");
+                st.plan_command(&c).unwrap_or_else(|e| {
                     tracing::warn!(partition = p, offset, error = %e, "command refused");
-                    self.inst.rejected.add(
-                        1,
-                        &[KeyValue::new(
-                            credit_runtime::metrics::label::INPUT,
-                            "command",
-                        )],
-                    );
+                    self.reject("command");
                     Vec::new()
-                }),
-                _ => {
-                    tracing::warn!(
-                        partition = p,
-                        offset,
-                        "unreadable command; expected {{\"record_id\", \"reason\"}}"
-                    );
-                    self.inst.rejected.add(
-                        1,
-                        &[KeyValue::new(
-                            credit_runtime::metrics::label::INPUT,
-                            "command",
-                        )],
-                    );
-                    Vec::new()
+                })
+            } else if let Ok(a) = serde_json::from_slice::<Activation>(payload) {
+                if !self.catalogues.contains_key(&a.activate) {
+                    self.load_catalogues().await?;
                 }
+                match self.catalogues.get(&a.activate) {
+                    Some(new) => {
+                        let st = self.states.get_mut(&p).expect("recovered above");
+                        let planned = st.plan_activation(new);
+                        tracing::info!(
+                            partition = p,
+                            version = a.activate,
+                            notices = planned.len(),
+                            "catalogue version activated"
+                        );
+                        self.catalogue_gauge.record(a.activate as i64, &[]);
+                        planned
+                    }
+                    None => {
+                        tracing::error!(partition = p, offset, version = a.activate, topic = %self.catalogue_topic.0, "activation refused: no such catalogue version published");
+                        self.reject("command");
+                        Vec::new()
+                    }
+                }
+            } else {
+                tracing::warn!(
+                    partition = p,
+                    offset,
+                    "unreadable command; expected {{\"record_id\", \"reason\"}} or {{\"activate\": N}}"
+                );
+                self.reject("command");
+                Vec::new()
             }
         };
         let st = self.states.get_mut(&p).expect("recovered above");
@@ -604,7 +687,12 @@ impl Engine {
                 continue;
             }
             let e = &st.entries[&n.record_id];
-            let measure = self.catalogue.measure(&n.measure_id);
+            // A lift may name a measure the current version dropped: newest version first.
+            let measure = self
+                .catalogues
+                .values()
+                .rev()
+                .find_map(|c| c.measure(&n.measure_id));
             let notice = Notice {
                 notice_id: &n.notice_id,
                 kind: n.kind,
@@ -697,6 +785,7 @@ impl Engine {
                 }
             }
             st.checkpoint.next = st.next.clone();
+            st.checkpoint.catalogue_version = st.catalogue_version;
             let dirty: Vec<String> = st.dirty.drain().collect();
             let mut writes = Vec::with_capacity(dirty.len() + 1);
             for id in dirty {
@@ -764,6 +853,7 @@ pub async fn run(
         .engine
         .catalogue()
         .map_err(|e| Error::Config(e.to_string()))?;
+    let base_version = catalogue.version;
     let registry = RegistryClient::new(&config.common.registry.url)?;
     let mut notice_schema_ids = HashMap::new();
     for d in credit_core::DEPARTMENTS {
@@ -813,6 +903,7 @@ pub async fn run(
             "{records} ({np_records} partitions), {commands} ({np_commands}) and {changelog} ({np_changelog}) must exist, the first two with equal partition counts and the changelog with at least as many"
         )));
     }
+    let catalogue_topic = (naming.catalogue(), partitions(&naming.catalogue()));
     let notice_partitions = credit_core::DEPARTMENTS
         .iter()
         .map(|d| naming.notices(d.id))
@@ -847,7 +938,13 @@ pub async fn run(
         kafka: kafka.clone(),
         records,
         changelog,
-        catalogue,
+        catalogues: BTreeMap::from([(base_version, catalogue)]),
+        base_version,
+        catalogue_topic,
+        catalogue_gauge: credit_runtime::metrics::MetricName::CatalogueActiveVersion.gauge(
+            &tel.meter(),
+            "The newest catalogue version this engine has activated",
+        ),
         producer,
         notice_partitions,
         notice_schema_ids,
@@ -876,10 +973,11 @@ pub async fn run(
         traces: HashMap::new(),
     };
     tracing::info!(
-        catalogue_version = engine.catalogue.version,
-        measures = engine.catalogue.measures.len(),
+        catalogue_version = base_version,
+        measures = engine.catalogues[&base_version].measures.len(),
         "engine running"
     );
+    engine.catalogue_gauge.record(base_version as i64, &[]);
     ready.set_ready();
 
     let batch_size = config.engine.batch_size;

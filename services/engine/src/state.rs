@@ -41,6 +41,9 @@ pub enum EndReason {
     Repaired,
     /// Withdrawn after an objection: every notice it caused is withdrawn.
     Withdrawn,
+    /// Not an end: the reason on a lift when a new catalogue version drops a
+    /// measure. Operators cannot send it.
+    CatalogueChange,
 }
 
 impl EndReason {
@@ -49,6 +52,7 @@ impl EndReason {
             EndReason::Expired => "expired",
             EndReason::Repaired => "repaired",
             EndReason::Withdrawn => "withdrawn",
+            EndReason::CatalogueChange => "catalogue-change",
         }
     }
 }
@@ -59,6 +63,15 @@ impl EndReason {
 pub struct Command {
     pub record_id: String,
     pub reason: EndReason,
+}
+
+/// An operator command activating a catalogue version (JSON `{"activate": N}`),
+/// written once to every partition of the command topic, so each partition
+/// switches at a definite point of its input and replays decide the same.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Activation {
+    pub activate: u32,
 }
 
 /// One (measure, department) duty of an entry.
@@ -141,6 +154,10 @@ pub enum CommandError {
         "no active or ended entry {0} on this partition: the record was never a list entry here"
     )]
     UnknownEntry(String),
+    #[error(
+        "catalogue-change is not a reason an operator can give; use repaired, expired or withdrawn"
+    )]
+    NotAnOperatorReason,
 }
 
 /// The checkpoint of one input partition (changelog value under `checkpoint`).
@@ -151,6 +168,9 @@ pub struct Checkpoint {
     /// Per output `topic:partition`, an offset at or below every notice this
     /// input partition wrote after this checkpoint: where recovery scans from.
     pub floors: BTreeMap<String, i64>,
+    /// The catalogue version this partition applies; 0 = the engine's configured one.
+    #[serde(default)]
+    pub catalogue_version: u32,
 }
 
 /// The key of an output partition in [`Checkpoint::floors`].
@@ -181,6 +201,9 @@ pub struct PartitionState {
     pub tail: i64,
     /// The owner of the latest claim seen on the changelog partition.
     pub claimed_by: Option<String>,
+    /// The catalogue version in force since the last activation read (0 = the
+    /// configured one); checkpointed with `next`.
+    pub catalogue_version: u32,
 }
 
 /// An ownership claim on a changelog partition (value under `claim`): the
@@ -261,6 +284,9 @@ impl PartitionState {
     /// Notices for a command: ending an entry lifts (or withdraws) each active
     /// duty exactly once; ending it again changes nothing.
     pub fn plan_command(&mut self, c: &Command) -> Result<Vec<Planned>, CommandError> {
+        if c.reason == EndReason::CatalogueChange {
+            return Err(CommandError::NotAnOperatorReason);
+        }
         let e = self
             .entries
             .get_mut(&c.record_id)
@@ -294,6 +320,100 @@ impl PartitionState {
         e.ended = Some(c.reason);
         self.dirty.insert(c.record_id.clone());
         Ok(planned)
+    }
+}
+
+impl PartitionState {
+    /// Notices for activating catalogue `new` on this partition: for every entry
+    /// still active, each duty the new version no longer binds is lifted, and each
+    /// (measure, department) it binds without an active duty is applied (again,
+    /// with the next generation, if an earlier version had lifted it). Activating
+    /// the version already in force plans nothing.
+    pub fn plan_activation(&mut self, new: &Catalogue) -> Vec<Planned> {
+        let mut planned = Vec::new();
+        let mut ids: Vec<&String> = self.entries.keys().collect();
+        ids.sort();
+        let ids: Vec<String> = ids.into_iter().cloned().collect();
+        for id in ids {
+            let e = self.entries.get_mut(&id).expect("listed above");
+            if e.ended.is_some() || e.catalogue_version == new.version {
+                continue;
+            }
+            let (Some(list_type), Some(subject_type)) = (
+                ListType::ALL
+                    .iter()
+                    .copied()
+                    .find(|l| l.symbol() == e.list_type),
+                SubjectType::ALL
+                    .iter()
+                    .copied()
+                    .find(|t| t.symbol() == e.subject_type),
+            ) else {
+                continue;
+            };
+            let entry = Entry {
+                record_id: e.record_id.clone(),
+                list_type,
+                subject_type,
+            };
+            let mut wanted = rules::targets(new, &entry);
+            for d in e.duties.iter_mut().filter(|d| d.active) {
+                let t = Target {
+                    record_id: e.record_id.clone(),
+                    measure_id: d.measure_id.clone(),
+                    department: dept_id(&d.department),
+                };
+                if wanted.remove(&t).is_none() {
+                    d.active = false;
+                    planned.push(Planned {
+                        notice_id: rules::notice_id(&t, NoticeKind::Lift, d.generation),
+                        kind: NoticeKind::Lift,
+                        record_id: t.record_id,
+                        measure_id: t.measure_id,
+                        department: t.department,
+                        generation: d.generation,
+                        reason: Some(EndReason::CatalogueChange),
+                    });
+                }
+            }
+            for (t, kind) in wanted {
+                let generation = match e
+                    .duties
+                    .iter_mut()
+                    .find(|d| d.measure_id == t.measure_id && d.department == t.department)
+                {
+                    Some(d) => {
+                        d.generation += 1;
+                        d.active = true;
+                        d.applied_as = kind.into();
+                        d.generation
+                    }
+                    None => {
+                        e.duties.push(Duty {
+                            measure_id: t.measure_id.clone(),
+                            department: t.department.to_string(),
+                            applied_as: kind.into(),
+                            generation: 1,
+                            active: true,
+                        });
+                        1
+                    }
+                };
+                planned.push(Planned {
+                    notice_id: rules::notice_id(&t, kind, generation),
+                    kind,
+                    record_id: t.record_id,
+                    measure_id: t.measure_id,
+                    department: t.department,
+                    generation,
+                    reason: None,
+                });
+            }
+            e.catalogue_version = new.version;
+            self.dirty.insert(id);
+        }
+        self.catalogue_version = new.version;
+        planned
     }
 }
 
@@ -404,6 +524,84 @@ mod tests {
         assert!(w.iter().all(|p| p.kind == NoticeKind::Withdrawal));
     }
 
+    fn v1_entries(c: &Catalogue, n: usize) -> (PartitionState, Vec<Entry>) {
+        let mut s = PartitionState::default();
+        let mut entries = Vec::new();
+        for i in 0..n {
+            let list = ListType::ALL[i % ListType::ALL.len()];
+            let subject = SubjectType::ALL[(i / 3) % SubjectType::ALL.len()];
+            let r = input(&format!("courts:0:{i}"), Some(list), subject);
+            s.plan_record(c, &r);
+            entries.push(Entry {
+                record_id: r.record_id,
+                list_type: list,
+                subject_type: subject,
+            });
+        }
+        (s, entries)
+    }
+
+    /// V1 with some measures dropped, some departments moved, and one new measure.
+    fn v2_from(v1: &Catalogue, keep: &[bool], swap: &[bool]) -> Catalogue {
+        let mut c = v1.clone();
+        c.version = 2;
+        let mut ms = Vec::new();
+        for (i, m) in c.measures.iter().enumerate() {
+            if !keep[i % keep.len()] {
+                continue;
+            }
+            let mut m = m.clone();
+            if swap[i % swap.len()] {
+                m.departments = vec!["gov-data"];
+            }
+            ms.push(m);
+        }
+        let mut extra = v1.measures[0].clone();
+        extra.id = "new-measure".into();
+        extra.departments = vec!["culture-tourism", "finance"];
+        ms.push(extra);
+        c.measures = ms;
+        c
+    }
+
+    proptest::proptest! {
+        /// Activating a new version on planned entries sends exactly the rules'
+        /// delta (applies and lifts), nothing on a second activation, and going
+        /// back re-applies lifted duties under a new generation.
+        #[test]
+        fn activation_sends_exactly_the_delta(
+            keep in proptest::collection::vec(proptest::bool::weighted(0.7), 16),
+            swap in proptest::collection::vec(proptest::bool::weighted(0.2), 16),
+            n in 1usize..60,
+        ) {
+            let v1 = Catalogue::parse(credit_measures::V1).unwrap();
+            let v2 = v2_from(&v1, &keep, &swap);
+            let (mut s, entries) = v1_entries(&v1, n);
+            let want = rules::delta(&v1, &v2, &entries);
+            let got = s.plan_activation(&v2);
+            let applied: BTreeMap<Target, NoticeKind> = got
+                .iter()
+                .filter(|p| p.kind != NoticeKind::Lift)
+                .map(|p| (Target { record_id: p.record_id.clone(), measure_id: p.measure_id.clone(), department: p.department }, p.kind))
+                .collect();
+            let lifted: std::collections::BTreeSet<Target> = got
+                .iter()
+                .filter(|p| p.kind == NoticeKind::Lift)
+                .map(|p| Target { record_id: p.record_id.clone(), measure_id: p.measure_id.clone(), department: p.department })
+                .collect();
+            proptest::prop_assert_eq!(&applied, &want.apply);
+            proptest::prop_assert_eq!(&lifted, &want.lift);
+            proptest::prop_assert!(got.iter().filter(|p| p.kind == NoticeKind::Lift).all(|p| p.reason == Some(EndReason::CatalogueChange)));
+            proptest::prop_assert!(s.plan_activation(&v2).is_empty());
+            // Back to v1: what v2 lifted comes back as generation 2.
+            let back = s.plan_activation(&v1);
+            for t in &want.lift {
+                let again = back.iter().any(|p| p.record_id == t.record_id && p.measure_id == t.measure_id && p.department == t.department && p.generation == 2 && p.kind != NoticeKind::Lift);
+                proptest::prop_assert!(again, "{:?} not re-applied", t);
+            }
+        }
+    }
+
     #[test]
     fn commands_parse_from_json() {
         let c: Command =
@@ -411,6 +609,17 @@ mod tests {
         assert_eq!(c.reason, EndReason::Repaired);
         assert!(
             serde_json::from_str::<Command>(r#"{"record_id":"x","reason":"forgiven"}"#).is_err()
+        );
+        let a: Activation = serde_json::from_str(r#"{"activate":2}"#).unwrap();
+        assert_eq!(a.activate, 2);
+        assert!(serde_json::from_str::<Command>(r#"{"activate":2}"#).is_err());
+        let mut s = PartitionState::default();
+        assert_eq!(
+            s.plan_command(&Command {
+                record_id: "x".into(),
+                reason: EndReason::CatalogueChange
+            }),
+            Err(CommandError::NotAnOperatorReason)
         );
     }
 }

@@ -1,0 +1,200 @@
+//! Engine test support: a workload of normalised records with the notices they
+//! must cause, engine processes, and an exact reader of the notice topics.
+
+use std::collections::BTreeMap;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use credit_core::catalogue::publishing_departments;
+use credit_core::record::{Context, InfoKind};
+use credit_core::topics::Naming;
+use credit_datagen::Generator;
+use credit_measures::rules::Entry;
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+
+use crate::{Proc, brokers, unique};
+
+pub fn bin(name: &str) -> std::path::PathBuf {
+    let dir = std::env::var("CREDIT_BUS_BIN_DIR")
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../target/debug").to_string());
+    let p = std::path::Path::new(&dir).join(name);
+    assert!(p.exists(), "{} not built: run scripts/test.sh", p.display());
+    p
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits until the engine behind `port` has sent notices: it has joined the
+/// group, owns partitions and is mid-stream, so a kill interrupts real work.
+pub async fn wait_for_progress(port: u16) {
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    let name = credit_runtime::metrics::MetricName::NoticesSent.exported();
+    for _ in 0..1200 {
+        if let Ok(r) = reqwest::get(&url).await
+            && let Ok(text) = r.text().await
+            && text
+                .lines()
+                .any(|l| l.starts_with(name) && !l.ends_with(" 0"))
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("engine on ops port {port} sent no notice within 120 s");
+}
+
+pub fn spawn_engine(
+    brokers: &str,
+    prefix: &str,
+    registry: &str,
+    log: &std::path::Path,
+    instance: &str,
+    port: u16,
+) -> Proc {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    Command::new(bin("credit-engine"))
+        .env("CREDIT_BUS__KAFKA__BROKERS", brokers)
+        .env("CREDIT_BUS__KAFKA__TOPIC_PREFIX", prefix)
+        .env("CREDIT_BUS__REGISTRY__URL", registry)
+        .env("CREDIT_BUS__ENGINE__BATCH_SIZE", "500")
+        .env("CREDIT_BUS__ENGINE__INSTANCE_ID", instance)
+        .env(
+            "CREDIT_BUS__TELEMETRY__OPS_LISTEN",
+            format!("127.0.0.1:{port}"),
+        )
+        .env(
+            "CREDIT_BUS__TELEMETRY__LOG_FILTER",
+            std::env::var("ENGINE_TEST_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .map(Proc)
+        .expect("spawning credit-engine")
+}
+
+/// Normalised records (framed Avro) with the notices each list entry must cause.
+pub struct Workload {
+    pub records: Vec<(String, Vec<u8>)>,
+    pub entries: Vec<Entry>,
+}
+
+pub fn workload(n: usize, schema_id: u32, seed: u64) -> Workload {
+    let mut g = Generator::new(seed, 0.0);
+    let depts: Vec<_> = publishing_departments().collect();
+    let mut records = Vec::with_capacity(n);
+    let mut entries = Vec::new();
+    for i in 0..n {
+        let d = depts[i % depts.len()];
+        let s = g.record(d.id);
+        let ctx = Context {
+            department: d.id,
+            source_topic: "credit.inbound",
+            partition: 0,
+            offset: i as i64,
+            timestamp_ms: None,
+            today: credit_runtime::today(),
+        };
+        let mut buf = Vec::new();
+        let entry =
+            credit_normaliser::adapters::normalise(d.inbound.unwrap(), &ctx, &s.value, |r| {
+                credit_schemas::encode::credit_record_framed(&mut buf, schema_id, r);
+                let is_entry = matches!(r.info_kind, InfoKind::DishonestyList | InfoKind::RedList);
+                r.list_type.filter(|_| is_entry).map(|l| Entry {
+                    record_id: r.record_id().to_string(),
+                    list_type: l,
+                    subject_type: r.subject.kind,
+                })
+            })
+            .expect("valid samples");
+        records.push((ctx.record_id().to_string(), buf));
+        entries.extend(entry);
+    }
+    Workload { records, entries }
+}
+
+/// Counts notice ids (`record/measure/department/kind/generation`) per department.
+pub fn by_department(ids: &[&String]) -> BTreeMap<String, usize> {
+    let mut out = BTreeMap::new();
+    for id in ids {
+        let dept = id.split('/').nth(2).unwrap_or("?").to_string();
+        *out.entry(dept).or_default() += 1;
+    }
+    out
+}
+
+pub async fn send_all(p: &FutureProducer, topic: &str, items: &[(String, Vec<u8>)]) {
+    let mut futs = Vec::with_capacity(items.len());
+    for (k, v) in items {
+        futs.push(
+            p.send_result(FutureRecord::to(topic).key(k).payload(v))
+                .map_err(|(e, _)| e)
+                .unwrap(),
+        );
+    }
+    for f in futs {
+        f.await.unwrap().map_err(|(e, _)| e).unwrap();
+    }
+}
+
+/// Reads every notice topic from the beginning; returns notice id → copies seen.
+/// Partitions are assigned, not subscribed: a group member depends on the
+/// broker's coordinator, and tansu 0.6's was seen leaving partitions of a fresh
+/// group unassigned, which would read as "missing" notices.
+pub fn read_notices(
+    naming: &Naming,
+    until: impl Fn(&BTreeMap<String, usize>) -> bool,
+    timeout: Duration,
+) -> BTreeMap<String, usize> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("group.id", unique("notice-reader"))
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "10")
+        .create()
+        .unwrap();
+    let meta = c.fetch_metadata(None, Duration::from_secs(15)).unwrap();
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for d in credit_core::DEPARTMENTS {
+        let topic = naming.notices(d.id);
+        let t = meta
+            .topics()
+            .iter()
+            .find(|t| t.name() == topic)
+            .unwrap_or_else(|| panic!("{topic} missing"));
+        assert!(!t.partitions().is_empty(), "{topic} has no partitions");
+        for p in t.partitions() {
+            tpl.add_partition_offset(&topic, p.id(), rdkafka::Offset::Beginning)
+                .unwrap();
+        }
+    }
+    c.assign(&tpl).unwrap();
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    let deadline = Instant::now() + timeout;
+    let mut last = Instant::now();
+    while Instant::now() < deadline {
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(100)) {
+            *seen
+                .entry(String::from_utf8_lossy(m.key().unwrap()).into_owned())
+                .or_default() += 1;
+            last = Instant::now();
+        }
+        if last.elapsed() > Duration::from_secs(3) && until(&seen) {
+            break;
+        }
+    }
+    seen
+}

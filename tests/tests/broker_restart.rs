@@ -1,0 +1,188 @@
+//! Exactly once across a broker restart. This test runs its own tansu on durable
+//! (sqlite) storage, kills it with SIGKILL and starts it again while an engine
+//! works, then kills the engine too; every expected notice is on its
+//! department's topic exactly once, none missing and none unexpected.
+//!
+//! It is its own test binary because it points `CREDIT_BUS_TEST_BROKERS` at its
+//! private broker for every helper it uses.
+
+use std::collections::BTreeSet;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use credit_bus_tests::engine::*;
+use credit_bus_tests::*;
+use credit_core::topics::Naming;
+use credit_measures::Catalogue;
+use credit_measures::rules;
+use rdkafka::producer::FutureProducer;
+
+fn start_tansu(port: u16, dir: &std::path::Path) -> Proc {
+    let log = std::fs::File::create(dir.join("tansu.log")).unwrap();
+    let url = format!("tcp://127.0.0.1:{port}");
+    let p = Command::new("tansu")
+        .args([
+            "broker",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &url,
+        ])
+        // tansu reads the path after `sqlite://` as relative to its directory.
+        .args(["--storage-engine", "sqlite://tansu.db"])
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .map(Proc)
+        .expect("tansu on PATH: scripts/test.sh installs it");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "tansu did not listen on {port}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    p
+}
+
+/// The engine as a supervisor would run it: started again whenever it exits
+/// (it stops on errors it cannot ride out, such as a broker gone for long).
+struct Supervised {
+    proc: Proc,
+    port: u16,
+    prefix: String,
+    registry: String,
+    log: std::path::PathBuf,
+    restarts: usize,
+}
+
+impl Supervised {
+    fn start(prefix: &str, registry: &str, log: &std::path::Path) -> Supervised {
+        let port = free_port();
+        Supervised {
+            proc: spawn_engine(&brokers(), prefix, registry, log, "engine-a", port),
+            port,
+            prefix: prefix.to_string(),
+            registry: registry.to_string(),
+            log: log.to_path_buf(),
+            restarts: 0,
+        }
+    }
+
+    fn restart(&mut self) {
+        self.proc.kill9();
+        self.port = free_port();
+        self.proc = spawn_engine(
+            &brokers(),
+            &self.prefix,
+            &self.registry,
+            &self.log,
+            "engine-a",
+            self.port,
+        );
+        self.restarts += 1;
+    }
+
+    fn keep_alive(&mut self) {
+        if matches!(self.proc.0.try_wait(), Ok(Some(_))) {
+            self.restart();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn notices_survive_a_broker_restart_exactly_once() {
+    let dir = std::env::temp_dir().join(unique("tansu-restart"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = free_port();
+    let mut broker = start_tansu(port, &dir);
+    // SAFETY: the only test in this binary, set before any thread reads it.
+    unsafe { std::env::set_var("CREDIT_BUS_TEST_BROKERS", format!("127.0.0.1:{port}")) };
+
+    let prefix = unique("t-restart");
+    let naming = Naming::new(&prefix);
+    create_topics(&prefix).await;
+    let registry = Registry::start(&unique("t-restart-schemas")).await;
+    let client = credit_schemas::registry::RegistryClient::new(&registry.url).unwrap();
+    let schema_id = client
+        .register(
+            &credit_core::topics::value_subject(&naming.records()),
+            credit_schemas::CREDIT_RECORD_AVSC,
+        )
+        .await
+        .unwrap();
+    let catalogue = Catalogue::parse(credit_measures::V1).unwrap();
+    // tansu on sqlite is about 20x slower than in memory: a smaller workload.
+    let w = workload(900, schema_id, 11);
+    let mut expected: BTreeSet<String> = BTreeSet::new();
+    for e in &w.entries {
+        for (t, k) in rules::targets(&catalogue, e) {
+            expected.insert(rules::notice_id(&t, k, 1));
+        }
+    }
+    let producer: FutureProducer =
+        credit_runtime::kafka::producer(&kafka_config(&prefix), "restart-test")
+            .create()
+            .unwrap();
+    let log = dir.join("engine.log");
+    let mut engine = Supervised::start(&prefix, &registry.url, &log);
+
+    let chunks: Vec<_> = w.records.chunks(300).collect();
+    // 1. First chunk; the broker dies mid-stream and comes back on the same storage.
+    send_all(&producer, &naming.records(), chunks[0]).await;
+    wait_for_progress(engine.port).await;
+    broker.kill9();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    broker = start_tansu(port, &dir);
+
+    // 2. Second chunk through the restarted broker; then the engine dies mid-stream.
+    send_all(&producer, &naming.records(), chunks[1]).await;
+    engine.keep_alive();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    engine.keep_alive();
+    engine.restart();
+
+    // 3. The rest.
+    for c in &chunks[2..] {
+        send_all(&producer, &naming.records(), c).await;
+    }
+    engine.keep_alive();
+    let seen = read_notices(
+        &naming,
+        |s| s.len() >= expected.len(),
+        Duration::from_secs(400),
+    );
+    let missing: Vec<&String> = expected
+        .iter()
+        .filter(|id| !seen.contains_key(*id))
+        .collect();
+    let unexpected: Vec<_> = seen
+        .keys()
+        .filter(|id| !expected.contains(*id))
+        .take(5)
+        .collect();
+    let doubled: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).take(5).collect();
+    eprintln!(
+        "{} records ({} list entries), broker restarted once, engine restarted {} times, {} notices expected, {} distinct seen",
+        w.records.len(),
+        w.entries.len(),
+        engine.restarts,
+        expected.len(),
+        seen.len()
+    );
+    assert!(
+        missing.is_empty(),
+        "{} missing, by department {:?}; first {:?}",
+        missing.len(),
+        by_department(&missing),
+        &missing[..missing.len().min(5)]
+    );
+    assert!(unexpected.is_empty(), "unexpected notices: {unexpected:?}");
+    assert!(
+        doubled.is_empty(),
+        "notices sent more than once: {doubled:?}"
+    );
+    drop(engine);
+    registry.stop().await;
+    drop(broker);
+    let _ = std::fs::remove_dir_all(&dir);
+}
