@@ -1,0 +1,209 @@
+//! A new catalogue version activated while the engine runs: the dry run reports
+//! exactly what activation then sends, and the department topics end up with
+//! exactly the version-1 notices plus the delta (new measures applied, dropped
+//! ones lifted), each once, across a `kill -9` of the engine mid-activation.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::Command;
+use std::time::Duration;
+
+use credit_bus_tests::engine::*;
+use credit_bus_tests::*;
+use credit_core::notice::NoticeKind;
+use credit_core::topics::Naming;
+use credit_measures::Catalogue;
+use credit_measures::rules;
+use rdkafka::producer::FutureProducer;
+
+/// Version 2: `restrict-subsidies` dropped, one new measure for every
+/// dishonesty list's companies.
+fn v2_text() -> String {
+    let v1 = credit_measures::V1;
+    let start = v1.find("id = \"restrict-subsidies\"").unwrap();
+    let block_start = v1[..start].rfind("[[measure]]").unwrap();
+    let block_end = block_start + 11 + v1[block_start + 11..].find("[[measure]]").unwrap();
+    let mut t = format!("{}{}", &v1[..block_start], &v1[block_end..]);
+    t = t.replacen("version = 1", "version = 2", 1);
+    t.push_str(
+        r#"
+[[measure]]
+id = "restrict-land-supply"
+kind = "punishment"
+name_zh = "限制参与国有土地出让"
+name_en = "Restrict bidding for state-owned land use rights"
+legal_basis = "《国务院关于建立完善守信联合激励和失信联合惩戒制度加快推进社会诚信建设的指导意见》（国发〔2016〕33号）"
+lists = ["JUDGEMENT_DEFAULTER", "MAJOR_TAX_VIOLATION", "SERIOUS_VIOLATION"]
+subject_types = ["LEGAL_PERSON"]
+departments = ["planning", "trading-centre"]
+"#,
+    );
+    t
+}
+
+fn cli(prefix: &str, args: &[&str]) -> std::process::Output {
+    Command::new(bin("credit-bus"))
+        .env("CREDIT_BUS__KAFKA__BROKERS", brokers())
+        .env("CREDIT_BUS__KAFKA__TOPIC_PREFIX", prefix)
+        .args(args)
+        .output()
+        .expect("running credit-bus")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn activating_a_new_version_sends_exactly_the_delta_once() {
+    let prefix = unique("t-catalogue");
+    let naming = Naming::new(&prefix);
+    create_topics(&prefix).await;
+    let registry = Registry::start(&unique("t-catalogue-schemas")).await;
+    let client = credit_schemas::registry::RegistryClient::new(&registry.url).unwrap();
+    let schema_id = client
+        .register(
+            &credit_core::topics::value_subject(&naming.records()),
+            credit_schemas::CREDIT_RECORD_AVSC,
+        )
+        .await
+        .unwrap();
+    let v1 = Catalogue::parse(credit_measures::V1).unwrap();
+    let text = v2_text();
+    let v2 = Catalogue::parse(&text).expect("version 2 is valid");
+    let w = workload(2_000, schema_id, 21);
+    let mut expected: BTreeSet<String> = BTreeSet::new();
+    for e in &w.entries {
+        for (t, k) in rules::targets(&v1, e) {
+            expected.insert(rules::notice_id(&t, k, 1));
+        }
+    }
+    let producer: FutureProducer =
+        credit_runtime::kafka::producer(&kafka_config(&prefix), "catalogue-test")
+            .create()
+            .unwrap();
+    let log = std::env::temp_dir().join(format!("{}.log", unique("catalogue-engine")));
+    let mut port = free_port();
+    let mut engine = spawn_engine(&brokers(), &prefix, &registry.url, &log, "engine-a", port);
+    send_all(&producer, &naming.records(), &w.records).await;
+    let seen = read_notices(
+        &naming,
+        |s| s.len() >= expected.len(),
+        Duration::from_secs(240),
+    );
+    assert_eq!(
+        seen.len(),
+        expected.len(),
+        "version 1 notices before activation"
+    );
+
+    // Not published yet: refused, with the reason.
+    let out = cli(
+        &prefix,
+        &["catalogue", "activate", "--version", "2", "--dry-run"],
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not published"));
+
+    let file = std::env::temp_dir().join(format!("{}.toml", unique("catalogue-v2")));
+    std::fs::write(&file, &text).unwrap();
+    let out = cli(&prefix, &["catalogue", "publish", file.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The dry run: per (department, measure), exactly the rules' delta.
+    let delta = rules::delta(&v1, &v2, &w.entries);
+    let mut want: BTreeMap<(String, String), (usize, usize)> = BTreeMap::new();
+    for t in delta.apply.keys() {
+        want.entry((t.department.to_string(), t.measure_id.clone()))
+            .or_default()
+            .0 += 1;
+    }
+    for t in &delta.lift {
+        want.entry((t.department.to_string(), t.measure_id.clone()))
+            .or_default()
+            .1 += 1;
+    }
+    assert!(!delta.apply.is_empty() && !delta.lift.is_empty());
+    let out = cli(
+        &prefix,
+        &["catalogue", "activate", "--version", "2", "--dry-run"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table = String::from_utf8_lossy(&out.stdout);
+    let mut got: BTreeMap<(String, String), (usize, usize)> = BTreeMap::new();
+    for line in table.lines().skip(2) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() == 4 {
+            got.insert(
+                (f[0].to_string(), f[1].to_string()),
+                (f[2].parse().unwrap(), f[3].parse().unwrap()),
+            );
+        }
+    }
+    assert_eq!(got, want, "dry run table:\n{table}");
+
+    // The dry run sent nothing.
+    let still = read_notices(
+        &naming,
+        |s| s.len() >= expected.len(),
+        Duration::from_secs(10),
+    );
+    assert_eq!(still.len(), expected.len(), "a dry run sends nothing");
+
+    // Activate, kill the engine while it works, start it again.
+    let out = cli(&prefix, &["catalogue", "activate", "--version", "2"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    engine.kill9();
+    port = free_port();
+    let _engine = spawn_engine(&brokers(), &prefix, &registry.url, &log, "engine-a", port);
+    // Activating it again changes nothing.
+    let out = cli(&prefix, &["catalogue", "activate", "--version", "2"]);
+    assert!(out.status.success());
+
+    for (t, k) in &delta.apply {
+        expected.insert(rules::notice_id(t, *k, 1));
+    }
+    for t in &delta.lift {
+        expected.insert(rules::notice_id(t, NoticeKind::Lift, 1));
+    }
+    let seen = read_notices(
+        &naming,
+        |s| s.len() >= expected.len(),
+        Duration::from_secs(240),
+    );
+    let missing: Vec<&String> = expected
+        .iter()
+        .filter(|id| !seen.contains_key(*id))
+        .collect();
+    let unexpected: Vec<_> = seen
+        .keys()
+        .filter(|id| !expected.contains(*id))
+        .take(5)
+        .collect();
+    let doubled: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).take(5).collect();
+    assert!(
+        missing.is_empty(),
+        "{} missing, by department {:?}; first {:?}",
+        missing.len(),
+        by_department(&missing),
+        &missing[..missing.len().min(5)]
+    );
+    assert!(unexpected.is_empty(), "unexpected: {unexpected:?}");
+    assert!(doubled.is_empty(), "sent twice: {doubled:?}");
+    eprintln!(
+        "{} entries; activation applied {} and lifted {} notices; {} in all, each once",
+        w.entries.len(),
+        delta.apply.len(),
+        delta.lift.len(),
+        seen.len()
+    );
+    registry.stop().await;
+}
