@@ -17,6 +17,9 @@ ensure_system_packages() {
   local missing=()
   command -v cmake >/dev/null || missing+=(cmake)
   dpkg -s libcurl4-openssl-dev >/dev/null 2>&1 || missing+=(libcurl4-openssl-dev)
+  # OpenSSL for librdkafka's SCRAM and TLS: departments authenticate.
+  dpkg -s libssl-dev >/dev/null 2>&1 || missing+=(libssl-dev)
+  command -v pkg-config >/dev/null || missing+=(pkg-config)
   command -v g++ >/dev/null || missing+=(g++)
   command -v python3 >/dev/null || missing+=(python3 python3-pip)
   if [ ${#missing[@]} -gt 0 ]; then

@@ -33,28 +33,28 @@ pub struct E2eArgs {
         env = "CREDIT_BUS__KAFKA__BROKERS",
         default_value = "127.0.0.1:9092"
     )]
-    brokers: String,
+    pub(crate) brokers: String,
     #[arg(long, default_value = "courts")]
-    department: String,
+    pub(crate) department: String,
     /// Records in the throughput backlog.
     #[arg(long, default_value_t = 200_000)]
-    records: usize,
+    pub(crate) records: usize,
     /// Records in each latency run.
     #[arg(long, default_value_t = 20_000)]
-    latency_records: usize,
+    pub(crate) latency_records: usize,
     /// Publish rate of the latency runs; 0 = half the normaliser's measured throughput.
     #[arg(long, default_value_t = 0)]
-    latency_rate: u64,
+    pub(crate) latency_rate: u64,
     #[arg(long, default_value_t = 4)]
-    partitions: i32,
+    pub(crate) partitions: i32,
     #[arg(long, default_value_t = 5000)]
-    batch_size: usize,
+    pub(crate) batch_size: usize,
     /// Share of bad records (dead-lettered) in the throughput backlog.
     #[arg(long, default_value_t = 0.05)]
-    bad_share: f64,
+    pub(crate) bad_share: f64,
 }
 
-fn kafka(a: &E2eArgs, prefix: &str) -> KafkaConfig {
+pub(crate) fn kafka(a: &E2eArgs, prefix: &str) -> KafkaConfig {
     KafkaConfig {
         brokers: a.brokers.clone(),
         fetch_wait_max_ms: 10,
@@ -71,7 +71,7 @@ fn kafka(a: &E2eArgs, prefix: &str) -> KafkaConfig {
     }
 }
 
-fn common(k: KafkaConfig, registry: &str) -> Common {
+pub(crate) fn common(k: KafkaConfig, registry: &str) -> Common {
     Common {
         kafka: k,
         registry: RegistryConfig {
@@ -92,7 +92,7 @@ fn copy_topic(prefix: &str) -> String {
 }
 
 /// CPU seconds (user + system) this process has used.
-fn cpu_seconds() -> f64 {
+pub(crate) fn cpu_seconds() -> f64 {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
     // Fields after the parenthesised command name; utime and stime are 14 and 15.
     let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
@@ -101,7 +101,7 @@ fn cpu_seconds() -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
-async fn setup(a: &E2eArgs, tag: &str) -> anyhow::Result<(String, Naming)> {
+pub(crate) async fn setup(a: &E2eArgs, tag: &str) -> anyhow::Result<(String, Naming)> {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_nanos();
@@ -210,7 +210,7 @@ async fn copy_loop(
     }
 }
 
-fn metric(text: &str, name: &str) -> f64 {
+pub(crate) fn metric(text: &str, name: &str) -> f64 {
     text.lines()
         .filter(|l| l.starts_with(name))
         .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
@@ -333,7 +333,10 @@ fn percentiles(
     (p(0.5), p(0.99), ms.len())
 }
 
-async fn start_registry(a: &E2eArgs, prefix: &str) -> anyhow::Result<credit_registry::Running> {
+pub(crate) async fn start_registry(
+    a: &E2eArgs,
+    prefix: &str,
+) -> anyhow::Result<credit_registry::Running> {
     let config = credit_registry::Config {
         common: common(kafka(a, prefix), "http://unused"),
         registry: credit_registry::config::RegistryServiceConfig {

@@ -8,8 +8,12 @@
 //!
 //! `cargo run --release -p credit-bench -- e2e --brokers 127.0.0.1:9092` measures the
 //! normaliser through a real broker beside a raw rdkafka copy (see [`e2e`]).
+//!
+//! `cargo run --release -p credit-bench -- fanout --brokers 127.0.0.1:9092` measures
+//! the engine's fan-out beside a raw produce of as many notices (see [`fanout`]).
 
 mod e2e;
+mod fanout;
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -46,6 +50,8 @@ enum Cmd {
     },
     /// Through a real broker, beside a raw rdkafka copy of the same records.
     E2e(e2e::E2eArgs),
+    /// The engine's fan-out through a real broker, beside a raw rdkafka produce.
+    Fanout(fanout::FanoutArgs),
     /// In-process notice planning and Avro encoding, one core.
     Notices {
         /// List entries to fan out.
@@ -62,6 +68,7 @@ fn main() -> anyhow::Result<()> {
     match Args::parse().cmd {
         Cmd::Notices { entries } => notices(entries),
         Cmd::E2e(a) => tokio::runtime::Runtime::new()?.block_on(e2e::run(a))?,
+        Cmd::Fanout(a) => tokio::runtime::Runtime::new()?.block_on(fanout::run(a))?,
         Cmd::Normalise {
             samples,
             passes,

@@ -198,3 +198,50 @@ pub fn read_notices(
     }
     seen
 }
+
+/// Fresh topics under `prefix`, a registry, and the records schema registered:
+/// what every engine test starts from.
+pub async fn setup(prefix: &str) -> (Naming, crate::Registry, u32) {
+    let naming = Naming::new(prefix);
+    crate::create_topics(prefix).await;
+    let registry = crate::Registry::start(&unique(&format!("{prefix}-schemas"))).await;
+    let client = credit_schemas::registry::RegistryClient::new(&registry.url).unwrap();
+    let schema_id = client
+        .register(
+            &credit_core::topics::value_subject(&naming.records()),
+            credit_schemas::CREDIT_RECORD_AVSC,
+        )
+        .await
+        .unwrap();
+    (naming, registry, schema_id)
+}
+
+/// Every expected notice id seen exactly once, and nothing else.
+pub fn assert_exactly_once(
+    expected: &std::collections::BTreeSet<String>,
+    seen: &BTreeMap<String, usize>,
+) {
+    let missing: Vec<&String> = expected
+        .iter()
+        .filter(|id| !seen.contains_key(*id))
+        .collect();
+    let unexpected: Vec<_> = seen
+        .keys()
+        .filter(|id| !expected.contains(*id))
+        .take(5)
+        .collect();
+    let doubled: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).take(5).collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} notices missing, by department {:?}; first {:?}",
+        missing.len(),
+        expected.len(),
+        by_department(&missing),
+        &missing[..missing.len().min(5)]
+    );
+    assert!(unexpected.is_empty(), "unexpected notices: {unexpected:?}");
+    assert!(
+        doubled.is_empty(),
+        "notices sent more than once: {doubled:?}"
+    );
+}

@@ -246,7 +246,6 @@ fn read_one(cfg: &KafkaConfig, topic: &str) -> Option<String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs rdkafka's ssl feature (SCRAM); see docs/security.md"]
 async fn departments_authenticate_with_scram_through_the_bus_config() {
     let broker = AuthBroker::start();
     let prefix = unique("t-auth");
@@ -309,7 +308,6 @@ async fn refused(cfg: &KafkaConfig, topic: &str) -> (Option<String>, Duration) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs rdkafka's ssl feature (SCRAM); see docs/security.md"]
 async fn wrong_or_missing_credentials_are_refused_with_a_reason() {
     let broker = AuthBroker::start();
     let prefix = unique("t-auth");
@@ -397,7 +395,6 @@ async fn wrong_or_missing_credentials_are_refused_with_a_reason() {
 /// consulted on a produce or a fetch. This pins the gap: when it fails, tansu
 /// started enforcing something and docs/security.md needs updating.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs rdkafka's ssl feature (SCRAM); see docs/security.md"]
 async fn known_gap_tansu_does_not_authorise_an_authenticated_department() {
     let broker = AuthBroker::start();
     let prefix = unique("t-auth");

@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 
 use credit_bus_tests::engine::*;
 use credit_bus_tests::*;
-use credit_core::topics::Naming;
 use credit_measures::Catalogue;
 use credit_measures::rules;
 use rdkafka::producer::FutureProducer;
@@ -99,17 +98,7 @@ async fn notices_survive_a_broker_restart_exactly_once() {
     unsafe { std::env::set_var("CREDIT_BUS_TEST_BROKERS", format!("127.0.0.1:{port}")) };
 
     let prefix = unique("t-restart");
-    let naming = Naming::new(&prefix);
-    create_topics(&prefix).await;
-    let registry = Registry::start(&unique("t-restart-schemas")).await;
-    let client = credit_schemas::registry::RegistryClient::new(&registry.url).unwrap();
-    let schema_id = client
-        .register(
-            &credit_core::topics::value_subject(&naming.records()),
-            credit_schemas::CREDIT_RECORD_AVSC,
-        )
-        .await
-        .unwrap();
+    let (naming, registry, schema_id) = setup(&prefix).await;
     let catalogue = Catalogue::parse(credit_measures::V1).unwrap();
     // tansu on sqlite is about 20x slower than in memory: a smaller workload.
     let w = workload(900, schema_id, 11);
@@ -151,16 +140,6 @@ async fn notices_survive_a_broker_restart_exactly_once() {
         |s| s.len() >= expected.len(),
         Duration::from_secs(400),
     );
-    let missing: Vec<&String> = expected
-        .iter()
-        .filter(|id| !seen.contains_key(*id))
-        .collect();
-    let unexpected: Vec<_> = seen
-        .keys()
-        .filter(|id| !expected.contains(*id))
-        .take(5)
-        .collect();
-    let doubled: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).take(5).collect();
     eprintln!(
         "{} records ({} list entries), broker restarted once, engine restarted {} times, {} notices expected, {} distinct seen",
         w.records.len(),
@@ -169,18 +148,7 @@ async fn notices_survive_a_broker_restart_exactly_once() {
         expected.len(),
         seen.len()
     );
-    assert!(
-        missing.is_empty(),
-        "{} missing, by department {:?}; first {:?}",
-        missing.len(),
-        by_department(&missing),
-        &missing[..missing.len().min(5)]
-    );
-    assert!(unexpected.is_empty(), "unexpected notices: {unexpected:?}");
-    assert!(
-        doubled.is_empty(),
-        "notices sent more than once: {doubled:?}"
-    );
+    assert_exactly_once(&expected, &seen);
     drop(engine);
     registry.stop().await;
     drop(broker);

@@ -10,7 +10,6 @@ use std::time::Duration;
 use credit_bus_tests::engine::*;
 use credit_bus_tests::*;
 use credit_core::notice::NoticeKind;
-use credit_core::topics::Naming;
 use credit_measures::Catalogue;
 use credit_measures::rules;
 use rdkafka::producer::FutureProducer;
@@ -52,17 +51,7 @@ fn cli(prefix: &str, args: &[&str]) -> std::process::Output {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn activating_a_new_version_sends_exactly_the_delta_once() {
     let prefix = unique("t-catalogue");
-    let naming = Naming::new(&prefix);
-    create_topics(&prefix).await;
-    let registry = Registry::start(&unique("t-catalogue-schemas")).await;
-    let client = credit_schemas::registry::RegistryClient::new(&registry.url).unwrap();
-    let schema_id = client
-        .register(
-            &credit_core::topics::value_subject(&naming.records()),
-            credit_schemas::CREDIT_RECORD_AVSC,
-        )
-        .await
-        .unwrap();
+    let (naming, registry, schema_id) = setup(&prefix).await;
     let v1 = Catalogue::parse(credit_measures::V1).unwrap();
     let text = v2_text();
     let v2 = Catalogue::parse(&text).expect("version 2 is valid");
@@ -179,25 +168,7 @@ async fn activating_a_new_version_sends_exactly_the_delta_once() {
         |s| s.len() >= expected.len(),
         Duration::from_secs(240),
     );
-    let missing: Vec<&String> = expected
-        .iter()
-        .filter(|id| !seen.contains_key(*id))
-        .collect();
-    let unexpected: Vec<_> = seen
-        .keys()
-        .filter(|id| !expected.contains(*id))
-        .take(5)
-        .collect();
-    let doubled: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).take(5).collect();
-    assert!(
-        missing.is_empty(),
-        "{} missing, by department {:?}; first {:?}",
-        missing.len(),
-        by_department(&missing),
-        &missing[..missing.len().min(5)]
-    );
-    assert!(unexpected.is_empty(), "unexpected: {unexpected:?}");
-    assert!(doubled.is_empty(), "sent twice: {doubled:?}");
+    assert_exactly_once(&expected, &seen);
     eprintln!(
         "{} entries; activation applied {} and lifted {} notices; {} in all, each once",
         w.entries.len(),

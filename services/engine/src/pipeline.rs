@@ -286,32 +286,29 @@ pub fn read_catalogues(
     Ok(out)
 }
 
-/// Reads the changelog partition from `from` to its end: the owner of the last
-/// claim there, if any, and the offset after the last record.
+/// Reads changelog partitions, each from its `from` to its end, in one pass:
+/// per partition, the owner of the last claim there, if any, and the offset
+/// after the last record.
 fn claims_since(
     c: &credit_runtime::kafka::Reader,
     changelog: &str,
-    p: i32,
-    from: i64,
-) -> Result<(Option<String>, i64), String> {
-    let (mut owner, mut tail) = (None, from);
-    credit_runtime::kafka::read_to_end(
-        c,
-        changelog,
-        &[(p, Offset::Offset(from))],
-        Duration::from_secs(30),
-        |m| {
-            tail = m.offset() + 1;
-            if m.key() == Some(b"claim")
-                && let Some(c) = m
-                    .payload()
-                    .and_then(|v| serde_json::from_slice::<Claim>(v).ok())
-            {
-                owner = Some(c.owner);
-            }
-        },
-    )?;
-    Ok((owner, tail))
+    from: &[(i32, i64)],
+) -> Result<HashMap<i32, (Option<String>, i64)>, String> {
+    let mut out: HashMap<i32, (Option<String>, i64)> =
+        from.iter().map(|(p, o)| (*p, (None, *o))).collect();
+    let parts: Vec<(i32, Offset)> = from.iter().map(|(p, o)| (*p, Offset::Offset(*o))).collect();
+    credit_runtime::kafka::read_to_end(c, changelog, &parts, Duration::from_secs(30), |m| {
+        let e = out.entry(m.partition()).or_insert((None, 0));
+        e.1 = m.offset() + 1;
+        if m.key() == Some(b"claim")
+            && let Some(c) = m
+                .payload()
+                .and_then(|v| serde_json::from_slice::<Claim>(v).ok())
+        {
+            e.0 = Some(c.owner);
+        }
+    })?;
+    Ok(out)
 }
 
 /// Everything the loop holds.
@@ -325,7 +322,8 @@ struct Engine {
     catalogue_topic: (String, i32),
     catalogue_gauge: opentelemetry::metrics::Gauge<i64>,
     producer: FutureProducer,
-    notice_partitions: HashMap<String, i32>,
+    /// Per department: its notices topic and that topic's partition count.
+    notice_partitions: HashMap<&'static str, (String, i32)>,
     notice_schema_ids: HashMap<&'static str, u32>,
     writer_schemas: HashMap<u32, apache_avro::Schema>,
     registry: RegistryClient,
@@ -350,23 +348,51 @@ struct Engine {
 impl Engine {
     async fn state(&mut self, p: i32) -> Result<&mut PartitionState, Error> {
         if !self.states.contains_key(&p) {
-            let started = Instant::now();
-            // Claim first, then give a previous owner that has not yet noticed the
-            // rebalance time to finish or abandon its batch, then read.
-            let claim = serde_json::to_vec(&Claim {
-                owner: self.owner.clone(),
-            })
-            .expect("claims serialise");
-            self.changelog_write(p, "claim", &claim)?
-                .await
+            self.recover(&[p]).await?;
+        }
+        Ok(self.states.get_mut(&p).expect("recovered"))
+    }
+
+    /// Recovers partitions together: claims them, waits one grace period, then
+    /// replays their changelogs and scans their outputs in parallel. Done as
+    /// soon as a rebalance assigns them, so recovery time does not grow with the
+    /// number of partitions an instance takes over.
+    async fn recover(&mut self, parts: &[i32]) -> Result<(), Error> {
+        let parts: Vec<i32> = parts
+            .iter()
+            .copied()
+            .filter(|p| !self.states.contains_key(p))
+            .collect();
+        if parts.is_empty() {
+            return Ok(());
+        }
+        let started = Instant::now();
+        // Claim first, then give a previous owner that has not yet noticed the
+        // rebalance time to finish or abandon its batch, then read.
+        let claim = serde_json::to_vec(&Claim {
+            owner: self.owner.clone(),
+        })
+        .expect("claims serialise");
+        let mut acks = Vec::with_capacity(parts.len());
+        for p in &parts {
+            acks.push(self.changelog_write(*p, "claim", &claim)?);
+        }
+        for a in acks {
+            a.await
                 .map_err(|_| KafkaError::Canceled)?
                 .map_err(|(e, _)| e)?;
-            tokio::time::sleep(self.grace).await;
-            let (k, cl) = (self.kafka.clone(), self.changelog.clone());
-            let st = tokio::task::spawn_blocking(move || replay_changelog(&k, &cl, p))
-                .await
-                .map_err(|e| Error::Recovery(p, e.to_string()))?
-                .map_err(|e| Error::Recovery(p, e))?;
+        }
+        tokio::time::sleep(self.grace).await;
+        let replays: Vec<_> = parts
+            .iter()
+            .map(|&p| {
+                let (k, cl) = (self.kafka.clone(), self.changelog.clone());
+                tokio::task::spawn_blocking(move || (p, replay_changelog(&k, &cl, p)))
+            })
+            .collect();
+        for r in replays {
+            let (p, st) = r.await.map_err(|e| Error::Recovery(-1, e.to_string()))?;
+            let mut st = st.map_err(|e| Error::Recovery(p, e))?;
             tracing::info!(
                 pid = std::process::id(),
                 partition = p,
@@ -381,7 +407,6 @@ impl Engine {
             for (topic, next) in &st.next {
                 self.guard.expect((topic.clone(), p), *next);
             }
-            let mut st = st;
             st.catalogue_version = match st.checkpoint.catalogue_version {
                 0 => self.base_version,
                 v => v,
@@ -404,7 +429,7 @@ impl Engine {
             }
             self.states.insert(p, st);
         }
-        Ok(self.states.get_mut(&p).expect("inserted above"))
+        Ok(())
     }
 
     async fn writer_schema(&mut self, id: u32) -> Result<&apache_avro::Schema, Error> {
@@ -558,33 +583,32 @@ impl Engine {
             .map_err(|(e, _)| Error::Kafka(e))
     }
 
-    fn notice_target(&self, n: &Planned) -> (String, i32) {
-        let topic = self.kafka.naming().notices(n.department);
-        let parts = self
-            .notice_partitions
-            .get(&topic)
-            .copied()
-            .unwrap_or(self.kafka.partitions);
-        let q = partition_for(&n.notice_id, parts);
-        (topic, q)
+    /// The notice's topic and partition (names computed once per department).
+    fn notice_target(&self, n: &Planned) -> (&str, i32) {
+        let (topic, parts) = &self.notice_partitions[n.department];
+        (topic.as_str(), partition_for(&n.notice_id, *parts))
     }
 
     /// Sends a batch's notices exactly once and checkpoints every touched partition.
     /// Drops every partition another instance has claimed since we last looked,
     /// with the notices this batch planned for it: that instance replays them.
     async fn fence(&mut self, touched: &HashSet<i32>) -> Result<(), Error> {
-        for p in touched {
-            let Some(st) = self.states.get(p) else {
-                continue;
-            };
-            let (reader, cl, from, p) = (self.reader.clone(), self.changelog.clone(), st.tail, *p);
-            let (claim, tail) = tokio::task::spawn_blocking(move || {
-                let r = reader.lock().unwrap_or_else(|e| e.into_inner());
-                claims_since(&r, &cl, p, from)
-            })
-            .await
-            .map_err(|e| Error::Recovery(p, e.to_string()))?
-            .map_err(|e| Error::Recovery(p, e))?;
+        let from: Vec<(i32, i64)> = touched
+            .iter()
+            .filter_map(|p| self.states.get(p).map(|st| (*p, st.tail)))
+            .collect();
+        if from.is_empty() {
+            return Ok(());
+        }
+        let (reader, cl) = (self.reader.clone(), self.changelog.clone());
+        let found = tokio::task::spawn_blocking(move || {
+            let r = reader.lock().unwrap_or_else(|e| e.into_inner());
+            claims_since(&r, &cl, &from)
+        })
+        .await
+        .map_err(|e| Error::Recovery(-1, e.to_string()))?
+        .map_err(|e| Error::Recovery(-1, e))?;
+        for (p, (claim, tail)) in found {
             match claim {
                 Some(other) if other != self.owner => {
                     tracing::warn!(partition = p, by = %other, "partition claimed by another instance; dropping it");
@@ -625,11 +649,11 @@ impl Engine {
             if !self.states[p]
                 .checkpoint
                 .floors
-                .contains_key(&floor_key(&topic, q))
+                .contains_key(&floor_key(topic, q))
             {
                 let v = new_floors.entry(*p).or_default();
-                if !v.contains(&(topic.clone(), q)) {
-                    v.push((topic, q));
+                if !v.iter().any(|(t, x)| t == topic && *x == q) {
+                    v.push((topic.to_string(), q));
                 }
             }
         }
@@ -680,6 +704,8 @@ impl Engine {
         // 2. The notices themselves, skipping those a dead instance already sent.
         let mut acks = Vec::with_capacity(planned.len());
         let mut buf = Vec::with_capacity(512);
+        let partition_names: HashMap<i32, String> =
+            touched.iter().map(|p| (*p, p.to_string())).collect();
         for (p, n) in &planned {
             let st = self.states.get_mut(p).expect("recovered");
             if st.already_sent.remove(&n.notice_id) {
@@ -717,12 +743,12 @@ impl Engine {
             buf.clear();
             encode::notice_framed(&mut buf, self.notice_schema_ids[n.department], &notice);
             let (topic, q) = self.notice_target(n);
-            let ps = p.to_string();
+            let ps = &partition_names[p];
             // `send <notices topic>` under the input's `process` span; the key
             // is a notice id (no personal data).
             let sending =
                 self.tracer
-                    .send(self.traces.get(&n.notice_id), &topic, Some(&n.notice_id));
+                    .send(self.traces.get(&n.notice_id), topic, Some(&n.notice_id));
             let headers = credit_runtime::trace::inject(
                 OwnedHeaders::new().insert(Header {
                     key: ENGINE_PARTITION_HEADER,
@@ -730,7 +756,7 @@ impl Engine {
                 }),
                 sending.context(),
             );
-            let rec = FutureRecord::to(&topic)
+            let rec = FutureRecord::to(topic)
                 .partition(q)
                 .key(&n.notice_id)
                 .payload(&buf[..])
@@ -752,21 +778,25 @@ impl Engine {
             acks.push((*p, n.department, n.kind, delivery));
         }
         self.traces.clear();
-        let mut highest: HashMap<(i32, String, i32), i64> = HashMap::new();
+        let mut highest: HashMap<(i32, &'static str, i32), i64> = HashMap::new();
+        let mut sent: HashMap<(&'static str, &'static str), u64> = HashMap::new();
         for (p, dept, kind, d) in acks {
             let delivered = d
                 .await
                 .map_err(|_| KafkaError::Canceled)?
                 .map_err(|(e, _)| e)?;
             let (q, o) = (delivered.partition, delivered.offset);
-            let topic = self.kafka.naming().notices(dept);
-            let h = highest.entry((p, topic, q)).or_insert(0);
+            let h = highest.entry((p, dept, q)).or_insert(0);
             *h = (*h).max(o + 1);
+            *sent.entry((dept, kind.as_str())).or_default() += 1;
+        }
+        // One counter update per (department, kind) and batch, not per notice.
+        for ((dept, kind), n) in sent {
             self.inst.notices.add(
-                1,
+                n,
                 &[
                     credit_runtime::metrics::department(dept),
-                    KeyValue::new(credit_runtime::metrics::label::KIND, kind.as_str()),
+                    KeyValue::new(credit_runtime::metrics::label::KIND, kind),
                 ],
             );
         }
@@ -778,8 +808,9 @@ impl Engine {
             // Floors rise only once every notice recovery found has been replayed:
             // until then a second crash must still scan from where the first left.
             if st.already_sent.is_empty() {
-                for ((hp, topic, q), o) in &highest {
+                for ((hp, dept, q), o) in &highest {
                     if *hp == p {
+                        let topic = &self.notice_partitions[dept].0;
                         st.checkpoint.floors.insert(floor_key(topic, *q), *o);
                     }
                 }
@@ -818,6 +849,44 @@ enum Step {
 
 /// How often an idle loop checks for partitions stuck below their high watermark.
 const STALL_CHECK: Duration = Duration::from_millis(500);
+
+/// Applies what rebalances did since the last look: revoked partitions are
+/// forgotten (their new owner replays from the changelog) and partitions
+/// handed to us (again) are claimed and recovered afresh, at once.
+async fn rebalance(
+    engine: &mut Engine,
+    consumer: &StreamConsumer<EngineContext>,
+) -> Result<(), Error> {
+    let revoked: HashSet<i32> = std::mem::take(
+        &mut *consumer
+            .context()
+            .revoked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()),
+    );
+    let newly: HashSet<i32> = std::mem::take(
+        &mut *consumer
+            .context()
+            .assigned
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()),
+    );
+    for p in revoked.iter().chain(&newly) {
+        engine.drop_partition(*p);
+        engine.fenced.remove(p);
+    }
+    if newly.is_empty() {
+        return Ok(());
+    }
+    let assigned: Vec<i32> = consumer
+        .assignment()?
+        .elements()
+        .iter()
+        .filter(|e| e.topic() == engine.records && newly.contains(&e.partition()))
+        .map(|e| e.partition())
+        .collect();
+    engine.recover(&assigned).await
+}
 
 /// Seeks back every partition stuck below its high watermark (see
 /// [`GapGuard::stalled`]).
@@ -906,10 +975,10 @@ pub async fn run(
     let catalogue_topic = (naming.catalogue(), partitions(&naming.catalogue()));
     let notice_partitions = credit_core::DEPARTMENTS
         .iter()
-        .map(|d| naming.notices(d.id))
-        .map(|t| {
-            let n = partitions(&t);
-            (t, n)
+        .map(|d| {
+            let t = naming.notices(d.id);
+            let n = partitions(&t).max(1);
+            (d.id, (t, n))
         })
         .collect();
     let m = tel.meter();
@@ -988,6 +1057,7 @@ pub async fn run(
             _ = shutdown.cancelled() => break,
             m = consumer.recv() => m.map(|m| m.detach()),
             _ = tokio::time::sleep(STALL_CHECK) => {
+                rebalance(&mut engine, &consumer).await?;
                 unstall(&mut engine.guard, &consumer)?;
                 last_stall_check = Instant::now();
                 continue;
@@ -1011,28 +1081,7 @@ pub async fn run(
                     .map(|r| r.map(|m| m.detach()));
             }
         }
-        // Partitions revoked while reading: forget them (their new owner replays
-        // from the changelog) and drop what was read from them.
-        let revoked: HashSet<i32> = std::mem::take(
-            &mut *consumer
-                .context()
-                .revoked
-                .lock()
-                .unwrap_or_else(|e| e.into_inner()),
-        );
-        let newly: HashSet<i32> = std::mem::take(
-            &mut *consumer
-                .context()
-                .assigned
-                .lock()
-                .unwrap_or_else(|e| e.into_inner()),
-        );
-        // A rebalance starts over: revoked state is dropped, and a partition handed
-        // to us (again) is claimed afresh, fenced or not before.
-        for p in revoked.iter().chain(&newly) {
-            engine.drop_partition(*p);
-            engine.fenced.remove(p);
-        }
+        rebalance(&mut engine, &consumer).await?;
         let assigned: HashSet<i32> = consumer
             .assignment()?
             .elements()
@@ -1055,7 +1104,7 @@ pub async fn run(
                 e.0 = e.0.min(m.offset());
                 e.1 = e.1.max(m.offset());
             }
-            tracing::debug!(pid = std::process::id(), batch = ?span, revoked = ?revoked, "batch read");
+            tracing::debug!(pid = std::process::id(), batch = ?span, "batch read");
         }
         // A partition whose broker skipped records is sought back; the rest of
         // this batch from it is read again after the seek.

@@ -1,0 +1,351 @@
+//! End-to-end fan-out through a real broker: the engine turning list entries
+//! into notices on every implementing department's topic, beside a raw rdkafka
+//! produce of the same number of equally sized records to the same topics, in
+//! the same run.
+//!
+//! * Throughput: the engine drains a pre-published backlog of entries; the
+//!   clock runs from the first notice acknowledged to the last (the claim and
+//!   recovery at start are excluded; they are measured by the chaos test).
+//!   The baseline produces as many records of the notices' mean size to the
+//!   same department topics and awaits every acknowledgement.
+//! * Latency: on fresh topics, entries published at half the measured entry
+//!   rate; latency is from handing an entry to the producer to reading back the
+//!   last of its notices (an upper bound on "last notice acknowledged").
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use credit_core::topics::Naming;
+use credit_measures::Catalogue;
+use credit_measures::rules;
+use credit_runtime::metrics::MetricName;
+use credit_runtime::telemetry::Telemetry;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use tokio_util::sync::CancellationToken;
+
+use crate::e2e::{E2eArgs, common, cpu_seconds, kafka, metric, setup, start_registry};
+
+#[derive(clap::Args, Clone)]
+pub struct FanoutArgs {
+    #[arg(
+        long,
+        env = "CREDIT_BUS__KAFKA__BROKERS",
+        default_value = "127.0.0.1:9092"
+    )]
+    brokers: String,
+    /// Normalised records in the throughput backlog (about three in four are list entries).
+    #[arg(long, default_value_t = 20_000)]
+    records: usize,
+    /// Records in the latency run.
+    #[arg(long, default_value_t = 3_000)]
+    latency_records: usize,
+    #[arg(long, default_value_t = 3)]
+    partitions: i32,
+    #[arg(long, default_value_t = 2000)]
+    batch_size: usize,
+}
+
+fn args(a: &FanoutArgs) -> E2eArgs {
+    E2eArgs {
+        brokers: a.brokers.clone(),
+        department: "courts".into(),
+        records: a.records,
+        latency_records: a.latency_records,
+        latency_rate: 0,
+        partitions: a.partitions,
+        batch_size: a.batch_size,
+        bad_share: 0.0,
+    }
+}
+
+struct Engine {
+    tel: Telemetry,
+    stop: CancellationToken,
+    handle: tokio::task::JoinHandle<Result<(), credit_engine::Error>>,
+}
+
+fn start_engine(a: &FanoutArgs, prefix: &str, registry: &str) -> anyhow::Result<Engine> {
+    let config = credit_engine::Config {
+        common: common(kafka(&args(a), prefix), registry),
+        engine: credit_engine::EngineConfig {
+            batch_size: a.batch_size,
+            catalogue_file: String::new(),
+            takeover_grace_ms: 1500,
+            instance_id: format!("{prefix}-bench"),
+        },
+    };
+    let tel = Telemetry::new("credit-engine")?;
+    let stop = CancellationToken::new();
+    let handle = tokio::spawn(credit_engine::run(
+        config,
+        tel.clone(),
+        Default::default(),
+        stop.clone(),
+    ));
+    Ok(Engine { tel, stop, handle })
+}
+
+async fn publish(
+    producer: &FutureProducer,
+    topic: &str,
+    records: &[(String, Vec<u8>)],
+    rate: f64,
+) -> anyhow::Result<HashMap<String, Instant>> {
+    let start = Instant::now();
+    let mut sent = HashMap::with_capacity(records.len());
+    let mut acks = Vec::with_capacity(records.len());
+    for (i, (k, v)) in records.iter().enumerate() {
+        if rate > 0.0 {
+            let due = Duration::from_secs_f64(i as f64 / rate);
+            if let Some(w) = due.checked_sub(start.elapsed()) {
+                tokio::time::sleep(w).await;
+            }
+        }
+        sent.insert(k.clone(), Instant::now());
+        acks.push(
+            producer
+                .send_result(FutureRecord::to(topic).key(k).payload(v))
+                .map_err(|(e, _)| e)?,
+        );
+    }
+    for a in acks {
+        a.await?.map_err(|(e, _)| e)?;
+    }
+    Ok(sent)
+}
+
+/// Reads every notice topic from the beginning; per record id, when its last
+/// notice arrived, until `want` notices arrived. Also the mean payload size.
+fn read_back(
+    brokers: &str,
+    naming: &Naming,
+    partitions: i32,
+    want: usize,
+    ready: Arc<AtomicBool>,
+) -> anyhow::Result<(HashMap<String, Instant>, f64)> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("fetch.wait.max.ms", "10")
+        .set("enable.auto.commit", "false")
+        .set("group.id", "bench-fanout-read-back")
+        .create()?;
+    let mut tpl = TopicPartitionList::new();
+    for d in credit_core::DEPARTMENTS {
+        for p in 0..partitions {
+            tpl.add_partition_offset(&naming.notices(d.id), p, Offset::Beginning)?;
+        }
+    }
+    c.assign(&tpl)?;
+    ready.store(true, Ordering::Release);
+    let (mut last, mut n, mut bytes) = (HashMap::new(), 0usize, 0usize);
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while n < want && Instant::now() < deadline {
+        if let Some(m) = c.poll(Duration::from_millis(50)) {
+            let m = m?;
+            n += 1;
+            bytes += m.payload_len();
+            if let Some(record) = m
+                .key()
+                .and_then(|k| std::str::from_utf8(k).ok())
+                .and_then(|k| k.split('/').next())
+            {
+                last.insert(record.to_string(), Instant::now());
+            }
+        }
+    }
+    Ok((last, bytes as f64 / n.max(1) as f64))
+}
+
+/// Expected notices for a workload under the shipped catalogue.
+fn expected_notices(w: &credit_bus_tests::engine::Workload) -> usize {
+    let c = Catalogue::parse(credit_measures::V1).expect("the shipped catalogue is valid");
+    w.entries.iter().map(|e| rules::targets(&c, e).len()).sum()
+}
+
+async fn record_schema(registry: &str, naming: &Naming) -> anyhow::Result<u32> {
+    let client = credit_schemas::registry::RegistryClient::new(registry)?;
+    Ok(client
+        .register(
+            &credit_core::topics::value_subject(&naming.records()),
+            credit_schemas::CREDIT_RECORD_AVSC,
+        )
+        .await?)
+}
+
+pub async fn run(a: FanoutArgs) -> anyhow::Result<()> {
+    let e = args(&a);
+    let (prefix, naming) = setup(&e, "fo").await?;
+    let registry = start_registry(&e, &prefix).await?;
+    let schema = record_schema(&registry.url(), &naming).await?;
+    let w = credit_bus_tests::engine::workload(a.records, schema, 5);
+    let total = expected_notices(&w);
+    println!(
+        "fan-out through the broker at {}: {} records, {} list entries, {total} notices, {} partitions, batch {}",
+        a.brokers,
+        w.records.len(),
+        w.entries.len(),
+        a.partitions,
+        a.batch_size
+    );
+    let producer: FutureProducer =
+        credit_runtime::kafka::producer(&kafka(&e, &prefix), "bench-fanout").create()?;
+    publish(&producer, &naming.records(), &w.records, 0.0).await?;
+
+    // The engine drains the backlog.
+    let cpu0 = cpu_seconds();
+    let engine = start_engine(&a, &prefix, &registry.url())?;
+    let (mut first, last);
+    first = None;
+    loop {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let sent = metric(&engine.tel.render()?, MetricName::NoticesSent.exported());
+        if first.is_none() && sent > 0.0 {
+            first = Some(Instant::now());
+        }
+        if sent as usize >= total {
+            last = Instant::now();
+            break;
+        }
+        if engine.handle.is_finished() {
+            anyhow::bail!("engine stopped early: {:?}", engine.handle.await?);
+        }
+    }
+    let engine_cpu = cpu_seconds() - cpu0;
+    let first = first.unwrap_or(last);
+    let secs = last.duration_since(first).as_secs_f64();
+    let engine_rate = total as f64 / secs;
+    let entry_rate = w.records.len() as f64 / secs;
+    engine.stop.cancel();
+    engine.handle.await??;
+
+    // Mean notice size, then the raw produce of as many records that size.
+    let ready = Arc::new(AtomicBool::new(false));
+    let (_, mean) = read_back(&a.brokers, &naming, a.partitions, total, ready)?;
+    let payload = vec![b'x'; mean.round() as usize];
+    let topics: Vec<String> = credit_core::DEPARTMENTS
+        .iter()
+        .map(|d| naming.notices(d.id))
+        .collect();
+    let (copy_prefix, copy_naming) = setup(&e, "fr").await?;
+    let copy_topics: Vec<String> = credit_core::DEPARTMENTS
+        .iter()
+        .map(|d| copy_naming.notices(d.id))
+        .collect();
+    let raw: FutureProducer =
+        credit_runtime::kafka::producer(&kafka(&e, &copy_prefix), "bench-raw").create()?;
+    let cpu0 = cpu_seconds();
+    let t = Instant::now();
+    let mut acks = Vec::with_capacity(total);
+    let mut key = String::new();
+    for i in 0..total {
+        key.clear();
+        key.push_str(itoa::Buffer::new().format(i));
+        let topic = &copy_topics[i % topics.len()];
+        let mut rec = FutureRecord::to(topic)
+            .key(key.as_str())
+            .payload(&payload[..]);
+        loop {
+            match raw.send_result(rec) {
+                Ok(d) => {
+                    acks.push(d);
+                    break;
+                }
+                Err((_, r)) => {
+                    rec = r;
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
+        }
+    }
+    for d in acks {
+        d.await?.map_err(|(e, _)| e)?;
+    }
+    let raw_secs = t.elapsed().as_secs_f64();
+    let raw_cpu = cpu_seconds() - cpu0;
+    let raw_rate = total as f64 / raw_secs;
+
+    // Latency at half the measured entry rate, on fresh topics.
+    let (lat_prefix, lat_naming) = setup(&e, "fl").await?;
+    let lat_schema = record_schema(&registry.url(), &lat_naming).await?;
+    let lw = credit_bus_tests::engine::workload(a.latency_records, lat_schema, 6);
+    let lat_total = expected_notices(&lw);
+    let ready = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let (b, n, p, r) = (
+            a.brokers.clone(),
+            lat_naming.clone(),
+            a.partitions,
+            ready.clone(),
+        );
+        std::thread::spawn(move || read_back(&b, &n, p, lat_total, r))
+    };
+    let engine = start_engine(&a, &lat_prefix, &registry.url())?;
+    while !ready.load(Ordering::Acquire) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Let the engine join its group and claim its partitions first.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let rate = entry_rate / 2.0;
+    let lp: FutureProducer =
+        credit_runtime::kafka::producer(&kafka(&e, &lat_prefix), "bench-fanout-lat").create()?;
+    let sent = publish(&lp, &lat_naming.records(), &lw.records, rate).await?;
+    let (got, _) = reader
+        .join()
+        .map_err(|_| anyhow::anyhow!("reader panicked"))??;
+    engine.stop.cancel();
+    let _ = engine.handle.await;
+    registry.stop().await?;
+    let mut ms: Vec<f64> = lw
+        .entries
+        .iter()
+        .filter_map(|en| {
+            let s = sent.get(&en.record_id)?;
+            let g = got.get(&en.record_id)?;
+            Some(g.duration_since(*s).as_secs_f64() * 1000.0)
+        })
+        .collect();
+    ms.sort_by(f64::total_cmp);
+    let p = |q: f64| {
+        ms.get(((ms.len().max(1) - 1) as f64 * q) as usize)
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
+
+    println!(
+        "{:<26}{:>14}{:>24}",
+        "", "notices/s", "notices/CPU-s (bench)"
+    );
+    println!(
+        "{:<26}{:>14.0}{:>24.0}",
+        "raw rdkafka produce",
+        raw_rate,
+        total as f64 / raw_cpu.max(1e-9)
+    );
+    println!(
+        "{:<26}{:>14.0}{:>24.0}",
+        "engine fan-out",
+        engine_rate,
+        total as f64 / engine_cpu.max(1e-9)
+    );
+    println!(
+        "{:<26}{:>14.3}",
+        "ratio (engine/raw)",
+        engine_rate / raw_rate
+    );
+    println!(
+        "  records of {mean:.0} bytes; engine entries/s {:.0}",
+        entry_rate
+    );
+    println!(
+        "  latency, entry published -> last notice read back, at {rate:.0} records/s ({} entries measured): p50 {:.1} ms, p99 {:.1} ms",
+        ms.len(),
+        p(0.5),
+        p(0.99)
+    );
+    Ok(())
+}
