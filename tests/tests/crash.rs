@@ -252,3 +252,75 @@ async fn kill_9_mid_stream_loses_nothing() {
     );
     registry.stop().await;
 }
+
+/// SIGTERM (what Kubernetes sends) mid-stream: the normaliser finishes its
+/// in-flight batch, commits what was acknowledged and exits 0; a restart then
+/// replays nothing, so every inbound record yields exactly one output.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_and_commits_so_a_restart_replays_nothing() {
+    let prefix = unique("t-term");
+    let naming = Naming::new(&prefix);
+    create_topics(&prefix).await;
+    let registry = Registry::start(&unique("t-term-schemas")).await;
+    let dept = "courts";
+    let mut g = Generator::new(8, 0.1);
+    let log = std::env::temp_dir().join(format!("{}.log", unique("normaliser-term")));
+    let port = free_port();
+    let mut child = spawn_normaliser(&prefix, &registry.url, dept, port, &log);
+    let mut published = publish(&naming, (0..6000).map(|_| g.record(dept)).collect()).await;
+    wait_for_progress(port).await;
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let exit = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no exit within 30 s of SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(exit.success(), "exit after SIGTERM: {exit}");
+    let logs = std::fs::read_to_string(&log).unwrap();
+    assert!(logs.contains("draining"), "the drain was logged");
+
+    let mut child = spawn_normaliser(&prefix, &registry.url, dept, free_port(), &log);
+    published.extend(publish(&naming, (0..1000).map(|_| g.record(dept)).collect()).await);
+    let want_ok = published.values().filter(|s| s.expect.is_none()).count();
+    let total = published.len();
+    let records = consume(
+        &naming.records(),
+        want_ok,
+        Duration::from_secs(120),
+        Duration::from_secs(3),
+    );
+    let dead = consume(
+        &naming.dlq(dept),
+        total - want_ok,
+        Duration::from_secs(60),
+        Duration::from_secs(2),
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(
+        records.len(),
+        want_ok,
+        "each good record normalised exactly once"
+    );
+    assert_eq!(
+        dead.len(),
+        total - want_ok,
+        "each bad record dead-lettered exactly once"
+    );
+    let distinct: BTreeSet<_> = records
+        .iter()
+        .map(|m| m.key().map(<[u8]>::to_vec))
+        .collect();
+    assert_eq!(distinct.len(), want_ok, "no record id twice");
+    registry.stop().await;
+}
