@@ -288,8 +288,17 @@ pub async fn run(a: FanoutArgs) -> anyhow::Result<()> {
     while !ready.load(Ordering::Acquire) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    // Let the engine join its group and claim its partitions first.
-    tokio::time::sleep(Duration::from_secs(8)).await;
+    // Let the engine join its group and recover its partitions first: the
+    // recovery histogram counts one observation per partition recovered.
+    let recovered = format!("{}_count", MetricName::EngineRecoveryDuration.exported());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while metric(&engine.tel.render()?, &recovered) < a.partitions as f64 {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the engine recovered no partitions within 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let rate = entry_rate / 2.0;
     let lp: FutureProducer =
         credit_runtime::kafka::producer(&kafka(&e, &lat_prefix), "bench-fanout-lat").create()?;
