@@ -15,23 +15,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
-use crate::{Proc, brokers, unique};
-
-pub fn bin(name: &str) -> std::path::PathBuf {
-    let dir = std::env::var("CREDIT_BUS_BIN_DIR")
-        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../target/debug").to_string());
-    let p = std::path::Path::new(&dir).join(name);
-    assert!(p.exists(), "{} not built: run scripts/test.sh", p.display());
-    p
-}
-
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use crate::{Proc, bin, brokers, unique};
 
 /// Waits until the engine behind `port` has sent notices: it has joined the
 /// group, owns partitions and is mid-stream, so a kill interrupts real work.

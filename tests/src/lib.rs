@@ -23,6 +23,29 @@ pub fn brokers() -> String {
         .expect("CREDIT_BUS_TEST_BROKERS is not set: run the suite with scripts/test.sh, which starts a broker")
 }
 
+/// A service binary built by `cargo build --bins` (scripts/test.sh builds them
+/// first), from `CREDIT_BUS_BIN_DIR` or the workspace's `target/debug`.
+pub fn bin(name: &str) -> std::path::PathBuf {
+    let dir = std::env::var("CREDIT_BUS_BIN_DIR")
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../target/debug").to_string());
+    let p = std::path::Path::new(&dir).join(name);
+    assert!(
+        p.exists(),
+        "{} not built: run scripts/test.sh (it builds the binaries first)",
+        p.display()
+    );
+    p
+}
+
+/// A TCP port free on loopback right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// A name no other test (or earlier run against the same broker) uses.
 pub fn unique(prefix: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);

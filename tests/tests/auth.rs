@@ -26,7 +26,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use credit_bus_tests::{Proc, unique};
+use credit_bus_tests::{Proc, free_port, unique};
 use credit_core::topics::Naming;
 use credit_runtime::config::KafkaConfig;
 use credit_runtime::kafka;
@@ -70,14 +70,6 @@ fn tansu() -> PathBuf {
     on_path
         .or(home.filter(|p| p.is_file()))
         .expect("tansu not installed: run scripts/test.sh (it installs tansu 0.6)")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn wait_listening(port: u16, proc: &mut Proc) {

@@ -12,26 +12,6 @@ use credit_core::topics::Naming;
 use credit_datagen::Generator;
 use rdkafka::message::Message;
 
-fn bin(name: &str) -> std::path::PathBuf {
-    let dir = std::env::var("CREDIT_BUS_BIN_DIR")
-        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../target/debug").to_string());
-    let p = std::path::Path::new(&dir).join(name);
-    assert!(
-        p.exists(),
-        "{} not built: run scripts/test.sh (it builds the binaries first)",
-        p.display()
-    );
-    p
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Waits until the instance behind `port` has read records (it owns partitions and
 /// is mid-stream), so the kill that follows interrupts real work.
 async fn wait_for_progress(port: u16) {

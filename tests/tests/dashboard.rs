@@ -8,7 +8,7 @@
 //!   records flow, and raises no console or page error.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,26 +18,6 @@ use credit_bus_tests::*;
 use credit_core::topics::Naming;
 use credit_datagen::Generator;
 use serde_json::Value;
-
-fn bin(name: &str) -> PathBuf {
-    let dir = std::env::var("CREDIT_BUS_BIN_DIR")
-        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../target/debug").to_string());
-    let p = Path::new(&dir).join(name);
-    assert!(
-        p.exists(),
-        "{} not built: run scripts/test.sh (it builds the binaries first)",
-        p.display()
-    );
-    p
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn log_file(what: &str) -> std::fs::File {
     let path = std::env::temp_dir().join(format!("{}.log", unique(what)));

@@ -29,26 +29,6 @@ fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-fn bin(name: &str) -> PathBuf {
-    let dir = std::env::var("CREDIT_BUS_BIN_DIR")
-        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../target/debug").to_string());
-    let p = Path::new(&dir).join(name);
-    assert!(
-        p.exists(),
-        "{} not built: run `cargo build --bins` (scripts/test.sh does)",
-        p.display()
-    );
-    p
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Every `credit_bus_*` name in `text`.
 fn credit_bus_names(text: &str) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
