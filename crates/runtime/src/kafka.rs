@@ -307,6 +307,43 @@ pub fn cached_high_watermark<
         .then_some(high)
 }
 
+/// Seeks back every partition of `consumer` quiet for `quiet` while its cached
+/// high watermark says records exist from the wanted offset on (see
+/// [`crate::gap::GapGuard::stalled`]); `partition` names a guard key's topic
+/// and partition.
+pub fn unstall<K, C, X>(
+    guard: &mut crate::gap::GapGuard<K>,
+    consumer: &C,
+    quiet: Duration,
+    partition: impl Fn(&K) -> (String, i32),
+) -> Result<(), rdkafka::error::KafkaError>
+where
+    K: std::hash::Hash + Eq + Clone,
+    C: rdkafka::consumer::Consumer<X>,
+    X: rdkafka::consumer::ConsumerContext,
+{
+    let stalled = guard.stalled(quiet, |k| {
+        let (t, p) = partition(k);
+        cached_high_watermark(consumer, &t, p)
+    });
+    for (k, to) in stalled {
+        let (topic, p) = partition(&k);
+        tracing::warn!(
+            topic,
+            partition = p,
+            to,
+            "no records below the high watermark: re-reading from further back"
+        );
+        consumer.seek(
+            &topic,
+            p,
+            rdkafka::Offset::Offset(to),
+            Duration::from_secs(10),
+        )?;
+    }
+    Ok(())
+}
+
 /// Reads partitions of one topic, each from its own offset, to their end as of
 /// now, calling `f` on each record at or after its partition's start, once.
 ///

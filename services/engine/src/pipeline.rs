@@ -894,19 +894,12 @@ fn unstall(
     guard: &mut GapGuard<(String, i32)>,
     consumer: &StreamConsumer<EngineContext>,
 ) -> Result<(), Error> {
-    let stalled = guard.stalled(STALL_CHECK * 4, |(t, p)| {
-        credit_runtime::kafka::cached_high_watermark(consumer, t, *p)
-    });
-    for ((topic, p), to) in stalled {
-        tracing::warn!(
-            topic,
-            partition = p,
-            to,
-            "no records below the high watermark: re-reading from further back"
-        );
-        consumer.seek(&topic, p, Offset::Offset(to), Duration::from_secs(10))?;
-    }
-    Ok(())
+    Ok(credit_runtime::kafka::unstall(
+        guard,
+        consumer,
+        STALL_CHECK * 4,
+        |(t, p)| (t.clone(), *p),
+    )?)
 }
 
 /// Runs an engine instance until `shutdown`.

@@ -317,18 +317,12 @@ fn unstall(
     consumer: &StreamConsumer<credit_runtime::kafka::BusContext>,
     topic: &str,
 ) -> Result<(), Error> {
-    for (p, to) in guard.stalled(STALL_CHECK * 4, |p| {
-        credit_runtime::kafka::cached_high_watermark(consumer, topic, *p)
-    }) {
-        tracing::warn!(
-            topic,
-            partition = p,
-            to,
-            "no records below the high watermark: re-reading from further back"
-        );
-        consumer.seek(topic, p, Offset::Offset(to), Duration::from_secs(10))?;
-    }
-    Ok(())
+    Ok(credit_runtime::kafka::unstall(
+        guard,
+        consumer,
+        STALL_CHECK * 4,
+        |p| (topic.to_string(), *p),
+    )?)
 }
 
 pub async fn run(
