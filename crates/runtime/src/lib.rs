@@ -11,6 +11,7 @@
 //! * [`prom`]: reading a `/metrics` page back (live view, dashboard).
 //! * [`trace`]: W3C trace context in record headers, send/process spans, OTLP export.
 //! * [`shutdown`]: SIGINT/SIGTERM into one cancellation token.
+//! * [`service`]: what every service binary's `main` does.
 
 pub mod config;
 pub mod gap;
@@ -18,6 +19,7 @@ pub mod kafka;
 pub mod metrics;
 pub mod ops;
 pub mod prom;
+pub mod service;
 pub mod shutdown;
 pub mod telemetry;
 pub mod trace;

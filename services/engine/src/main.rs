@@ -1,10 +1,9 @@
-//! `credit-engine`: reads config, starts telemetry, runs the engine.
+//! `credit-engine`: reads config, starts telemetry, runs (see `credit_runtime::service`).
 
 use std::path::PathBuf;
 
 use clap::Parser;
 use credit_engine::Config;
-use credit_runtime::{ops, shutdown, telemetry};
 
 #[derive(Parser)]
 #[command(about = "Fan list entries out into notices to implementing departments, exactly once")]
@@ -17,40 +16,12 @@ struct Args {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    let config = match Config::load(args.config.as_deref()) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("{e}");
-            return std::process::ExitCode::from(2);
-        }
-    };
-    let tel = match telemetry::start(&config.common.telemetry, "credit-engine") {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("telemetry: {e}");
-            return std::process::ExitCode::FAILURE;
-        }
-    };
-    let shutdown = shutdown::on_signals();
-    let ready = ops::Readiness::default();
-    match ops::serve(
-        &config.common.telemetry.ops_listen,
-        ops::router(tel.clone(), ready.clone()),
-        shutdown.clone(),
+    credit_runtime::service::main(
+        "credit-engine",
+        Config::load(args.config.as_deref()),
+        |c: &Config| &c.common.telemetry,
+        true,
+        |s| async move { credit_engine::run(s.config, s.telemetry, s.ready, s.shutdown).await },
     )
     .await
-    {
-        Ok((addr, _)) => tracing::info!(%addr, "ops endpoints listening"),
-        Err(e) => {
-            tracing::error!(error = %e, "cannot bind ops endpoint");
-            return std::process::ExitCode::FAILURE;
-        }
-    }
-    match credit_engine::run(config, tel, ready, shutdown).await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!(error = %e, "engine stopped");
-            std::process::ExitCode::FAILURE
-        }
-    }
 }

@@ -1,10 +1,9 @@
-//! `credit-normaliser --department <id>`: reads config, starts telemetry, runs.
+//! `credit-normaliser`: reads config, starts telemetry, runs (see `credit_runtime::service`).
 
 use std::path::PathBuf;
 
 use clap::Parser;
 use credit_normaliser::Config;
-use credit_runtime::{ops, shutdown, telemetry};
 
 #[derive(Parser)]
 #[command(about = "Normalise one department's inbound records into credit.records")]
@@ -20,41 +19,16 @@ struct Args {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    let config = match Config::load(args.config.as_deref(), args.department.as_deref()) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("{e}");
-            return std::process::ExitCode::from(2);
-        }
-    };
-    let tel = match telemetry::start(&config.common.telemetry, "credit-normaliser") {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("telemetry: {e}");
-            return std::process::ExitCode::FAILURE;
-        }
-    };
-    let shutdown = shutdown::on_signals();
-    let ready = ops::Readiness::default();
-    let ops_router = ops::router(tel.clone(), ready.clone());
-    match ops::serve(
-        &config.common.telemetry.ops_listen,
-        ops_router,
-        shutdown.clone(),
+    credit_runtime::service::main(
+        "credit-normaliser",
+        Config::load(args.config.as_deref(), args.department.as_deref()),
+        |c: &Config| &c.common.telemetry,
+        true,
+        |s| async move {
+            credit_normaliser::run(s.config, s.telemetry, s.ready, s.shutdown)
+                .await
+                .map_err(|e| format!("{e} (retriable: {})", e.is_retriable()))
+        },
     )
     .await
-    {
-        Ok((addr, _)) => tracing::info!(%addr, "ops endpoints listening"),
-        Err(e) => {
-            tracing::error!(error = %e, "cannot bind ops endpoint");
-            return std::process::ExitCode::FAILURE;
-        }
-    }
-    match credit_normaliser::run(config, tel, ready, shutdown).await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!(error = %e, retriable = e.is_retriable(), "normaliser stopped");
-            std::process::ExitCode::FAILURE
-        }
-    }
 }

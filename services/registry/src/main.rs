@@ -1,10 +1,9 @@
-//! `credit-registry`: the schema registry service.
+//! `credit-registry`: reads config, starts telemetry, runs (see `credit_runtime::service`).
 
 use std::path::PathBuf;
 
 use clap::Parser;
 use credit_registry::Config;
-use credit_runtime::{shutdown, telemetry};
 
 #[derive(Parser)]
 #[command(about = "Confluent-compatible schema registry backed by a compacted Kafka topic")]
@@ -17,25 +16,12 @@ struct Args {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    let config = match Config::load(args.config.as_deref()) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("{e}");
-            return std::process::ExitCode::from(2);
-        }
-    };
-    let tel = match telemetry::start(&config.common.telemetry, "credit-registry") {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("telemetry: {e}");
-            return std::process::ExitCode::FAILURE;
-        }
-    };
-    match credit_registry::run(config, tel, shutdown::on_signals(), None).await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!(error = format!("{e:#}"), "registry stopped");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    credit_runtime::service::main(
+        "credit-registry",
+        Config::load(args.config.as_deref()),
+        |c: &Config| &c.common.telemetry,
+        false,
+        |s| async move { credit_registry::run(s.config, s.telemetry, s.shutdown, None).await },
+    )
+    .await
 }
