@@ -103,10 +103,18 @@ impl Loader {
             }
             Err(errs) => {
                 for e in errs {
-                    let path = if e.path.is_empty() {
+                    // figment puts the section key after the field for inner
+                    // extractions ("partitions.kafka"): print `section.field`.
+                    let rest: Vec<&str> = e
+                        .path
+                        .iter()
+                        .map(String::as_str)
+                        .filter(|p| *p != key)
+                        .collect();
+                    let path = if rest.is_empty() {
                         key.to_string()
                     } else {
-                        e.path.join(".")
+                        format!("{key}.{}", rest.join("."))
                     };
                     // figment's messages quote the offending value; never a secret's.
                     if e.path.iter().any(|p| is_secret_property(p)) {
@@ -414,7 +422,7 @@ mod tests {
             let all = err.to_string();
             // The kafka section fails to parse (linger_ms), telemetry has an unknown field,
             // registry parses but fails validation: three sections, all reported.
-            assert!(all.contains("linger_ms"), "{all}");
+            assert!(all.contains("kafka.linger_ms"), "section first: {all}");
             assert!(all.contains("colour"), "{all}");
             assert!(all.contains("registry.url"), "{all}");
             Ok(())
