@@ -55,20 +55,7 @@ pub struct E2eArgs {
 }
 
 pub(crate) fn kafka(a: &E2eArgs, prefix: &str) -> KafkaConfig {
-    KafkaConfig {
-        brokers: a.brokers.clone(),
-        fetch_wait_max_ms: 10,
-        linger_ms: 5,
-        statistics_interval_ms: 1000,
-        topic_prefix: prefix.to_string(),
-        partitions: a.partitions,
-        replication_factor: 1,
-        security_protocol: "plaintext".into(),
-        sasl_mechanism: None,
-        sasl_username: None,
-        sasl_password: None,
-        extra: Default::default(),
-    }
+    KafkaConfig::local(&a.brokers, prefix, a.partitions)
 }
 
 pub(crate) fn common(k: KafkaConfig, registry: &str) -> Common {

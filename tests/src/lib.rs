@@ -62,20 +62,7 @@ pub fn unique(prefix: &str) -> String {
 }
 
 pub fn kafka_config(prefix: &str) -> KafkaConfig {
-    KafkaConfig {
-        brokers: brokers(),
-        fetch_wait_max_ms: 10,
-        linger_ms: 5,
-        statistics_interval_ms: 1000,
-        topic_prefix: prefix.to_string(),
-        partitions: 3,
-        replication_factor: 1,
-        security_protocol: "plaintext".into(),
-        sasl_mechanism: None,
-        sasl_username: None,
-        sasl_password: None,
-        extra: Default::default(),
-    }
+    KafkaConfig::local(&brokers(), prefix, 3)
 }
 
 pub fn common(prefix: &str, registry_url: &str) -> Common {

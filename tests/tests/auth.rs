@@ -149,18 +149,12 @@ impl AuthBroker {
     /// The bus's Kafka settings for `user` (any password: the tests try wrong ones).
     fn config(&self, prefix: &str, user: &str, password: &str, mechanism: &str) -> KafkaConfig {
         KafkaConfig {
-            brokers: format!("127.0.0.1:{}", self.port),
-            fetch_wait_max_ms: 10,
-            linger_ms: 5,
             statistics_interval_ms: 0,
-            topic_prefix: prefix.to_string(),
-            partitions: 1,
-            replication_factor: 1,
             security_protocol: "sasl_plaintext".into(),
             sasl_mechanism: Some(mechanism.into()),
             sasl_username: Some(user.into()),
             sasl_password: Some(password.into()),
-            extra: Default::default(),
+            ..KafkaConfig::local(&format!("127.0.0.1:{}", self.port), prefix, 1)
         }
     }
 

@@ -236,6 +236,25 @@ impl fmt::Debug for KafkaConfig {
 }
 
 impl KafkaConfig {
+    /// The embedded profile (one local broker, plaintext, low fetch wait):
+    /// what tests, benchmarks and in-process runs start from.
+    pub fn local(brokers: &str, prefix: &str, partitions: i32) -> KafkaConfig {
+        KafkaConfig {
+            brokers: brokers.to_string(),
+            fetch_wait_max_ms: 10,
+            linger_ms: 5,
+            statistics_interval_ms: 1000,
+            topic_prefix: prefix.to_string(),
+            partitions,
+            replication_factor: 1,
+            security_protocol: "plaintext".into(),
+            sasl_mechanism: None,
+            sasl_username: None,
+            sasl_password: None,
+            extra: Default::default(),
+        }
+    }
+
     /// Topic names under the configured prefix.
     pub fn naming(&self) -> credit_core::topics::Naming {
         credit_core::topics::Naming::new(&self.topic_prefix)

@@ -77,3 +77,48 @@ where
         }
     }
 }
+
+/// A service started on a task in this process (tests, benchmarks, embedding).
+pub struct Running {
+    pub addr: std::net::SocketAddr,
+    stop: Shutdown,
+    handle: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Running {
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops it (as SIGTERM does) and waits for its task to end.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.stop.cancel();
+        self.handle.await?
+    }
+}
+
+/// Starts `run` on a task and returns once it reports the address it listens
+/// on (through the sender it is given), within 60 s; if it stops first, its
+/// error.
+pub async fn spawn<Fut>(
+    name: &'static str,
+    run: impl FnOnce(Shutdown, tokio::sync::oneshot::Sender<std::net::SocketAddr>) -> Fut,
+) -> anyhow::Result<Running>
+where
+    Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+{
+    let stop = Shutdown::new();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let handle = tokio::spawn(run(stop.clone(), tx));
+    match tokio::time::timeout(std::time::Duration::from_secs(60), rx).await {
+        Ok(Ok(addr)) => Ok(Running { addr, stop, handle }),
+        Ok(Err(_)) => Err(handle
+            .await?
+            .err()
+            .unwrap_or_else(|| anyhow::anyhow!("{name} stopped before listening"))),
+        Err(_) => {
+            stop.cancel();
+            anyhow::bail!("{name} did not listen within 60 s")
+        }
+    }
+}

@@ -89,36 +89,12 @@ pub async fn run(
     result
 }
 
-/// A tracker started in this process (tests, embedding).
-pub struct Running {
-    pub addr: SocketAddr,
-    stop: CancellationToken,
-    handle: tokio::task::JoinHandle<anyhow::Result<()>>,
-}
+pub use credit_runtime::service::Running;
 
-impl Running {
-    pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    /// Stops (as on SIGTERM) and waits for the tracker to end.
-    pub async fn stop(self) -> anyhow::Result<()> {
-        self.stop.cancel();
-        self.handle.await?
-    }
-}
-
-/// Starts the tracker on a task and returns once its endpoints listen; poll
-/// `/readyz` for the end of the rebuild.
+/// Starts it on a task and returns once its endpoints listen (within 60 s).
 pub async fn spawn(config: Config, tel: Telemetry) -> anyhow::Result<Running> {
-    let stop = CancellationToken::new();
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let handle = tokio::spawn(run(config, tel, stop.clone(), Some(tx)));
-    match rx.await {
-        Ok(addr) => Ok(Running { addr, stop, handle }),
-        Err(_) => Err(handle
-            .await?
-            .err()
-            .unwrap_or_else(|| anyhow::anyhow!("tracker stopped before listening"))),
-    }
+    credit_runtime::service::spawn("credit-feedback", move |stop, bound| {
+        run(config, tel, stop, Some(bound))
+    })
+    .await
 }

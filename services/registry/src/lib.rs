@@ -47,39 +47,12 @@ pub async fn run(
     Ok(())
 }
 
-/// A registry started in this process (tests, benchmarks, embedded use).
-pub struct Running {
-    pub addr: std::net::SocketAddr,
-    stop: CancellationToken,
-    handle: tokio::task::JoinHandle<anyhow::Result<()>>,
-}
+pub use credit_runtime::service::Running;
 
-impl Running {
-    pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    /// Stops serving and waits for the task to end.
-    pub async fn stop(self) -> anyhow::Result<()> {
-        self.stop.cancel();
-        self.handle.await?
-    }
-}
-
-/// Starts the registry on a task and waits until it serves (at most 60 s).
+/// Starts it on a task and returns once its endpoints listen (within 60 s).
 pub async fn spawn(config: Config, tel: Telemetry) -> anyhow::Result<Running> {
-    let stop = CancellationToken::new();
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let handle = tokio::spawn(run(config, tel, stop.clone(), Some(tx)));
-    match tokio::time::timeout(std::time::Duration::from_secs(60), rx).await {
-        Ok(Ok(addr)) => Ok(Running { addr, stop, handle }),
-        Ok(Err(_)) => Err(handle
-            .await?
-            .err()
-            .unwrap_or_else(|| anyhow::anyhow!("registry stopped before serving"))),
-        Err(_) => {
-            stop.cancel();
-            anyhow::bail!("registry did not start within 60 s")
-        }
-    }
+    credit_runtime::service::spawn("credit-registry", move |stop, bound| {
+        run(config, tel, stop, Some(bound))
+    })
+    .await
 }
