@@ -54,8 +54,24 @@ pub struct E2eArgs {
     pub(crate) bad_share: f64,
 }
 
+/// The embedded profile's client settings; `BENCH_LINGER_MS` and
+/// `BENCH_FETCH_WAIT_MS` override `linger.ms` and `fetch.wait.max.ms` to see
+/// how the figures move with them.
 pub(crate) fn kafka(a: &E2eArgs, prefix: &str) -> KafkaConfig {
-    KafkaConfig::local(&a.brokers, prefix, a.partitions)
+    let mut k = KafkaConfig::local(&a.brokers, prefix, a.partitions);
+    if let Some(v) = std::env::var("BENCH_LINGER_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        k.linger_ms = v;
+    }
+    if let Some(v) = std::env::var("BENCH_FETCH_WAIT_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        k.fetch_wait_max_ms = v;
+    }
+    k
 }
 
 pub(crate) fn common(k: KafkaConfig, registry: &str) -> Common {

@@ -25,6 +25,11 @@ use credit_datagen::Generator;
 use credit_normaliser::adapters;
 use credit_schemas::{encode, wire};
 
+/// mimalloc: the engine allocates a few small strings per notice, and glibc's
+/// malloc spent a third of the CPU per notice on them (see `docs/engine.md`).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 struct Args {
     #[command(subcommand)]

@@ -13,6 +13,7 @@
 //! * [`shutdown`]: SIGINT/SIGTERM into one cancellation token.
 //! * [`service`]: what every service binary's `main` does.
 
+pub mod acks;
 pub mod config;
 pub mod gap;
 pub mod kafka;

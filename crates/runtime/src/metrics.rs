@@ -34,6 +34,10 @@ pub enum MetricName {
     EngineInputsRejected,
     /// Time to rebuild an engine partition's state.
     EngineRecoveryDuration,
+    /// Time from an engine input's timestamp (its producer's create time) to
+    /// the engine seeing the last of its notices acknowledged, per input that
+    /// planned notices.
+    EngineFanoutLatency,
     /// Consumer lag (high watermark minus committed/stored position), by
     /// group, topic and partition, from librdkafka statistics. Gauge.
     ConsumerLag,
@@ -50,7 +54,7 @@ pub enum MetricName {
 }
 
 impl MetricName {
-    pub const ALL: [MetricName; 14] = [
+    pub const ALL: [MetricName; 15] = [
         MetricName::RecordsIn,
         MetricName::RecordsOut,
         MetricName::RecordsDeadLettered,
@@ -60,6 +64,7 @@ impl MetricName {
         MetricName::NoticesSuppressed,
         MetricName::EngineInputsRejected,
         MetricName::EngineRecoveryDuration,
+        MetricName::EngineFanoutLatency,
         MetricName::ConsumerLag,
         MetricName::FeedbackReceived,
         MetricName::FeedbackRejected,
@@ -79,6 +84,7 @@ impl MetricName {
             MetricName::NoticesSuppressed => "credit_bus_notices_suppressed",
             MetricName::EngineInputsRejected => "credit_bus_engine_inputs_rejected",
             MetricName::EngineRecoveryDuration => "credit_bus_engine_recovery_duration",
+            MetricName::EngineFanoutLatency => "credit_bus_engine_fanout_latency",
             MetricName::ConsumerLag => "credit_bus_consumer_lag",
             MetricName::FeedbackReceived => "credit_bus_feedback_received",
             MetricName::FeedbackRejected => "credit_bus_feedback_rejected",
@@ -99,6 +105,7 @@ impl MetricName {
             MetricName::NoticesSuppressed => "credit_bus_notices_suppressed_total",
             MetricName::EngineInputsRejected => "credit_bus_engine_inputs_rejected_total",
             MetricName::EngineRecoveryDuration => "credit_bus_engine_recovery_duration_seconds",
+            MetricName::EngineFanoutLatency => "credit_bus_engine_fanout_latency_seconds",
             MetricName::ConsumerLag => "credit_bus_consumer_lag",
             MetricName::FeedbackReceived => "credit_bus_feedback_received_total",
             MetricName::FeedbackRejected => "credit_bus_feedback_rejected_total",

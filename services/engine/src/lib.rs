@@ -8,6 +8,7 @@
 //! * [`pipeline`]: the Kafka loop with exactly-once notices (`docs/engine.md`).
 
 pub mod config;
+mod fence;
 pub mod pipeline;
 pub mod state;
 

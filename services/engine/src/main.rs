@@ -5,6 +5,11 @@ use std::path::PathBuf;
 use clap::Parser;
 use credit_engine::Config;
 
+/// mimalloc: the engine allocates a few small strings per notice, and glibc's
+/// malloc spent a third of the CPU per notice on them (see `docs/engine.md`).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(about = "Fan list entries out into notices to implementing departments, exactly once")]
 struct Args {

@@ -12,9 +12,10 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use apache_avro::types::Value;
-use credit_core::notice::{ENGINE_PARTITION_HEADER, Notice};
+use credit_core::notice::{ENGINE_INPUT_HEADER, ENGINE_PARTITION_HEADER, Notice};
 use credit_core::record::{ListType, SubjectType};
 use credit_measures::Catalogue;
+use credit_runtime::acks::{AckContext, AckProducer, Acks};
 use credit_runtime::config::KafkaConfig;
 use credit_runtime::gap::{GapGuard, Verdict};
 use credit_runtime::ops::Readiness;
@@ -28,10 +29,12 @@ use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::BaseRecord;
 use rdkafka::{Offset, TopicPartitionList};
+use rustc_hash::FxHashMap;
 
 use crate::config::Config;
+use crate::fence::{ClaimWatch, Verdict as Fence};
 use crate::state::{
     Activation, Checkpoint, Claim, Command, EntryState, Input, PartitionState, Planned, floor_key,
     parse_floor_key,
@@ -131,9 +134,16 @@ fn symbol(v: Option<&Value>) -> Option<String> {
     }
 }
 
+/// A writer schema of the records topic, and whether it is ours (then records
+/// decode without schema resolution, which costs more than the decode itself).
+struct WriterSchema {
+    schema: apache_avro::Schema,
+    is_ours: bool,
+}
+
 /// Decodes a normalised record with the writer's schema, resolved to ours.
 fn decode(
-    writer: &apache_avro::Schema,
+    writer: &WriterSchema,
     body: &[u8],
     topic: &str,
     partition: i32,
@@ -141,9 +151,9 @@ fn decode(
 ) -> Result<Input, String> {
     #[allow(deprecated)]
     let v = apache_avro::from_avro_datum(
-        writer,
+        &writer.schema,
         &mut &body[..],
-        Some(credit_schemas::credit_record_schema()),
+        (!writer.is_ours).then(credit_schemas::credit_record_schema),
     )
     .map_err(|e| e.to_string())?;
     let Value::Record(f) = v else {
@@ -178,12 +188,18 @@ struct Instruments {
     suppressed: opentelemetry::metrics::Counter<u64>,
     rejected: opentelemetry::metrics::Counter<u64>,
     recovery: opentelemetry::metrics::Histogram<f64>,
+    fanout_latency: opentelemetry::metrics::Histogram<f64>,
 }
 
 /// Reads one changelog partition to its end (entries and the last checkpoint),
 /// then every output partition from its floor to its end for notices this
 /// partition already sent.
-fn replay_changelog(k: &KafkaConfig, changelog: &str, p: i32) -> Result<PartitionState, String> {
+fn replay_changelog(
+    k: &KafkaConfig,
+    changelog: &str,
+    (records, commands): (&str, &str),
+    p: i32,
+) -> Result<PartitionState, String> {
     const LIMIT: Duration = Duration::from_secs(120);
     let c =
         credit_runtime::kafka::reader(k, "credit-engine-recovery").map_err(|e| e.to_string())?;
@@ -217,22 +233,41 @@ fn replay_changelog(k: &KafkaConfig, changelog: &str, p: i32) -> Result<Partitio
         }
     }
     let mine = p.to_string();
+    // Notices of input before the checkpoint are not planned again: not "already sent".
+    let before = |records: i64, commands: i64| {
+        move |position: &[u8]| -> bool {
+            let n = |b: &[u8]| std::str::from_utf8(b).ok()?.parse::<i64>().ok();
+            match position.split_first() {
+                Some((b'r', o)) => n(o).is_some_and(|o| o < records),
+                Some((b'c', o)) => n(o).is_some_and(|o| o < commands),
+                _ => false,
+            }
+        }
+    };
+    let next = |t: &str| st.checkpoint.next.get(t).copied().unwrap_or(0);
+    let before = before(next(records), next(commands));
     let found: Vec<Result<Vec<String>, String>> = std::thread::scope(|s| {
         let handles: Vec<_> = by_topic
             .iter()
             .map(|(topic, parts)| {
-                let mine = &mine;
+                let (mine, before) = (&mine, &before);
                 s.spawn(move || {
                     let c = credit_runtime::kafka::reader(k, "credit-engine-recovery")
                         .map_err(|e| e.to_string())?;
                     let mut ids = Vec::new();
                     credit_runtime::kafka::read_to_end(&c, topic, parts, LIMIT, |m| {
-                        let from_me = m
-                            .headers()
-                            .and_then(|h| h.iter().find(|h| h.key == ENGINE_PARTITION_HEADER))
-                            .and_then(|h| h.value)
-                            .is_some_and(|v| v == mine.as_bytes());
-                        if from_me && let Some(key) = m.key() {
+                        let header = |name: &str| {
+                            m.headers()
+                                .and_then(|h| h.iter().find(|h| h.key == name))
+                                .and_then(|h| h.value)
+                        };
+                        let from_me =
+                            header(ENGINE_PARTITION_HEADER).is_some_and(|v| v == mine.as_bytes());
+                        let replayed = header(ENGINE_INPUT_HEADER).is_none_or(|v| !before(v));
+                        if from_me
+                            && replayed
+                            && let Some(key) = m.key()
+                        {
                             ids.push(String::from_utf8_lossy(key).into_owned());
                         }
                     })?;
@@ -286,31 +321,6 @@ pub fn read_catalogues(
     Ok(out)
 }
 
-/// Reads changelog partitions, each from its `from` to its end, in one pass:
-/// per partition, the owner of the last claim there, if any, and the offset
-/// after the last record.
-fn claims_since(
-    c: &credit_runtime::kafka::Reader,
-    changelog: &str,
-    from: &[(i32, i64)],
-) -> Result<HashMap<i32, (Option<String>, i64)>, String> {
-    let mut out: HashMap<i32, (Option<String>, i64)> =
-        from.iter().map(|(p, o)| (*p, (None, *o))).collect();
-    let parts: Vec<(i32, Offset)> = from.iter().map(|(p, o)| (*p, Offset::Offset(*o))).collect();
-    credit_runtime::kafka::read_to_end(c, changelog, &parts, Duration::from_secs(30), |m| {
-        let e = out.entry(m.partition()).or_insert((None, 0));
-        e.1 = m.offset() + 1;
-        if m.key() == Some(b"claim")
-            && let Some(c) = m
-                .payload()
-                .and_then(|v| serde_json::from_slice::<Claim>(v).ok())
-        {
-            e.0 = Some(c.owner);
-        }
-    })?;
-    Ok(out)
-}
-
 /// Everything the loop holds.
 struct Engine {
     kafka: KafkaConfig,
@@ -321,13 +331,20 @@ struct Engine {
     base_version: u32,
     catalogue_topic: (String, i32),
     catalogue_gauge: opentelemetry::metrics::Gauge<i64>,
-    producer: FutureProducer,
+    producer: AckProducer,
     /// Per department: its notices topic and that topic's partition count.
-    notice_partitions: HashMap<&'static str, (String, i32)>,
-    notice_schema_ids: HashMap<&'static str, u32>,
-    writer_schemas: HashMap<u32, apache_avro::Schema>,
+    notice_partitions: FxHashMap<&'static str, (String, i32)>,
+    notice_schema_ids: FxHashMap<&'static str, u32>,
+    /// Per measure id, its Chinese name and legal basis, from the newest
+    /// version that has it (a lift may name a measure a newer version dropped).
+    measure_text: FxHashMap<String, (String, String)>,
+    writer_schemas: HashMap<u32, std::sync::Arc<WriterSchema>>,
     registry: RegistryClient,
     states: HashMap<i32, PartitionState>,
+    /// Batches sent but not yet checkpointed, oldest first.
+    inflight: std::collections::VecDeque<InFlight>,
+    /// Per input partition, the offsets after its notices acknowledged so far.
+    acked: Floors,
     /// Partitions another instance claimed: not touched until a rebalance hands them over again.
     fenced: HashSet<i32>,
     /// The next input offset wanted per (topic, partition), from the checkpoint:
@@ -336,13 +353,10 @@ struct Engine {
     commands: String,
     owner: String,
     grace: Duration,
-    reader: std::sync::Arc<Mutex<credit_runtime::kafka::Reader>>,
+    watch: ClaimWatch,
     inst: Instruments,
     tracer: credit_runtime::trace::Tracer,
     group: String,
-    /// The `process` span context of the input each planned notice came from,
-    /// by notice id, for this batch: each notice is sent in a child span.
-    traces: HashMap<String, credit_runtime::trace::SpanContext>,
 }
 
 impl Engine {
@@ -373,21 +387,18 @@ impl Engine {
             owner: self.owner.clone(),
         })
         .expect("claims serialise");
-        let mut acks = Vec::with_capacity(parts.len());
+        let acks = Acks::new();
         for p in &parts {
-            acks.push(self.changelog_write(*p, "claim", &claim)?);
+            self.changelog_write(&acks, *p, "claim", &claim).await?;
         }
-        for a in acks {
-            a.await
-                .map_err(|_| KafkaError::Canceled)?
-                .map_err(|(e, _)| e)?;
-        }
+        acks.wait().await?;
         tokio::time::sleep(self.grace).await;
         let replays: Vec<_> = parts
             .iter()
             .map(|&p| {
                 let (k, cl) = (self.kafka.clone(), self.changelog.clone());
-                tokio::task::spawn_blocking(move || (p, replay_changelog(&k, &cl, p)))
+                let (r, c) = (self.records.clone(), self.commands.clone());
+                tokio::task::spawn_blocking(move || (p, replay_changelog(&k, &cl, (&r, &c), p)))
             })
             .collect();
         for r in replays {
@@ -401,9 +412,6 @@ impl Engine {
                 ms = started.elapsed().as_millis() as u64,
                 "partition recovered"
             );
-            self.inst
-                .recovery
-                .record(started.elapsed().as_secs_f64(), &[]);
             for (topic, next) in &st.next {
                 self.guard.expect((topic.clone(), p), *next);
             }
@@ -423,23 +431,50 @@ impl Engine {
                     ));
                 }
             }
-            if st.claimed_by.as_deref() != Some(self.owner.as_str()) {
+            if st.claimed_by.as_deref() == Some(self.owner.as_str()) {
+                self.watch.register(p, st.tail);
+            } else {
                 tracing::warn!(partition = p, by = ?st.claimed_by, "partition claimed by another instance during takeover; leaving it");
                 self.fenced.insert(p);
             }
             self.states.insert(p, st);
         }
+        // Floors for every output partition now, in one go: a batch then never
+        // waits for them (the per-batch path stays for partitions added later).
+        let mut new_floors: BTreeMap<i32, Vec<(String, i32)>> = BTreeMap::new();
+        for p in parts.iter().filter(|p| !self.fenced.contains(p)) {
+            let st = &self.states[p];
+            for (topic, n) in self.notice_partitions.values() {
+                for q in 0..*n {
+                    if !st.checkpoint.floors.contains_key(&floor_key(topic, q)) {
+                        new_floors.entry(*p).or_default().push((topic.clone(), q));
+                    }
+                }
+            }
+        }
+        if !new_floors.is_empty() {
+            self.persist_floors(new_floors).await?;
+        }
+        // One observation per partition: claim to ready to send.
+        for _ in &parts {
+            self.inst
+                .recovery
+                .record(started.elapsed().as_secs_f64(), &[]);
+        }
         Ok(())
     }
 
-    async fn writer_schema(&mut self, id: u32) -> Result<&apache_avro::Schema, Error> {
+    async fn writer_schema(&mut self, id: u32) -> Result<std::sync::Arc<WriterSchema>, Error> {
         if !self.writer_schemas.contains_key(&id) {
             let text = self.registry.schema_by_id(id).await?;
-            let s = apache_avro::Schema::parse_str(&text)
+            let schema = apache_avro::Schema::parse_str(&text)
                 .map_err(|e| Error::Config(format!("schema {id}: {e}")))?;
-            self.writer_schemas.insert(id, s);
+            let is_ours =
+                schema.canonical_form() == credit_schemas::credit_record_schema().canonical_form();
+            self.writer_schemas
+                .insert(id, std::sync::Arc::new(WriterSchema { schema, is_ours }));
         }
-        Ok(&self.writer_schemas[&id])
+        Ok(self.writer_schemas[&id].clone())
     }
 
     fn reject(&self, input: &'static str) {
@@ -459,12 +494,15 @@ impl Engine {
         for c in found {
             self.catalogues.entry(c.version).or_insert(c);
         }
+        self.measure_text = measure_text(&self.catalogues);
         Ok(())
     }
 
     /// Forgets a partition's state: it is rebuilt from the changelog if it comes back.
     fn drop_partition(&mut self, p: i32) {
         self.states.remove(&p);
+        self.acked.remove(&p);
+        self.watch.forget(p);
         self.guard.forget(&(self.records.clone(), p));
         self.guard.forget(&(self.commands.clone(), p));
     }
@@ -495,7 +533,7 @@ impl Engine {
         let planned = if topic == self.records {
             let input = match m.payload().map(wire::split) {
                 Some(Ok((id, body))) => {
-                    let writer = self.writer_schema(id).await?.clone();
+                    let writer = self.writer_schema(id).await?;
                     decode(&writer, body, &topic, p, offset)
                 }
                 Some(Err(e)) => Err(e.to_string()),
@@ -566,21 +604,23 @@ impl Engine {
         Ok(Step::Notices(planned))
     }
 
-    /// Writes one changelog record to partition `p` and returns its delivery.
-    fn changelog_write(
+    /// Sends one changelog record to partition `p`, counted in `acks`.
+    async fn changelog_write(
         &self,
+        acks: &std::sync::Arc<Acks>,
         p: i32,
         key: &str,
         value: &[u8],
-    ) -> Result<rdkafka::producer::DeliveryFuture, Error> {
-        self.producer
-            .send_result(
-                FutureRecord::to(&self.changelog)
+    ) -> Result<(), Error> {
+        Ok(acks
+            .send(
+                &self.producer,
+                BaseRecord::to(&self.changelog)
                     .partition(p)
                     .key(key)
                     .payload(value),
             )
-            .map_err(|(e, _)| Error::Kafka(e))
+            .await?)
     }
 
     /// The notice's topic and partition (names computed once per department).
@@ -593,41 +633,83 @@ impl Engine {
     /// Drops every partition another instance has claimed since we last looked,
     /// with the notices this batch planned for it: that instance replays them.
     async fn fence(&mut self, touched: &HashSet<i32>) -> Result<(), Error> {
-        let from: Vec<(i32, i64)> = touched
+        let parts: Vec<i32> = touched
             .iter()
-            .filter_map(|p| self.states.get(p).map(|st| (*p, st.tail)))
+            .copied()
+            .filter(|p| self.states.contains_key(p))
             .collect();
-        if from.is_empty() {
+        if parts.is_empty() {
             return Ok(());
         }
-        let (reader, cl) = (self.reader.clone(), self.changelog.clone());
-        let found = tokio::task::spawn_blocking(move || {
-            let r = reader.lock().unwrap_or_else(|e| e.into_inner());
-            claims_since(&r, &cl, &from)
-        })
-        .await
-        .map_err(|e| Error::Recovery(-1, e.to_string()))?
-        .map_err(|e| Error::Recovery(-1, e))?;
-        for (p, (claim, tail)) in found {
-            match claim {
-                Some(other) if other != self.owner => {
-                    tracing::warn!(partition = p, by = %other, "partition claimed by another instance; dropping it");
-                    self.drop_partition(p);
-                    self.fenced.insert(p);
-                }
-                _ => {
-                    if let Some(st) = self.states.get_mut(&p) {
-                        st.tail = tail;
-                    }
-                }
+        let verdicts = self
+            .watch
+            .verdicts(&parts, Duration::from_secs(30))
+            .await
+            .map_err(|e| Error::Recovery(-1, e))?;
+        for (p, v) in verdicts {
+            if let Fence::Claimed(other) = v {
+                tracing::warn!(partition = p, by = %other, "partition claimed by another instance; dropping it");
+                self.drop_partition(p);
+                self.fenced.insert(p);
             }
         }
         Ok(())
     }
 
-    async fn commit_batch(
+    /// Persists, per input partition, the current end of each output partition
+    /// given as its floor (one checkpoint per input partition), before anything
+    /// is sent there.
+    async fn persist_floors(
         &mut self,
-        planned: Vec<(i32, Planned)>,
+        new_floors: BTreeMap<i32, Vec<(String, i32)>>,
+    ) -> Result<(), Error> {
+        let k = self.kafka.clone();
+        let wanted: Vec<(String, i32)> = new_floors
+            .values()
+            .flatten()
+            .cloned()
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        let highs = tokio::task::spawn_blocking(
+            move || -> Result<HashMap<(String, i32), i64>, KafkaError> {
+                let c: BaseConsumer =
+                    credit_runtime::kafka::base(&k, "credit-engine-floors").create()?;
+                let mut out = HashMap::new();
+                for (t, q) in wanted {
+                    let (_, high) = c.fetch_watermarks(&t, q, Duration::from_secs(15))?;
+                    out.insert((t, q), high);
+                }
+                Ok(out)
+            },
+        )
+        .await
+        .map_err(|e| Error::Config(e.to_string()))??;
+        let acks = Acks::new();
+        for (p, parts) in &new_floors {
+            let st = self
+                .states
+                .get_mut(p)
+                .expect("touched partitions are recovered");
+            for (t, q) in parts {
+                st.checkpoint
+                    .floors
+                    .insert(floor_key(t, *q), highs[&(t.clone(), *q)]);
+            }
+            let cp = serde_json::to_vec(&self.states[p].checkpoint).expect("checkpoints serialise");
+            self.changelog_write(&acks, *p, "checkpoint", &cp).await?;
+        }
+        acks.wait().await?;
+        Ok(())
+    }
+
+    /// Sends a batch's notices (after the fence check and any new floors) and
+    /// queues its checkpoint behind their acknowledgements: see [`Engine::advance`].
+    async fn send_batch(
+        &mut self,
+        consumer: &StreamConsumer<EngineContext>,
+        planned: Vec<(i32, usize, Planned)>,
+        inputs: &[Planning],
         touched: HashSet<i32>,
     ) -> Result<(), Error> {
         self.fence(&touched).await?;
@@ -638,13 +720,13 @@ impl Engine {
             .into_iter()
             .filter(|p| !self.fenced.contains(p))
             .collect();
-        let planned: Vec<(i32, Planned)> = planned
+        let planned: Vec<(i32, usize, Planned)> = planned
             .into_iter()
-            .filter(|(p, _)| touched.contains(p))
+            .filter(|(p, _, _)| touched.contains(p))
             .collect();
         // 1. Output partitions new to an input partition get a floor, persisted first.
         let mut new_floors: BTreeMap<i32, Vec<(String, i32)>> = BTreeMap::new();
-        for (p, n) in &planned {
+        for (p, _, n) in &planned {
             let (topic, q) = self.notice_target(n);
             if !self.states[p]
                 .checkpoint
@@ -658,74 +740,46 @@ impl Engine {
             }
         }
         if !new_floors.is_empty() {
-            let k = self.kafka.clone();
-            let wanted: Vec<(String, i32)> = new_floors
-                .values()
-                .flatten()
-                .cloned()
-                .collect::<HashSet<_>>()
-                .into_iter()
-                .collect();
-            let highs = tokio::task::spawn_blocking(
-                move || -> Result<HashMap<(String, i32), i64>, KafkaError> {
-                    let c: BaseConsumer =
-                        credit_runtime::kafka::base(&k, "credit-engine-floors").create()?;
-                    let mut out = HashMap::new();
-                    for (t, q) in wanted {
-                        let (_, high) = c.fetch_watermarks(&t, q, Duration::from_secs(15))?;
-                        out.insert((t, q), high);
-                    }
-                    Ok(out)
-                },
-            )
-            .await
-            .map_err(|e| Error::Config(e.to_string()))??;
-            let mut acks = Vec::new();
-            for (p, parts) in &new_floors {
-                let st = self
-                    .states
-                    .get_mut(p)
-                    .expect("touched partitions are recovered");
-                for (t, q) in parts {
-                    st.checkpoint
-                        .floors
-                        .insert(floor_key(t, *q), highs[&(t.clone(), *q)]);
-                }
-                let cp = serde_json::to_vec(&st.checkpoint).expect("checkpoints serialise");
-                acks.push(self.changelog_write(*p, "checkpoint", &cp)?);
-            }
-            for a in acks {
-                a.await
-                    .map_err(|_| KafkaError::Canceled)?
-                    .map_err(|(e, _)| e)?;
-            }
+            // A floor checkpoint restates the last checkpoint: let every batch
+            // in flight write its own first.
+            self.advance(consumer, 0).await?;
+            self.persist_floors(new_floors).await?;
         }
 
-        // 2. The notices themselves, skipping those a dead instance already sent.
-        let mut acks = Vec::with_capacity(planned.len());
+        // 2. Every notice sent from now on lies above the offsets acknowledged so
+        // far: those are the floors of the batch before this one.
+        if let Some(prev) = self.inflight.back_mut()
+            && prev.floors.is_none()
+        {
+            prev.floors = Some(self.acked.clone());
+        }
+
+        // 3. The notices themselves, skipping those a dead instance already sent;
+        // one acknowledgement group per input partition, whose floors they move.
+        let groups: FxHashMap<i32, (std::sync::Arc<Acks>, String)> = touched
+            .iter()
+            .map(|p| (*p, (Acks::new(), p.to_string())))
+            .collect();
+        let mut sent: FxHashMap<(&'static str, &'static str), u64> = FxHashMap::default();
         let mut buf = Vec::with_capacity(512);
-        let partition_names: HashMap<i32, String> =
-            touched.iter().map(|p| (*p, p.to_string())).collect();
-        for (p, n) in &planned {
+        for (p, input, n) in &planned {
             let st = self.states.get_mut(p).expect("recovered");
-            if st.already_sent.remove(&n.notice_id) {
+            if !st.already_sent.is_empty() && st.already_sent.remove(&n.notice_id) {
                 self.inst.suppressed.add(1, &[]);
                 continue;
             }
             let e = &st.entries[&n.record_id];
-            // A lift may name a measure the current version dropped: newest version first.
-            let measure = self
-                .catalogues
-                .values()
-                .rev()
-                .find_map(|c| c.measure(&n.measure_id));
+            let (measure_name, legal_basis) = self
+                .measure_text
+                .get(&n.measure_id)
+                .map_or(("", ""), |(a, b)| (a.as_str(), b.as_str()));
             let notice = Notice {
                 notice_id: &n.notice_id,
                 kind: n.kind,
                 department: n.department,
                 measure_id: &n.measure_id,
-                measure_name: measure.map_or("", |m| m.name_zh.as_str()),
-                legal_basis: measure.map_or("", |m| m.legal_basis.as_str()),
+                measure_name,
+                legal_basis,
                 catalogue_version: e.catalogue_version as i32,
                 generation: n.generation as i32,
                 record_id: &n.record_id,
@@ -743,101 +797,263 @@ impl Engine {
             buf.clear();
             encode::notice_framed(&mut buf, self.notice_schema_ids[n.department], &notice);
             let (topic, q) = self.notice_target(n);
-            let ps = &partition_names[p];
+            let (acks, ps) = &groups[p];
+            let input = &inputs[*input];
             // `send <notices topic>` under the input's `process` span; the key
             // is a notice id (no personal data).
-            let sending =
-                self.tracer
-                    .send(self.traces.get(&n.notice_id), topic, Some(&n.notice_id));
+            let sending = self
+                .tracer
+                .send(Some(&input.context), topic, Some(&n.notice_id));
             let headers = credit_runtime::trace::inject(
-                OwnedHeaders::new().insert(Header {
-                    key: ENGINE_PARTITION_HEADER,
-                    value: Some(ps.as_str()),
-                }),
+                OwnedHeaders::new_with_capacity(3)
+                    .insert(Header {
+                        key: ENGINE_PARTITION_HEADER,
+                        value: Some(ps.as_str()),
+                    })
+                    .insert(Header {
+                        key: ENGINE_INPUT_HEADER,
+                        value: Some(input.position.as_str()),
+                    }),
                 sending.context(),
             );
-            let rec = FutureRecord::to(topic)
-                .partition(q)
-                .key(&n.notice_id)
-                .payload(&buf[..])
-                .headers(headers);
-            let mut rec = rec;
-            let delivery = loop {
-                match self.producer.send_result(rec) {
-                    Ok(d) => break d,
-                    Err((
-                        KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
-                        r,
-                    )) => {
-                        rec = r;
-                        tokio::time::sleep(Duration::from_millis(1)).await;
-                    }
-                    Err((e, _)) => return Err(e.into()),
-                }
-            };
-            acks.push((*p, n.department, n.kind, delivery));
-        }
-        self.traces.clear();
-        let mut highest: HashMap<(i32, &'static str, i32), i64> = HashMap::new();
-        let mut sent: HashMap<(&'static str, &'static str), u64> = HashMap::new();
-        for (p, dept, kind, d) in acks {
-            let delivered = d
-                .await
-                .map_err(|_| KafkaError::Canceled)?
-                .map_err(|(e, _)| e)?;
-            let (q, o) = (delivered.partition, delivered.offset);
-            let h = highest.entry((p, dept, q)).or_insert(0);
-            *h = (*h).max(o + 1);
-            *sent.entry((dept, kind.as_str())).or_default() += 1;
-        }
-        // One counter update per (department, kind) and batch, not per notice.
-        for ((dept, kind), n) in sent {
-            self.inst.notices.add(
-                n,
-                &[
-                    credit_runtime::metrics::department(dept),
-                    KeyValue::new(credit_runtime::metrics::label::KIND, kind),
-                ],
-            );
+            acks.send(
+                &self.producer,
+                BaseRecord::to(topic)
+                    .partition(q)
+                    .key(n.notice_id.as_str())
+                    .payload(&buf[..])
+                    .headers(headers),
+            )
+            .await?;
+            *sent.entry((n.department, n.kind.as_str())).or_default() += 1;
         }
 
-        // 3. Changed entries and the checkpoint, per touched input partition.
-        let mut acks = Vec::new();
-        for p in touched {
-            let st = self.states.get_mut(&p).expect("recovered");
-            // Floors rise only once every notice recovery found has been replayed:
-            // until then a second crash must still scan from where the first left.
-            if st.already_sent.is_empty() {
-                for ((hp, dept, q), o) in &highest {
-                    if *hp == p {
-                        let topic = &self.notice_partitions[dept].0;
-                        st.checkpoint.floors.insert(floor_key(topic, *q), *o);
-                    }
-                }
-            }
-            st.checkpoint.next = st.next.clone();
-            st.checkpoint.catalogue_version = st.catalogue_version;
+        // 4. What the checkpoint after this batch will hold, written once every
+        // notice above is acknowledged.
+        let mut checkpoints = Vec::with_capacity(touched.len());
+        for p in &touched {
+            let st = self.states.get_mut(p).expect("recovered");
             let dirty: Vec<String> = st.dirty.drain().collect();
-            let mut writes = Vec::with_capacity(dirty.len() + 1);
+            let mut entries = Vec::with_capacity(dirty.len());
             for id in dirty {
                 let v = serde_json::to_vec(&st.entries[&id]).expect("entries serialise");
-                writes.push((format!("entry/{id}"), v));
+                entries.push((format!("entry/{id}"), v));
             }
-            writes.push((
-                "checkpoint".to_string(),
-                serde_json::to_vec(&st.checkpoint).expect("checkpoints serialise"),
+            checkpoints.push((
+                *p,
+                PendingCheckpoint {
+                    // Floors rise only once every notice recovery found has been
+                    // replayed: until then a second crash must still scan from
+                    // where the first left.
+                    raise_floors: st.already_sent.is_empty(),
+                    entries,
+                    next: st.next.clone(),
+                    catalogue_version: st.catalogue_version,
+                },
             ));
-            for (k, v) in writes {
-                acks.push(self.changelog_write(p, &k, &v)?);
-            }
         }
-        for a in acks {
-            a.await
-                .map_err(|_| KafkaError::Canceled)?
-                .map_err(|(e, _)| e)?;
+        self.inflight.push_back(InFlight {
+            notices: groups.into_iter().map(|(p, (a, _))| (p, a)).collect(),
+            checkpoints,
+            sent,
+            floors: None,
+            changelog: None,
+            created_ms: inputs.iter().filter_map(|i| i.created_ms).collect(),
+        });
+        self.advance(consumer, MAX_IN_FLIGHT).await
+    }
+
+    /// What the oldest batch in flight waits for, if any batch is.
+    fn front_acks(&self) -> Option<std::sync::Arc<Acks>> {
+        let b = self.inflight.front()?;
+        match &b.changelog {
+            Some((a, _)) => Some(a.clone()),
+            None => b
+                .notices
+                .iter()
+                .find(|(_, a)| !a.is_settled())
+                .or(b.notices.first())
+                .map(|(_, a)| a.clone()),
+        }
+    }
+
+    /// Moves batches in flight on, oldest first. Once the oldest batches'
+    /// notices are all acknowledged, their changed entries and one checkpoint
+    /// per input partition are written together (group commit: one changelog
+    /// round trip for however many batches completed meanwhile, and never
+    /// before the previous write is acknowledged, so a retried produce cannot
+    /// put an older checkpoint last); once those are acknowledged their input
+    /// offsets are stored. Returns when nothing can move without waiting and
+    /// at most `limit` batches remain in flight.
+    async fn advance(
+        &mut self,
+        consumer: &StreamConsumer<EngineContext>,
+        limit: usize,
+    ) -> Result<(), Error> {
+        loop {
+            let must = self.inflight.len() > limit;
+            let Some(front) = self.inflight.front_mut() else {
+                break;
+            };
+            if let Some((acks, _)) = &front.changelog {
+                if !must && !acks.is_settled() {
+                    return Ok(());
+                }
+                let (acks, tpl) = front.changelog.take().expect("checked above");
+                self.inflight.pop_front();
+                acks.wait().await?;
+                // The changelog checkpoint is the truth; the group's committed
+                // offset only says where to start reading.
+                if tpl.count() > 0
+                    && let Err(e) = consumer.store_offsets(&tpl)
+                {
+                    tracing::warn!(error = %e, "offsets not stored (rebalance?); the changelog checkpoint still holds");
+                }
+                continue;
+            }
+            let settled = |b: &InFlight| b.notices.iter().all(|(_, a)| a.is_settled());
+            if !must && !settled(front) {
+                return Ok(());
+            }
+            // The oldest batch (awaited if it must) and every batch behind it
+            // whose notices are all acknowledged already.
+            let mut done = vec![self.inflight.pop_front().expect("front exists")];
+            while let Some(b) = self.inflight.front() {
+                if b.changelog.is_some() || !settled(b) {
+                    break;
+                }
+                done.push(self.inflight.pop_front().expect("front exists"));
+            }
+            let mut sent: FxHashMap<(&'static str, &'static str), u64> = FxHashMap::default();
+            // Per input partition: its changed entries (last value of each) and
+            // what the last batch touching it says the checkpoint holds.
+            let mut entries: BTreeMap<i32, BTreeMap<String, Vec<u8>>> = BTreeMap::new();
+            let mut last: BTreeMap<i32, (PendingCheckpoint, Option<FxHashMap<String, i64>>)> =
+                BTreeMap::new();
+            for mut b in done {
+                for (p, acks) in std::mem::take(&mut b.notices) {
+                    let w = acks.wait().await?;
+                    let acked = self.acked.entry(p).or_default();
+                    for (topic, q, next) in w.iter() {
+                        let o = acked.entry(floor_key(topic, q)).or_insert(0);
+                        *o = (*o).max(next);
+                    }
+                }
+                for (k, n) in b.sent {
+                    *sent.entry(k).or_default() += n;
+                }
+                let now_ms = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as i64);
+                for c in b.created_ms {
+                    let s = (now_ms - c).max(0) as f64 / 1000.0;
+                    self.inst.fanout_latency.record(s, &[]);
+                }
+                for (p, mut pc) in b.checkpoints {
+                    entries.entry(p).or_default().extend(pc.entries.drain(..));
+                    // The next batch's start, or now if none started since.
+                    let floors = b.floors.as_ref().unwrap_or(&self.acked).get(&p).cloned();
+                    last.insert(p, (pc, floors));
+                }
+            }
+            // One counter update per (department, kind), not per notice.
+            for ((dept, kind), n) in sent {
+                self.inst.notices.add(
+                    n,
+                    &[
+                        credit_runtime::metrics::department(dept),
+                        KeyValue::new(credit_runtime::metrics::label::KIND, kind),
+                    ],
+                );
+            }
+            let acks = Acks::new();
+            let mut tpl = TopicPartitionList::new();
+            for (p, (pc, floors)) in last {
+                // A partition dropped since (revoked, claimed) is its new owner's.
+                if self.fenced.contains(&p) {
+                    continue;
+                }
+                let Some(st) = self.states.get_mut(&p) else {
+                    continue;
+                };
+                if pc.raise_floors
+                    && let Some(f) = floors
+                {
+                    st.checkpoint.floors.extend(f);
+                }
+                st.checkpoint.next = pc.next;
+                st.checkpoint.catalogue_version = pc.catalogue_version;
+                for (topic, next) in &st.checkpoint.next {
+                    tpl.add_partition_offset(topic, p, Offset::Offset(*next))?;
+                }
+                let cp = serde_json::to_vec(&st.checkpoint).expect("checkpoints serialise");
+                for (k, v) in entries.remove(&p).unwrap_or_default() {
+                    self.changelog_write(&acks, p, &k, &v).await?;
+                }
+                self.changelog_write(&acks, p, "checkpoint", &cp).await?;
+            }
+            self.inflight.push_front(InFlight {
+                notices: Vec::new(),
+                checkpoints: Vec::new(),
+                sent: FxHashMap::default(),
+                floors: None,
+                changelog: Some((acks, tpl)),
+                created_ms: Vec::new(),
+            });
         }
         Ok(())
     }
+}
+
+/// How many batches may have notices or checkpoints unacknowledged at once.
+const MAX_IN_FLIGHT: usize = 16;
+
+/// An input message that planned notices: its `process` span (each notice is
+/// sent in a child span) and its position, for the notices' input header.
+struct Planning {
+    context: credit_runtime::trace::SpanContext,
+    position: String,
+    /// The input's timestamp (ms since the epoch), for the fan-out latency.
+    created_ms: Option<i64>,
+}
+
+/// What a touched input partition's checkpoint will hold after a batch.
+struct PendingCheckpoint {
+    raise_floors: bool,
+    /// Changed entries, serialised as they were at the end of the batch.
+    entries: Vec<(String, Vec<u8>)>,
+    next: BTreeMap<String, i64>,
+    catalogue_version: u32,
+}
+
+/// A batch whose notices are sent but whose checkpoint is not yet acknowledged.
+struct InFlight {
+    /// Per input partition, its notices' acknowledgements; emptied once all came.
+    notices: Vec<(i32, std::sync::Arc<Acks>)>,
+    checkpoints: Vec<(i32, PendingCheckpoint)>,
+    sent: FxHashMap<(&'static str, &'static str), u64>,
+    /// Per input partition, the offsets acknowledged when the next batch began
+    /// sending: every notice after this batch lies at or above them.
+    floors: Option<Floors>,
+    /// Once written: the changelog writes' acknowledgements and the input
+    /// offsets to store after them.
+    changelog: Option<(std::sync::Arc<Acks>, TopicPartitionList)>,
+    /// Timestamps (ms) of the inputs that planned this batch's notices.
+    created_ms: Vec<i64>,
+}
+
+/// Per input partition, per output partition (`floor_key`): an offset.
+type Floors = FxHashMap<i32, FxHashMap<String, i64>>;
+
+/// Per measure id, its name and legal basis from the newest version that has it.
+fn measure_text(catalogues: &BTreeMap<u32, Catalogue>) -> FxHashMap<String, (String, String)> {
+    let mut out = FxHashMap::default();
+    for c in catalogues.values() {
+        for m in &c.measures {
+            out.insert(m.id.clone(), (m.name_zh.clone(), m.legal_basis.clone()));
+        }
+    }
+    out
 }
 
 /// What one input message asks of the loop.
@@ -871,6 +1087,12 @@ async fn rebalance(
             .lock()
             .unwrap_or_else(|e| e.into_inner()),
     );
+    if revoked.is_empty() && newly.is_empty() {
+        return Ok(());
+    }
+    // Batches in flight finish first (as a batch being sent during a rebalance
+    // always did): their partitions' state is about to go.
+    engine.advance(consumer, 0).await?;
     for p in revoked.iter().chain(&newly) {
         engine.drop_partition(*p);
         engine.fenced.remove(p);
@@ -917,7 +1139,7 @@ pub async fn run(
         .map_err(|e| Error::Config(e.to_string()))?;
     let base_version = catalogue.version;
     let registry = RegistryClient::new(&config.common.registry.url)?;
-    let mut notice_schema_ids = HashMap::new();
+    let mut notice_schema_ids = FxHashMap::default();
     for d in credit_core::DEPARTMENTS {
         let subject = credit_core::topics::value_subject(&naming.notices(d.id));
         notice_schema_ids.insert(
@@ -993,14 +1215,29 @@ pub async fn run(
             .with_unit("s")
             .with_description("Time to rebuild a partition's state")
             .build(),
+        fanout_latency: credit_runtime::metrics::MetricName::EngineFanoutLatency.seconds_histogram(
+            &m,
+            "Time from an input's timestamp to its last notice acknowledged",
+        ),
     };
-    let producer: FutureProducer =
-        credit_runtime::kafka::producer(&kafka, "credit-engine").create()?;
+    let producer: AckProducer =
+        credit_runtime::kafka::producer(&kafka, "credit-engine").create_with_context(AckContext)?;
+    let owner = format!(
+        "{}-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+        rand_suffix()
+    );
+    let grace = Duration::from_millis(config.engine.takeover_grace_ms);
+    let catalogues = BTreeMap::from([(base_version, catalogue)]);
     let mut engine = Engine {
         kafka: kafka.clone(),
         records,
         changelog,
-        catalogues: BTreeMap::from([(base_version, catalogue)]),
+        measure_text: measure_text(&catalogues),
+        catalogues,
         base_version,
         catalogue_topic,
         catalogue_gauge: credit_runtime::metrics::MetricName::CatalogueActiveVersion.gauge(
@@ -1013,26 +1250,17 @@ pub async fn run(
         writer_schemas: HashMap::new(),
         registry,
         states: HashMap::new(),
+        inflight: Default::default(),
+        acked: Default::default(),
         fenced: HashSet::new(),
         guard: GapGuard::default(),
         commands: naming.engine_commands(),
-        owner: format!(
-            "{}-{}-{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos()),
-            rand_suffix()
-        ),
-        grace: Duration::from_millis(config.engine.takeover_grace_ms),
-        reader: std::sync::Arc::new(Mutex::new(credit_runtime::kafka::reader(
-            &kafka,
-            "credit-engine-fence",
-        )?)),
+        watch: ClaimWatch::start(&kafka, naming.engine_state(), owner.clone(), grace)?,
+        owner,
+        grace,
         inst,
         tracer: tel.tracer().clone(),
         group: naming.engine_group(),
-        traces: HashMap::new(),
     };
     tracing::info!(
         catalogue_version = base_version,
@@ -1045,9 +1273,15 @@ pub async fn run(
     let batch_size = config.engine.batch_size;
     let mut last_stall_check = Instant::now();
     loop {
+        let front = engine.front_acks();
         let first = tokio::select! {
             biased;
             _ = shutdown.cancelled() => break,
+            // The oldest batch in flight can move on: checkpoint it, store its offsets.
+            _ = async { front.as_ref()?.settled().await; Some(()) }, if front.is_some() => {
+                engine.advance(&consumer, usize::MAX).await?;
+                continue;
+            }
             m = consumer.recv() => m.map(|m| m.detach()),
             _ = tokio::time::sleep(STALL_CHECK) => {
                 rebalance(&mut engine, &consumer).await?;
@@ -1087,6 +1321,7 @@ pub async fn run(
         });
 
         let mut planned = Vec::new();
+        let mut inputs = Vec::new();
         let mut touched = HashSet::new();
         if tracing::enabled!(tracing::Level::DEBUG) {
             let mut span: BTreeMap<(String, i32), (i64, i64)> = BTreeMap::new();
@@ -1111,11 +1346,20 @@ pub async fn run(
             let processing = engine.tracer.process_message(m, &engine.group);
             match engine.plan(m).await? {
                 Step::Notices(ns) => {
-                    for n in &ns {
-                        let cx = processing.context().clone();
-                        engine.traces.insert(n.notice_id.clone(), cx);
+                    if !ns.is_empty() {
+                        let i = inputs.len();
+                        let kind = if m.topic() == engine.records {
+                            'r'
+                        } else {
+                            'c'
+                        };
+                        inputs.push(Planning {
+                            context: processing.context().clone(),
+                            position: format!("{kind}{}", m.offset()),
+                            created_ms: m.timestamp().to_millis(),
+                        });
+                        planned.extend(ns.into_iter().map(|n| (m.partition(), i, n)));
                     }
-                    planned.extend(ns.into_iter().map(|n| (m.partition(), n)))
                 }
                 Step::Rewind(to) => {
                     tracing::warn!(topic = key.0, partition = key.1, wanted = ?engine.guard.next(&key), got = m.offset(), to, "broker skipped input records: re-reading from further back");
@@ -1129,28 +1373,12 @@ pub async fn run(
                 }
             }
         }
-        engine.commit_batch(planned, touched.clone()).await?;
-        let mut tpl = TopicPartitionList::new();
-        for p in touched {
-            let Some(st) = engine
-                .states
-                .get(&p)
-                .filter(|_| !engine.fenced.contains(&p))
-            else {
-                continue;
-            };
-            for (topic, next) in &st.checkpoint.next {
-                tpl.add_partition_offset(topic, p, Offset::Offset(*next))?;
-            }
-        }
-        tracing::debug!(pid = std::process::id(), stored = ?tpl.elements().iter().map(|e| (e.partition(), e.offset().to_raw())).collect::<Vec<_>>(), "offsets stored");
-        if tpl.count() > 0
-            && let Err(e) = consumer.store_offsets(&tpl)
-        {
-            tracing::warn!(error = %e, "offsets not stored (rebalance?); the changelog checkpoint still holds");
-        }
+        engine
+            .send_batch(&consumer, planned, &inputs, touched)
+            .await?;
     }
     tracing::info!("engine draining");
+    engine.advance(&consumer, 0).await?;
     let _ = consumer.commit_consumer_state(rdkafka::consumer::CommitMode::Sync);
     Ok(())
 }
