@@ -6,10 +6,11 @@
 //! * Throughput: the engine drains a pre-published backlog of entries; the
 //!   clock runs from the end of its recovery (every partition claimed, read
 //!   and given floors) to the metric counting the last notice acknowledged
-//!   (claim and recovery are measured by the chaos test). The baseline
-//!   produces as many records of the notices' mean size to the same
-//!   department topics with the same producer and acknowledgement counting,
-//!   and awaits every acknowledgement.
+//!   (claim and recovery are measured by the chaos test). The baseline is a
+//!   raw copy of exactly the records the engine wrote (keys, payloads,
+//!   headers, partitions; so equally sized and equally compressible) to fresh
+//!   department topics, with the same producer and acknowledgement counting,
+//!   awaiting every acknowledgement.
 //! * Latency: on fresh topics, entries published at half the measured entry
 //!   rate (or `--latency-rate`); latency is from handing an entry to the
 //!   producer to reading back the last of its notices (an upper bound on "last
@@ -171,15 +172,85 @@ fn read_back(
     Ok((last, bytes as f64 / n.max(1) as f64))
 }
 
-/// The latency baseline: consume each entry and produce as many records of the
-/// notices' size as it has notices, to the same department topics, storing
-/// offsets after every batch's acks: a raw rdkafka fan-out through the same
-/// broker, without the engine's planning, fencing and changelog.
+/// A notice as the engine wrote it: department (index), partition, key,
+/// payload and headers.
+struct Written {
+    department: usize,
+    partition: i32,
+    key: Vec<u8>,
+    payload: Vec<u8>,
+    headers: Vec<(String, Vec<u8>)>,
+}
+
+impl Written {
+    fn headers(&self) -> rdkafka::message::OwnedHeaders {
+        self.headers.iter().fold(
+            rdkafka::message::OwnedHeaders::new_with_capacity(self.headers.len()),
+            |h, (k, v)| {
+                h.insert(rdkafka::message::Header {
+                    key: k,
+                    value: Some(v),
+                })
+            },
+        )
+    }
+}
+
+/// Every notice on the department topics, as written.
+fn read_all(
+    brokers: &str,
+    naming: &Naming,
+    partitions: i32,
+    want: usize,
+) -> anyhow::Result<Vec<Written>> {
+    use rdkafka::message::Headers;
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("fetch.wait.max.ms", "10")
+        .set("enable.auto.commit", "false")
+        .set("group.id", "bench-fanout-read-all")
+        .create()?;
+    let mut tpl = TopicPartitionList::new();
+    let mut index = HashMap::new();
+    for (i, d) in credit_core::DEPARTMENTS.iter().enumerate() {
+        index.insert(naming.notices(d.id), i);
+        for p in 0..partitions {
+            tpl.add_partition_offset(&naming.notices(d.id), p, Offset::Beginning)?;
+        }
+    }
+    c.assign(&tpl)?;
+    let mut out = Vec::with_capacity(want);
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while out.len() < want && Instant::now() < deadline {
+        if let Some(m) = c.poll(Duration::from_millis(50)) {
+            let m = m?;
+            out.push(Written {
+                department: index[m.topic()],
+                partition: m.partition(),
+                key: m.key().unwrap_or_default().to_vec(),
+                payload: m.payload().unwrap_or_default().to_vec(),
+                headers: m.headers().map_or(Vec::new(), |h| {
+                    h.iter()
+                        .map(|h| (h.key.to_string(), h.value.unwrap_or_default().to_vec()))
+                        .collect()
+                }),
+            });
+        }
+    }
+    anyhow::ensure!(out.len() == want, "read {} of {want} notices back", out.len());
+    Ok(out)
+}
+
+/// The latency baseline: consume each entry and produce as many records as it
+/// has notices (payloads and headers of real notices, in turn), to the
+/// department topics, storing offsets after every batch's acks: a raw rdkafka
+/// fan-out through the same broker, without the engine's planning, fencing and
+/// changelog.
 async fn raw_fanout_loop(
     k: &credit_runtime::config::KafkaConfig,
     naming: &Naming,
     fanout: HashMap<String, usize>,
-    size: usize,
+    sample: Arc<Vec<Written>>,
     batch_size: usize,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
@@ -195,8 +266,8 @@ async fn raw_fanout_loop(
         .iter()
         .map(|d| naming.notices(d.id))
         .collect();
-    let payload = vec![b'x'; size];
     let mut key = String::new();
+    let mut turn = 0usize;
     loop {
         let m = tokio::select! {
             _ = stop.cancelled() => return Ok(()),
@@ -217,11 +288,14 @@ async fn raw_fanout_loop(
                 key.push_str(id);
                 key.push('/');
                 key.push_str(itoa::Buffer::new().format(i));
+                let w = &sample[turn % sample.len()];
+                turn += 1;
                 acks.send(
                     &producer,
                     BaseRecord::to(&topics[i % topics.len()])
                         .key(key.as_str())
-                        .payload(&payload[..]),
+                        .payload(&w.payload[..])
+                        .headers(w.headers()),
                 )
                 .await?;
             }
@@ -352,14 +426,11 @@ pub async fn run(a: FanoutArgs) -> anyhow::Result<()> {
     engine.stop.cancel();
     engine.handle.await??;
 
-    // Mean notice size, then the raw produce of as many records that size.
-    let ready = Arc::new(AtomicBool::new(false));
-    let (_, mean) = read_back(&a.brokers, &naming, a.partitions, total, ready)?;
-    let payload = vec![b'x'; mean.round() as usize];
-    let topics: Vec<String> = credit_core::DEPARTMENTS
-        .iter()
-        .map(|d| naming.notices(d.id))
-        .collect();
+    // The baseline copies exactly what the engine wrote (keys, payloads,
+    // headers, partitions) with a raw produce: equally sized and equally
+    // compressible records.
+    let written = read_all(&a.brokers, &naming, a.partitions, total)?;
+    let mean = written.iter().map(|w| w.payload.len()).sum::<usize>() as f64 / total as f64;
     let (copy_prefix, copy_naming) = setup(&e, "fr").await?;
     let copy_topics: Vec<String> = credit_core::DEPARTMENTS
         .iter()
@@ -372,16 +443,14 @@ pub async fn run(a: FanoutArgs) -> anyhow::Result<()> {
     let cpu0 = cpu_seconds();
     let t = Instant::now();
     let acks = Acks::new();
-    let mut key = String::new();
-    for i in 0..total {
-        key.clear();
-        key.push_str(itoa::Buffer::new().format(i));
-        let topic = &copy_topics[i % topics.len()];
+    for w in &written {
         acks.send(
             &raw,
-            BaseRecord::to(topic)
-                .key(key.as_str())
-                .payload(&payload[..]),
+            BaseRecord::to(&copy_topics[w.department])
+                .partition(w.partition)
+                .key(&w.key[..])
+                .payload(&w.payload[..])
+                .headers(w.headers()),
         )
         .await?;
     }
@@ -418,14 +487,14 @@ pub async fn run(a: FanoutArgs) -> anyhow::Result<()> {
     };
     let stop = CancellationToken::new();
     let copier = {
-        let (k, n, stop, size, bs) = (
+        let sample = Arc::new(written.into_iter().take(10_000).collect::<Vec<_>>());
+        let (k, n, stop, bs) = (
             kafka(&e, &raw_prefix),
             raw_naming.clone(),
             stop.clone(),
-            mean.round() as usize,
             a.batch_size,
         );
-        tokio::spawn(async move { raw_fanout_loop(&k, &n, fanout, size, bs, stop).await })
+        tokio::spawn(async move { raw_fanout_loop(&k, &n, fanout, sample, bs, stop).await })
     };
     while !ready.load(Ordering::Acquire) {
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -510,7 +579,7 @@ pub async fn run(a: FanoutArgs) -> anyhow::Result<()> {
         engine_rate / raw_rate
     );
     println!(
-        "  records of {mean:.0} bytes; engine entries/s {:.0}",
+        "  the baseline copies the engine's notices (key, payload of {mean:.0} bytes on average, headers); engine entries/s {:.0}",
         entry_rate
     );
     println!(
