@@ -237,7 +237,11 @@ fn read_all(
             });
         }
     }
-    anyhow::ensure!(out.len() == want, "read {} of {want} notices back", out.len());
+    anyhow::ensure!(
+        out.len() == want,
+        "read {} of {want} notices back",
+        out.len()
+    );
     Ok(out)
 }
 

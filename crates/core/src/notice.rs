@@ -71,11 +71,8 @@ pub struct Notice<'a> {
     pub source_offset: i64,
 }
 
-/// Header on every notice: the engine input partition that produced it, so an
-/// instance recovering that partition finds what was already sent.
-pub const ENGINE_PARTITION_HEADER: &str = "credit-bus.engine-partition";
-
-/// Header on every notice: the engine input that planned it, `r<offset>` on the
-/// records topic or `c<offset>` on the command topic. Recovery ignores notices
-/// whose input lies before the checkpoint: they will not be planned again.
+/// Header on every notice: the engine input that planned it,
+/// `<partition>/r<offset>` on the records topic or `<partition>/c<offset>` on
+/// the command topic. An instance recovering that partition counts the notices
+/// of input at or after its checkpoint as already sent.
 pub const ENGINE_INPUT_HEADER: &str = "credit-bus.engine-input";

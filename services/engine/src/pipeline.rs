@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use apache_avro::types::Value;
-use credit_core::notice::{ENGINE_INPUT_HEADER, ENGINE_PARTITION_HEADER, Notice};
+use credit_core::notice::{ENGINE_INPUT_HEADER, Notice};
 use credit_core::record::{ListType, SubjectType};
 use credit_measures::Catalogue;
 use credit_runtime::acks::{AckContext, AckProducer, Acks};
@@ -36,8 +36,8 @@ use rustc_hash::FxHashMap;
 use crate::config::Config;
 use crate::fence::{ClaimWatch, Verdict as Fence};
 use crate::state::{
-    Activation, Checkpoint, Claim, Command, EntryState, Input, PartitionState, Planned, floor_key,
-    parse_floor_key,
+    Activation, Checkpoint, Claim, Command, EntryState, Input, InputPosition, InputTopic,
+    PartitionState, Planned, floor_key, parse_floor_key,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -232,42 +232,33 @@ fn replay_changelog(
                 .push((q, Offset::Offset(*floor)));
         }
     }
-    let mine = p.to_string();
-    // Notices of input before the checkpoint are not planned again: not "already sent".
-    let before = |records: i64, commands: i64| {
-        move |position: &[u8]| -> bool {
-            let n = |b: &[u8]| std::str::from_utf8(b).ok()?.parse::<i64>().ok();
-            match position.split_first() {
-                Some((b'r', o)) => n(o).is_some_and(|o| o < records),
-                Some((b'c', o)) => n(o).is_some_and(|o| o < commands),
-                _ => false,
-            }
-        }
-    };
+    // Only this partition's notices of input at or after the checkpoint can be
+    // planned again; the rest are not "already sent" as far as replay goes.
     let next = |t: &str| st.checkpoint.next.get(t).copied().unwrap_or(0);
-    let before = before(next(records), next(commands));
+    let (records_next, commands_next) = (next(records), next(commands));
+    let replayed = |v: &[u8]| match InputPosition::parse(v) {
+        Some(i) if i.partition == p => match i.topic {
+            InputTopic::Records => i.offset >= records_next,
+            InputTopic::Commands => i.offset >= commands_next,
+        },
+        _ => false,
+    };
     let found: Vec<Result<Vec<String>, String>> = std::thread::scope(|s| {
         let handles: Vec<_> = by_topic
             .iter()
             .map(|(topic, parts)| {
-                let (mine, before) = (&mine, &before);
+                let replayed = &replayed;
                 s.spawn(move || {
                     let c = credit_runtime::kafka::reader(k, "credit-engine-recovery")
                         .map_err(|e| e.to_string())?;
                     let mut ids = Vec::new();
                     credit_runtime::kafka::read_to_end(&c, topic, parts, LIMIT, |m| {
-                        let header = |name: &str| {
-                            m.headers()
-                                .and_then(|h| h.iter().find(|h| h.key == name))
-                                .and_then(|h| h.value)
-                        };
-                        let from_me =
-                            header(ENGINE_PARTITION_HEADER).is_some_and(|v| v == mine.as_bytes());
-                        let replayed = header(ENGINE_INPUT_HEADER).is_none_or(|v| !before(v));
-                        if from_me
-                            && replayed
-                            && let Some(key) = m.key()
-                        {
+                        let mine = m
+                            .headers()
+                            .and_then(|h| h.iter().find(|h| h.key == ENGINE_INPUT_HEADER))
+                            .and_then(|h| h.value)
+                            .is_some_and(replayed);
+                        if mine && let Some(key) = m.key() {
                             ids.push(String::from_utf8_lossy(key).into_owned());
                         }
                     })?;
@@ -726,17 +717,23 @@ impl Engine {
             .collect();
         // 1. Output partitions new to an input partition get a floor, persisted first.
         let mut new_floors: BTreeMap<i32, Vec<(String, i32)>> = BTreeMap::new();
+        // (Recovery gave every known output partition a floor; this catches
+        // the rest.) Each (input, department, partition) is looked at once.
+        let mut targets = Vec::with_capacity(planned.len());
+        let mut seen: rustc_hash::FxHashSet<(i32, &'static str, i32)> = Default::default();
         for (p, _, n) in &planned {
             let (topic, q) = self.notice_target(n);
-            if !self.states[p]
-                .checkpoint
-                .floors
-                .contains_key(&floor_key(topic, q))
+            targets.push(q);
+            if seen.insert((*p, n.department, q))
+                && !self.states[p]
+                    .checkpoint
+                    .floors
+                    .contains_key(&floor_key(topic, q))
             {
-                let v = new_floors.entry(*p).or_default();
-                if !v.iter().any(|(t, x)| t == topic && *x == q) {
-                    v.push((topic.to_string(), q));
-                }
+                new_floors
+                    .entry(*p)
+                    .or_default()
+                    .push((topic.to_string(), q));
             }
         }
         if !new_floors.is_empty() {
@@ -756,13 +753,11 @@ impl Engine {
 
         // 3. The notices themselves, skipping those a dead instance already sent;
         // one acknowledgement group per input partition, whose floors they move.
-        let groups: FxHashMap<i32, (std::sync::Arc<Acks>, String)> = touched
-            .iter()
-            .map(|p| (*p, (Acks::new(), p.to_string())))
-            .collect();
+        let groups: FxHashMap<i32, std::sync::Arc<Acks>> =
+            touched.iter().map(|p| (*p, Acks::new())).collect();
         let mut sent: FxHashMap<(&'static str, &'static str), u64> = FxHashMap::default();
         let mut buf = Vec::with_capacity(512);
-        for (p, input, n) in &planned {
+        for ((p, input, n), q) in planned.iter().zip(targets) {
             let st = self.states.get_mut(p).expect("recovered");
             if !st.already_sent.is_empty() && st.already_sent.remove(&n.notice_id) {
                 self.inst.suppressed.add(1, &[]);
@@ -796,8 +791,8 @@ impl Engine {
             };
             buf.clear();
             encode::notice_framed(&mut buf, self.notice_schema_ids[n.department], &notice);
-            let (topic, q) = self.notice_target(n);
-            let (acks, ps) = &groups[p];
+            let topic = self.notice_partitions[n.department].0.as_str();
+            let acks = &groups[p];
             let input = &inputs[*input];
             // `send <notices topic>` under the input's `process` span; the key
             // is a notice id (no personal data).
@@ -805,15 +800,10 @@ impl Engine {
                 .tracer
                 .send(Some(&input.context), topic, Some(&n.notice_id));
             let headers = credit_runtime::trace::inject(
-                OwnedHeaders::new_with_capacity(3)
-                    .insert(Header {
-                        key: ENGINE_PARTITION_HEADER,
-                        value: Some(ps.as_str()),
-                    })
-                    .insert(Header {
-                        key: ENGINE_INPUT_HEADER,
-                        value: Some(input.position.as_str()),
-                    }),
+                OwnedHeaders::new_with_capacity(2).insert(Header {
+                    key: ENGINE_INPUT_HEADER,
+                    value: Some(input.position.as_str()),
+                }),
                 sending.context(),
             );
             acks.send(
@@ -853,7 +843,7 @@ impl Engine {
             ));
         }
         self.inflight.push_back(InFlight {
-            notices: groups.into_iter().map(|(p, (a, _))| (p, a)).collect(),
+            notices: groups.into_iter().collect(),
             checkpoints,
             sent,
             floors: None,
@@ -1320,7 +1310,8 @@ pub async fn run(
             assigned.contains(&m.partition()) && !engine.fenced.contains(&m.partition())
         });
 
-        let mut planned = Vec::new();
+        // Sized for a batch of list entries, so it does not grow by copying.
+        let mut planned = Vec::with_capacity(batch.len() * 12);
         let mut inputs = Vec::new();
         let mut touched = HashSet::new();
         if tracing::enabled!(tracing::Level::DEBUG) {
@@ -1348,14 +1339,19 @@ pub async fn run(
                 Step::Notices(ns) => {
                     if !ns.is_empty() {
                         let i = inputs.len();
-                        let kind = if m.topic() == engine.records {
-                            'r'
+                        let topic = if m.topic() == engine.records {
+                            InputTopic::Records
                         } else {
-                            'c'
+                            InputTopic::Commands
+                        };
+                        let position = InputPosition {
+                            partition: m.partition(),
+                            topic,
+                            offset: m.offset(),
                         };
                         inputs.push(Planning {
                             context: processing.context().clone(),
-                            position: format!("{kind}{}", m.offset()),
+                            position: position.to_string(),
                             created_ms: m.timestamp().to_millis(),
                         });
                         planned.extend(ns.into_iter().map(|n| (m.partition(), i, n)));

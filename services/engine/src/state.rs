@@ -135,6 +135,53 @@ pub struct EntryState {
     pub ended: Option<EndReason>,
 }
 
+/// Which engine input topic an input came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputTopic {
+    Records,
+    Commands,
+}
+
+/// Where the input that planned a notice sits (the notice's input header,
+/// `<partition>/r<offset>` or `<partition>/c<offset>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InputPosition {
+    pub partition: i32,
+    pub topic: InputTopic,
+    pub offset: i64,
+}
+
+impl std::fmt::Display for InputPosition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let t = match self.topic {
+            InputTopic::Records => 'r',
+            InputTopic::Commands => 'c',
+        };
+        write!(f, "{}/{t}{}", self.partition, self.offset)
+    }
+}
+
+impl InputPosition {
+    /// The inverse of `to_string`; `None` for anything else.
+    pub fn parse(v: &[u8]) -> Option<InputPosition> {
+        let v = std::str::from_utf8(v).ok()?;
+        let (p, rest) = v.split_once('/')?;
+        let topic = match rest.as_bytes().first()? {
+            b'r' => InputTopic::Records,
+            b'c' => InputTopic::Commands,
+            _ => return None,
+        };
+        // `parse` accepts a leading '+', which we never write.
+        let digits = |s: &str| !s.starts_with('+');
+        let offset = &rest[1..];
+        Some(InputPosition {
+            partition: p.parse().ok().filter(|_| digits(p))?,
+            topic,
+            offset: offset.parse().ok().filter(|_| digits(offset))?,
+        })
+    }
+}
+
 /// A notice decided but not yet sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Planned {
@@ -565,6 +612,22 @@ mod tests {
     }
 
     proptest::proptest! {
+        /// The input header parses back to what was written, and nothing
+        /// else parses: a foreign or damaged header never counts as ours.
+        #[test]
+        fn input_positions_round_trip(p in 0i32..10_000, o in 0i64..i64::MAX, commands: bool, junk in ".{0,12}") {
+            let topic = if commands { InputTopic::Commands } else { InputTopic::Records };
+            let pos = InputPosition { partition: p, topic, offset: o };
+            proptest::prop_assert_eq!(InputPosition::parse(pos.to_string().as_bytes()), Some(pos));
+            let mangled = format!("{pos}{junk}");
+            if junk.chars().any(|c| !c.is_ascii_digit()) {
+                proptest::prop_assert_eq!(InputPosition::parse(mangled.as_bytes()), None);
+            }
+            for bad in ["", "3", "3/", "3/x1", "/r1", "3/r", "a/r1", "3/r+1", "+3/r1", "3r1"] {
+                proptest::prop_assert_eq!(InputPosition::parse(bad.as_bytes()), None);
+            }
+        }
+
         /// Activating a new version on planned entries sends exactly the rules'
         /// delta (applies and lifts), nothing on a second activation, and going
         /// back re-applies lifted duties under a new generation.
