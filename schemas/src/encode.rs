@@ -141,14 +141,14 @@ pub fn credit_record_framed(buf: &mut Vec<u8>, schema_id: u32, r: &CreditRecord<
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use apache_avro::types::Value;
     use credit_core::record::*;
     use proptest::prelude::*;
     use std::borrow::Cow;
 
-    fn arb_record() -> impl Strategy<Value = CreditRecord<'static>> {
+    pub(crate) fn arb_record() -> impl Strategy<Value = CreditRecord<'static>> {
         (
             (
                 Just(()),

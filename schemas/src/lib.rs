@@ -6,6 +6,7 @@
 //! `apache_avro::types::Value` ([`encode`]), and talks to any Confluent-compatible
 //! schema registry ([`registry`]).
 
+pub mod decode;
 pub mod encode;
 pub mod feedback;
 pub mod registry;

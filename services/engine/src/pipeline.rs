@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use apache_avro::types::Value;
 use credit_core::notice::{ENGINE_INPUT_HEADER, Notice};
-use credit_core::record::{ListType, SubjectType};
+use credit_core::record::{InfoKind, ListType, SubjectType};
 use credit_measures::Catalogue;
 use credit_runtime::acks::{AckContext, AckProducer, Acks};
 use credit_runtime::config::KafkaConfig;
@@ -141,7 +141,8 @@ struct WriterSchema {
     is_ours: bool,
 }
 
-/// Decodes a normalised record with the writer's schema, resolved to ours.
+/// Decodes a normalised record: directly when its writer schema is ours,
+/// otherwise with the writer's schema resolved to ours.
 fn decode(
     writer: &WriterSchema,
     body: &[u8],
@@ -149,11 +150,27 @@ fn decode(
     partition: i32,
     offset: i64,
 ) -> Result<Input, String> {
+    if writer.is_ours {
+        let h = credit_schemas::decode::record_head(body).map_err(|e| e.to_string())?;
+        return Ok(Input {
+            record_id: h.record_id.to_string(),
+            department: h.department.to_string(),
+            list_type: h.list_type,
+            is_list_entry: matches!(h.info_kind, InfoKind::DishonestyList | InfoKind::RedList),
+            subject_type: h.subject_type,
+            subject_key: h.subject_key.to_string(),
+            subject_name: h.subject_name.to_string(),
+            decision_number: h.decision_number.to_string(),
+            topic: topic.to_string(),
+            partition,
+            offset,
+        });
+    }
     #[allow(deprecated)]
     let v = apache_avro::from_avro_datum(
         &writer.schema,
         &mut &body[..],
-        (!writer.is_ours).then(credit_schemas::credit_record_schema),
+        Some(credit_schemas::credit_record_schema()),
     )
     .map_err(|e| e.to_string())?;
     let Value::Record(f) = v else {
@@ -1382,6 +1399,45 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The direct decoder and `apache_avro` with schema resolution (the path
+    /// for foreign writer schemas) read every department's sample records
+    /// the same way.
+    #[test]
+    fn both_decode_paths_agree_on_sample_records() {
+        let ours = |is_ours| WriterSchema {
+            schema: credit_schemas::credit_record_schema().clone(),
+            is_ours,
+        };
+        let (fast, generic) = (ours(true), ours(false));
+        let mut g = credit_datagen::Generator::new(7, 0.0);
+        let mut entries = 0;
+        for d in credit_core::catalogue::publishing_departments() {
+            for i in 0..200 {
+                let s = g.record(d.id);
+                let ctx = credit_core::record::Context {
+                    department: d.id,
+                    source_topic: "credit.inbound",
+                    partition: 2,
+                    offset: i,
+                    timestamp_ms: None,
+                    today: credit_runtime::today(),
+                };
+                let mut body = Vec::new();
+                credit_normaliser::adapters::normalise(d.inbound.unwrap(), &ctx, &s.value, |r| {
+                    credit_schemas::encode::credit_record_body(&mut body, r)
+                })
+                .expect("valid samples");
+                let a = decode(&fast, &body, "credit.records", 1, i).unwrap();
+                let b = decode(&generic, &body, "credit.records", 1, i).unwrap();
+                assert_eq!(a, b);
+                entries += usize::from(a.is_list_entry);
+            }
+        }
+        assert!(entries > 100, "the samples hold list entries ({entries})");
+        let bad = decode(&fast, b"\x02", "credit.records", 0, 0).unwrap_err();
+        assert!(bad.contains("truncated"), "{bad}");
+    }
 
     #[test]
     fn notice_partitions_are_stable_and_in_range() {

@@ -5,7 +5,9 @@
 //! changelog, replays it on recovery and hands inputs to [`PartitionState::plan_record`]
 //! and [`PartitionState::plan_command`].
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
+
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use credit_core::notice::NoticeKind;
 use credit_core::record::{ListType, SubjectType};
@@ -234,16 +236,16 @@ pub fn parse_floor_key(key: &str) -> Option<(&str, i32)> {
 /// All the engine knows about one input partition.
 #[derive(Debug, Default)]
 pub struct PartitionState {
-    pub entries: HashMap<String, EntryState>,
+    pub entries: FxHashMap<String, EntryState>,
     /// The last checkpoint written (or replayed) for this partition.
     pub checkpoint: Checkpoint,
     /// Progress since then: next offset per input topic.
     pub next: BTreeMap<String, i64>,
     /// Notice ids found on the output topics after the last checkpoint: already
     /// sent by an instance that died before checkpointing. Never sent again.
-    pub already_sent: HashSet<String>,
+    pub already_sent: FxHashSet<String>,
     /// Entries changed since the last checkpoint.
-    pub dirty: HashSet<String>,
+    pub dirty: FxHashSet<String>,
     /// Changelog offset up to which this owner has checked for other claims.
     pub tail: i64,
     /// The owner of the latest claim seen on the changelog partition.

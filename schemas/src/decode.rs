@@ -1,0 +1,219 @@
+//! A direct Avro binary decoder for the engine's view of a [`CreditRecord`]:
+//! the fields it plans from, borrowed from the body, with every other field
+//! walked and checked (string lengths, enum and union indexes, map blocks,
+//! nothing left over), so a damaged body is refused rather than half-read.
+//! Only for bodies written with `credit_record.avsc` itself; other writer
+//! schemas go through `apache_avro` with resolution. The tests compare it
+//! with `apache_avro` on generated records.
+//!
+//! [`CreditRecord`]: credit_core::record::CreditRecord
+
+use credit_core::record::{InfoKind, ListType, Severity, SubjectType};
+
+/// What the engine needs of a normalised record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordHead<'a> {
+    pub record_id: &'a str,
+    pub department: &'a str,
+    pub subject_type: SubjectType,
+    pub subject_key: &'a str,
+    pub subject_name: &'a str,
+    pub info_kind: InfoKind,
+    pub list_type: Option<ListType>,
+    pub decision_number: &'a str,
+}
+
+/// Why a body does not decode.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("credit record body: {0}")]
+pub struct DecodeError(pub &'static str);
+
+struct Reader<'a> {
+    b: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn long(&mut self) -> Result<i64, DecodeError> {
+        let mut z: u64 = 0;
+        for shift in (0..64).step_by(7) {
+            let (&byte, rest) = self.b.split_first().ok_or(DecodeError("truncated"))?;
+            self.b = rest;
+            z |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return Ok((z >> 1) as i64 ^ -((z & 1) as i64));
+            }
+        }
+        Err(DecodeError("varint longer than 10 bytes"))
+    }
+
+    fn int(&mut self) -> Result<i32, DecodeError> {
+        i32::try_from(self.long()?).map_err(|_| DecodeError("int out of range"))
+    }
+
+    fn bytes(&mut self) -> Result<&'a [u8], DecodeError> {
+        let n = usize::try_from(self.long()?).map_err(|_| DecodeError("negative length"))?;
+        if n > self.b.len() {
+            return Err(DecodeError("truncated"));
+        }
+        let (s, rest) = self.b.split_at(n);
+        self.b = rest;
+        Ok(s)
+    }
+
+    fn string(&mut self) -> Result<&'a str, DecodeError> {
+        simdutf8::basic::from_utf8(self.bytes()?).map_err(|_| DecodeError("string not UTF-8"))
+    }
+
+    fn symbol<T: Copy>(&mut self, all: &[T]) -> Result<T, DecodeError> {
+        let i = self.long()?;
+        usize::try_from(i)
+            .ok()
+            .and_then(|i| all.get(i).copied())
+            .ok_or(DecodeError("enum index out of range"))
+    }
+
+    /// `["null", T]`: whether T follows.
+    fn present(&mut self) -> Result<bool, DecodeError> {
+        match self.long()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            _ => Err(DecodeError("union index out of range")),
+        }
+    }
+}
+
+/// Decodes a body written with `credit_record.avsc`.
+pub fn record_head(body: &[u8]) -> Result<RecordHead<'_>, DecodeError> {
+    let mut r = Reader { b: body };
+    let record_id = r.string()?;
+    let department = r.string()?;
+    r.string()?; // domain
+    let subject_type = r.symbol(SubjectType::ALL)?;
+    let subject_key = r.string()?;
+    let subject_name = r.string()?;
+    if r.present()? {
+        r.string()?; // responsible_person
+    }
+    let info_kind = r.symbol(InfoKind::ALL)?;
+    let list_type = if r.present()? {
+        Some(r.symbol(ListType::ALL)?)
+    } else {
+        None
+    };
+    if r.present()? {
+        r.string()?; // grade
+    }
+    let decision_number = r.string()?;
+    r.int()?; // decision_date
+    if r.present()? {
+        r.int()?; // publication_date
+    }
+    r.int()?; // valid_from
+    if r.present()? {
+        r.int()?; // valid_until
+    }
+    r.symbol(Severity::ALL)?;
+    if r.present()? {
+        r.string()?; // legal_basis
+    }
+    r.string()?; // conduct
+    if r.present()? {
+        r.long()?; // amount_fen
+    }
+    // attributes: map blocks until a zero count; a negative count is followed
+    // by the block's size in bytes.
+    loop {
+        let n = r.long()?;
+        if n == 0 {
+            break;
+        }
+        if n < 0 {
+            r.long()?;
+        }
+        for _ in 0..n.unsigned_abs() {
+            r.string()?;
+            r.string()?;
+        }
+    }
+    r.string()?; // lineage.source_topic
+    r.int()?; // lineage.source_partition
+    r.long()?; // lineage.source_offset
+    r.string()?; // lineage.source_record_id
+    if r.present()? {
+        r.long()?; // lineage.source_timestamp_ms
+    }
+    if !r.b.is_empty() {
+        return Err(DecodeError("bytes after the record"));
+    }
+    Ok(RecordHead {
+        record_id,
+        department,
+        subject_type,
+        subject_key,
+        subject_name,
+        info_kind,
+        list_type,
+        decision_number,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::encode::{credit_record_body, tests::arb_record};
+    use proptest::prelude::*;
+
+    proptest! {
+        /// What the direct decoder reads is what was written, and what
+        /// `apache_avro` reads with the schema itself.
+        #[test]
+        fn reads_what_the_encoder_wrote(r in arb_record()) {
+            let mut body = Vec::new();
+            credit_record_body(&mut body, &r);
+            let h = record_head(&body).unwrap();
+            let id = r.record_id();
+            prop_assert_eq!(h.record_id, format!("{}:{}:{}", id.department, id.partition, id.offset));
+            prop_assert_eq!(h.department, r.department);
+            prop_assert_eq!(h.subject_type, r.subject.kind);
+            prop_assert_eq!(h.subject_key, &*r.subject.key);
+            prop_assert_eq!(h.subject_name, &*r.subject.name);
+            prop_assert_eq!(h.info_kind, r.info_kind);
+            prop_assert_eq!(h.list_type, r.list_type);
+            prop_assert_eq!(h.decision_number, &*r.decision_number);
+            #[allow(deprecated)]
+            let v = apache_avro::from_avro_datum(crate::credit_record_schema(), &mut &body[..], None);
+            prop_assert!(v.is_ok());
+        }
+
+        /// A cut-short body, or one with bytes after the record, is refused.
+        #[test]
+        fn refuses_truncated_or_padded_bodies(r in arb_record(), cut in any::<prop::sample::Index>(), extra in 1u8..=255) {
+            let mut body = Vec::new();
+            credit_record_body(&mut body, &r);
+            let at = cut.index(body.len());
+            prop_assert!(record_head(&body[..at]).is_err());
+            body.push(extra);
+            prop_assert_eq!(record_head(&body), Err(DecodeError("bytes after the record")));
+        }
+    }
+
+    #[test]
+    fn refuses_out_of_range_enums_and_unions() {
+        // record_id, department, domain, then subject type 7 (of 3).
+        let mut body = Vec::new();
+        for s in ["courts:0:1", "courts", "judicial"] {
+            body.push((s.len() * 2) as u8);
+            body.extend_from_slice(s.as_bytes());
+        }
+        body.push(14);
+        assert_eq!(
+            record_head(&body),
+            Err(DecodeError("enum index out of range"))
+        );
+        assert_eq!(
+            record_head(&[0x80; 11]),
+            Err(DecodeError("varint longer than 10 bytes"))
+        );
+        assert_eq!(record_head(&[1]), Err(DecodeError("negative length")));
+    }
+}
