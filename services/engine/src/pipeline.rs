@@ -843,7 +843,9 @@ impl Engine {
             let dirty: Vec<String> = st.dirty.drain().collect();
             let mut entries = Vec::with_capacity(dirty.len());
             for id in dirty {
-                let v = serde_json::to_vec(&st.entries[&id]).expect("entries serialise");
+                // Sized for a typical entry, so the writer does not regrow it.
+                let mut v = Vec::with_capacity(2048);
+                serde_json::to_writer(&mut v, &st.entries[&id]).expect("entries serialise");
                 entries.push((format!("entry/{id}"), v));
             }
             checkpoints.push((
