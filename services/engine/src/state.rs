@@ -76,8 +76,11 @@ pub struct Activation {
     pub activate: u32,
 }
 
-/// One (measure, department) duty of an entry.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// One (measure, department) duty of an entry. In the changelog a duty is the
+/// array `[measure_id, department, applied_as, generation, active]`: an entry
+/// has a dozen duties, and their field names were most of its JSON and of the
+/// time spent writing it. Duties written as objects (before) still read.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Duty {
     pub measure_id: String,
     pub department: String,
@@ -85,6 +88,54 @@ pub struct Duty {
     pub applied_as: NoticeKindName,
     pub generation: u32,
     pub active: bool,
+}
+
+impl Serialize for Duty {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        (
+            &self.measure_id,
+            &self.department,
+            self.applied_as,
+            self.generation,
+            self.active,
+        )
+            .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Duty {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Object {
+            measure_id: String,
+            department: String,
+            applied_as: NoticeKindName,
+            generation: u32,
+            active: bool,
+        }
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Form {
+            Array(String, String, NoticeKindName, u32, bool),
+            Object(Object),
+        }
+        Ok(match Form::deserialize(d)? {
+            Form::Array(measure_id, department, applied_as, generation, active) => Duty {
+                measure_id,
+                department,
+                applied_as,
+                generation,
+                active,
+            },
+            Form::Object(o) => Duty {
+                measure_id: o.measure_id,
+                department: o.department,
+                applied_as: o.applied_as,
+                generation: o.generation,
+                active: o.active,
+            },
+        })
+    }
 }
 
 /// `NoticeKind` as stored in the changelog.
@@ -611,6 +662,23 @@ mod tests {
         ms.push(extra);
         c.measures = ms;
         c
+    }
+
+    #[test]
+    fn duties_are_arrays_in_the_changelog_and_old_objects_still_read() {
+        let d = Duty {
+            measure_id: "no-honours".into(),
+            department: "hrss".into(),
+            applied_as: NoticeKindName::Punishment,
+            generation: 2,
+            active: true,
+        };
+        let json = serde_json::to_string(&d).unwrap();
+        assert_eq!(json, r#"["no-honours","hrss","punishment",2,true]"#);
+        assert_eq!(serde_json::from_str::<Duty>(&json).unwrap(), d);
+        let old = r#"{"measure_id":"no-honours","department":"hrss","applied_as":"punishment","generation":2,"active":true}"#;
+        assert_eq!(serde_json::from_str::<Duty>(old).unwrap(), d);
+        assert!(serde_json::from_str::<Duty>(r#"["no-honours","hrss"]"#).is_err());
     }
 
     proptest::proptest! {
