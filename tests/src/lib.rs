@@ -227,6 +227,26 @@ impl Proc {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+
+    /// SIGTERM (what Kubernetes sends), then its exit status, within `limit`.
+    pub fn terminate(&mut self, limit: std::time::Duration) -> std::process::ExitStatus {
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status()
+            .expect("running kill");
+        assert!(sent.success(), "kill -TERM failed");
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            if let Some(s) = self.0.try_wait().expect("waiting for the child") {
+                return s;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no exit within {limit:?} of SIGTERM"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
 }
 
 impl Drop for Proc {
