@@ -683,10 +683,25 @@ impl Engine {
             move || -> Result<HashMap<(String, i32), i64>, KafkaError> {
                 let c: BaseConsumer =
                     credit_runtime::kafka::base(&k, "credit-engine-floors").create()?;
+                // Every end in one ListOffsets round trip per broker ("latest"
+                // is timestamp -1); one query per partition for any it missed.
+                let mut tpl = TopicPartitionList::new();
+                for (t, q) in &wanted {
+                    tpl.add_partition_offset(t, *q, Offset::End)?;
+                }
                 let mut out = HashMap::new();
+                if let Ok(ends) = c.offsets_for_times(tpl, Duration::from_secs(15)) {
+                    for e in ends.elements() {
+                        if let (None, Offset::Offset(o)) = (e.error().err(), e.offset()) {
+                            out.insert((e.topic().to_string(), e.partition()), o);
+                        }
+                    }
+                }
                 for (t, q) in wanted {
-                    let (_, high) = c.fetch_watermarks(&t, q, Duration::from_secs(15))?;
-                    out.insert((t, q), high);
+                    if !out.contains_key(&(t.clone(), q)) {
+                        let (_, high) = c.fetch_watermarks(&t, q, Duration::from_secs(15))?;
+                        out.insert((t, q), high);
+                    }
                 }
                 Ok(out)
             },
