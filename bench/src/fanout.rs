@@ -131,14 +131,14 @@ async fn publish(
 }
 
 /// Reads every notice topic from the beginning; per record id, when its last
-/// notice arrived, until `want` notices arrived. Also the mean payload size.
+/// notice arrived, until `want` notices arrived.
 fn read_back(
     brokers: &str,
     naming: &Naming,
     partitions: i32,
     want: usize,
     ready: Arc<AtomicBool>,
-) -> anyhow::Result<(HashMap<String, Instant>, f64)> {
+) -> anyhow::Result<HashMap<String, Instant>> {
     let c: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("fetch.wait.max.ms", "10")
@@ -153,13 +153,12 @@ fn read_back(
     }
     c.assign(&tpl)?;
     ready.store(true, Ordering::Release);
-    let (mut last, mut n, mut bytes) = (HashMap::new(), 0usize, 0usize);
+    let (mut last, mut n) = (HashMap::new(), 0usize);
     let deadline = Instant::now() + Duration::from_secs(300);
     while n < want && Instant::now() < deadline {
         if let Some(m) = c.poll(Duration::from_millis(50)) {
             let m = m?;
             n += 1;
-            bytes += m.payload_len();
             if let Some(record) = m
                 .key()
                 .and_then(|k| std::str::from_utf8(k).ok())
@@ -169,7 +168,7 @@ fn read_back(
             }
         }
     }
-    Ok((last, bytes as f64 / n.max(1) as f64))
+    Ok(last)
 }
 
 /// A notice as the engine wrote it: department (index), partition, key,
@@ -508,7 +507,7 @@ pub async fn run(a: FanoutArgs) -> anyhow::Result<()> {
     let rp: FutureProducer =
         credit_runtime::kafka::producer(&kafka(&e, &raw_prefix), "bench-fanout-lat").create()?;
     let sent = publish(&rp, &raw_naming.records(), &rw.records, rate).await?;
-    let (got, _) = reader
+    let got = reader
         .join()
         .map_err(|_| anyhow::anyhow!("reader panicked"))??;
     stop.cancel();
@@ -547,7 +546,7 @@ pub async fn run(a: FanoutArgs) -> anyhow::Result<()> {
     let lp: FutureProducer =
         credit_runtime::kafka::producer(&kafka(&e, &lat_prefix), "bench-fanout-lat").create()?;
     let sent = publish(&lp, &lat_naming.records(), &lw.records, rate).await?;
-    let (got, _) = reader
+    let got = reader
         .join()
         .map_err(|_| anyhow::anyhow!("reader panicked"))??;
     let own = engine.tel.render()?;
