@@ -171,6 +171,28 @@ fn read_back(
     Ok(last)
 }
 
+/// [`read_back`] on its own thread; the flag turns true once it is assigned.
+fn spawn_read_back(
+    a: &FanoutArgs,
+    naming: &Naming,
+    want: usize,
+) -> (
+    std::thread::JoinHandle<anyhow::Result<HashMap<String, Instant>>>,
+    Arc<AtomicBool>,
+) {
+    let ready = Arc::new(AtomicBool::new(false));
+    let (b, n, p, r) = (
+        a.brokers.clone(),
+        naming.clone(),
+        a.partitions,
+        ready.clone(),
+    );
+    (
+        std::thread::spawn(move || read_back(&b, &n, p, want, r)),
+        ready,
+    )
+}
+
 /// A notice as the engine wrote it: department (index), partition, key,
 /// payload and headers.
 struct Written {
@@ -478,16 +500,7 @@ pub async fn run(a: FanoutArgs) -> anyhow::Result<()> {
         .iter()
         .map(|en| (en.record_id.clone(), rules::targets(&c, en).len()))
         .collect();
-    let ready = Arc::new(AtomicBool::new(false));
-    let reader = {
-        let (b, n, p, r) = (
-            a.brokers.clone(),
-            raw_naming.clone(),
-            a.partitions,
-            ready.clone(),
-        );
-        std::thread::spawn(move || read_back(&b, &n, p, raw_total, r))
-    };
+    let (reader, ready) = spawn_read_back(&a, &raw_naming, raw_total);
     let stop = CancellationToken::new();
     let copier = {
         let sample = Arc::new(written.into_iter().take(10_000).collect::<Vec<_>>());
@@ -519,16 +532,7 @@ pub async fn run(a: FanoutArgs) -> anyhow::Result<()> {
     let lat_schema = record_schema(&registry.url(), &lat_naming).await?;
     let lw = credit_bus_tests::engine::workload(a.latency_records, lat_schema, 6);
     let lat_total = expected_notices(&lw);
-    let ready = Arc::new(AtomicBool::new(false));
-    let reader = {
-        let (b, n, p, r) = (
-            a.brokers.clone(),
-            lat_naming.clone(),
-            a.partitions,
-            ready.clone(),
-        );
-        std::thread::spawn(move || read_back(&b, &n, p, lat_total, r))
-    };
+    let (reader, ready) = spawn_read_back(&a, &lat_naming, lat_total);
     let engine = start_engine(&a, &lat_prefix, &registry.url())?;
     while !ready.load(Ordering::Acquire) {
         tokio::time::sleep(Duration::from_millis(10)).await;
