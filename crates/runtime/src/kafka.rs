@@ -36,6 +36,11 @@ pub fn base(cfg: &KafkaConfig, client_id: &str) -> ClientConfig {
 pub fn producer(cfg: &KafkaConfig, client_id: &str) -> ClientConfig {
     let mut c = base(cfg, client_id);
     c.set("acks", "all")
+        // Idempotent: a produce retried after a lost acknowledgement (a broker
+        // restart mid-request) is not appended twice. The engine's exactly-once
+        // notices rest on it: no recovery can undo a record the broker wrote
+        // twice (seen once in the broker-restart test before this was set).
+        .set("enable.idempotence", "true")
         .set("linger.ms", cfg.linger_ms.to_string())
         // Infinite delivery timeout: a record is either acknowledged or the process
         // stops; it is never dropped after a retry budget runs out.
