@@ -246,25 +246,10 @@ async fn sigterm_drains_and_commits_so_a_restart_replays_nothing() {
     let mut g = Generator::new(8, 0.1);
     let log = std::env::temp_dir().join(format!("{}.log", unique("normaliser-term")));
     let port = free_port();
-    let mut child = spawn_normaliser(&prefix, &registry.url, dept, port, &log);
+    let mut child = Proc(spawn_normaliser(&prefix, &registry.url, dept, port, &log));
     let mut published = publish(&naming, (0..6000).map(|_| g.record(dept)).collect()).await;
     wait_for_progress(port).await;
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let exit = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no exit within 30 s of SIGTERM"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let exit = child.terminate(Duration::from_secs(30));
     assert!(exit.success(), "exit after SIGTERM: {exit}");
     let logs = std::fs::read_to_string(&log).unwrap();
     assert!(logs.contains("draining"), "the drain was logged");
