@@ -71,6 +71,16 @@ pub(crate) fn kafka(a: &E2eArgs, prefix: &str) -> KafkaConfig {
     {
         k.fetch_wait_max_ms = v;
     }
+    // librdkafka settings for experiments, `key=value,key=value`: applied after
+    // the bus's own, as `kafka.extra` is in a service.
+    if let Ok(v) = std::env::var("BENCH_KAFKA_EXTRA") {
+        for kv in v.split(',').filter(|s| !s.is_empty()) {
+            if let Some((key, value)) = kv.split_once('=') {
+                k.extra
+                    .insert(key.trim().to_string(), value.trim().to_string());
+            }
+        }
+    }
     k
 }
 
@@ -90,7 +100,7 @@ pub(crate) fn common(k: KafkaConfig, registry: &str) -> Common {
     }
 }
 
-fn copy_topic(prefix: &str) -> String {
+pub(crate) fn copy_topic(prefix: &str) -> String {
     format!("{prefix}.bench-copy")
 }
 
@@ -114,6 +124,29 @@ pub(crate) async fn setup(a: &E2eArgs, tag: &str) -> anyhow::Result<(String, Nam
     topics.push(copy_topic(&prefix));
     credit_runtime::kafka::ensure_topics(&kafka(a, &prefix), &topics).await?;
     Ok((prefix, naming))
+}
+
+/// Deletes the topics [`setup`] created for `naming` once a phase is done
+/// with them and every client of theirs is gone: tansu keeps every topic's
+/// metadata in one document that it rewrites on each idempotent produce, so a
+/// broker holding several phases' topics answers later phases measurably
+/// slower than one holding a single bus's topics, as in production.
+pub(crate) async fn teardown(a: &E2eArgs, naming: &Naming) -> anyhow::Result<()> {
+    use rdkafka::admin::{AdminClient, AdminOptions};
+    use rdkafka::client::DefaultClientContext;
+    let k = kafka(a, naming.prefix());
+    let admin: AdminClient<DefaultClientContext> =
+        credit_runtime::kafka::base(&k, "bench-teardown").create()?;
+    let mut topics = naming.all();
+    topics.push(copy_topic(naming.prefix()));
+    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    for r in admin.delete_topics(&names, &opts).await? {
+        if let Err((topic, code)) = r {
+            anyhow::bail!("deleting {topic}: {code}");
+        }
+    }
+    Ok(())
 }
 
 /// Publishes records; returns the send instant of each (partition, offset).

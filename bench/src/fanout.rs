@@ -36,7 +36,9 @@ use rdkafka::producer::{BaseRecord, FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
-use crate::e2e::{E2eArgs, common, cpu_seconds, kafka, metric, setup, start_registry};
+use crate::e2e::{
+    E2eArgs, common, copy_topic, cpu_seconds, kafka, metric, setup, start_registry, teardown,
+};
 
 #[derive(clap::Args, Clone)]
 pub struct FanoutArgs {
@@ -47,15 +49,22 @@ pub struct FanoutArgs {
     )]
     brokers: String,
     /// Normalised records in the throughput backlog (about three in four are list entries).
-    #[arg(long, default_value_t = 20_000)]
+    #[arg(long, default_value_t = 100_000)]
     records: usize,
-    /// Records in the latency run.
-    #[arg(long, default_value_t = 3_000)]
-    latency_records: usize,
+    /// Seconds measured in each latency run, after the warm-up.
+    #[arg(long, default_value_t = 10.0)]
+    latency_secs: f64,
+    /// Seconds of each latency run at the same rate before measuring starts
+    /// (connections, producer ids, fetch sessions, caches).
+    #[arg(long, default_value_t = 2.0)]
+    warmup_secs: f64,
     #[arg(long, default_value_t = 3)]
     partitions: i32,
     #[arg(long, default_value_t = 2000)]
     batch_size: usize,
+    /// Throughput rounds (engine, then baseline, each on fresh topics).
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
     /// Records/s in the latency run; 0: half the measured entry rate.
     #[arg(long, default_value_t = 0.0)]
     latency_rate: f64,
@@ -66,7 +75,7 @@ fn args(a: &FanoutArgs) -> E2eArgs {
         brokers: a.brokers.clone(),
         department: "courts".into(),
         records: a.records,
-        latency_records: a.latency_records,
+        latency_records: 0,
         latency_rate: 0,
         partitions: a.partitions,
         batch_size: a.batch_size,
@@ -101,12 +110,24 @@ fn start_engine(a: &FanoutArgs, prefix: &str, registry: &str) -> anyhow::Result<
     Ok(Engine { tel, stop, handle })
 }
 
+/// Publishes `records` to `topic` at `rate` records/s (0: as fast as possible);
+/// returns when each was handed to the producer. The producer is warmed first
+/// (one record to `warm`, awaited): an idempotent producer's first send waits
+/// for its producer id, which is start-up, not latency.
 async fn publish(
     producer: &FutureProducer,
     topic: &str,
+    warm: &str,
     records: &[(String, Vec<u8>)],
     rate: f64,
 ) -> anyhow::Result<HashMap<String, Instant>> {
+    producer
+        .send(
+            FutureRecord::to(warm).key("warm-up").payload("warm-up"),
+            Duration::from_secs(30),
+        )
+        .await
+        .map_err(|(e, _)| e)?;
     let start = Instant::now();
     let mut sent = HashMap::with_capacity(records.len());
     let mut acks = Vec::with_capacity(records.len());
@@ -130,13 +151,15 @@ async fn publish(
     Ok(sent)
 }
 
-/// Reads every notice topic from the beginning; per record id, when its last
-/// notice arrived, until `want` notices arrived.
+/// Reads every notice topic from its current end (as the broker reports it)
+/// and, per record id, notes when its last record arrived, counting only keys
+/// of `segments` '/'-separated parts (a raw fan-out writes `<record>/<n>`, the
+/// engine `<record>/<measure>/<dept>/<kind>/<generation>`), until `want` came.
 fn read_back(
     brokers: &str,
     naming: &Naming,
     partitions: i32,
-    want: usize,
+    (want, segments): (usize, usize),
     ready: Arc<AtomicBool>,
 ) -> anyhow::Result<HashMap<String, Instant>> {
     let c: BaseConsumer = ClientConfig::new()
@@ -147,8 +170,12 @@ fn read_back(
         .create()?;
     let mut tpl = TopicPartitionList::new();
     for d in credit_core::DEPARTMENTS {
+        let t = naming.notices(d.id);
         for p in 0..partitions {
-            tpl.add_partition_offset(&naming.notices(d.id), p, Offset::Beginning)?;
+            // tansu may answer a little below the end: the key filter drops
+            // what an earlier run left there.
+            let (_, high) = c.fetch_watermarks(&t, p, Duration::from_secs(10))?;
+            tpl.add_partition_offset(&t, p, Offset::Offset(high))?;
         }
     }
     c.assign(&tpl)?;
@@ -158,12 +185,14 @@ fn read_back(
     while n < want && Instant::now() < deadline {
         if let Some(m) = c.poll(Duration::from_millis(50)) {
             let m = m?;
+            let Some(key) = m.key().and_then(|k| std::str::from_utf8(k).ok()) else {
+                continue;
+            };
+            if key.split('/').count() != segments {
+                continue;
+            }
             n += 1;
-            if let Some(record) = m
-                .key()
-                .and_then(|k| std::str::from_utf8(k).ok())
-                .and_then(|k| k.split('/').next())
-            {
+            if let Some(record) = key.split('/').next() {
                 last.insert(record.to_string(), Instant::now());
             }
         }
@@ -175,7 +204,7 @@ fn read_back(
 fn spawn_read_back(
     a: &FanoutArgs,
     naming: &Naming,
-    want: usize,
+    want: (usize, usize),
 ) -> (
     std::thread::JoinHandle<anyhow::Result<HashMap<String, Instant>>>,
     Arc<AtomicBool>,
@@ -195,6 +224,7 @@ fn spawn_read_back(
 
 /// A notice as the engine wrote it: department (index), partition, key,
 /// payload and headers.
+#[derive(Clone)]
 struct Written {
     department: usize,
     partition: i32,
@@ -270,21 +300,21 @@ fn read_all(
 /// has notices (payloads and headers of real notices, in turn), to the
 /// department topics, storing offsets after every batch's acks: a raw rdkafka
 /// fan-out through the same broker, without the engine's planning, fencing and
-/// changelog.
+/// changelog. Returns, per entry, when the last of its records was acknowledged.
 async fn raw_fanout_loop(
     k: &credit_runtime::config::KafkaConfig,
+    inbound: &str,
     naming: &Naming,
     fanout: HashMap<String, usize>,
     sample: Arc<Vec<Written>>,
     batch_size: usize,
     stop: CancellationToken,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<HashMap<String, Instant>> {
     use futures::FutureExt;
     use rdkafka::consumer::StreamConsumer;
-    let inbound = naming.records();
     let consumer: StreamConsumer =
         credit_runtime::kafka::consumer(k, "bench-raw-fanout", "bench-raw-fanout").create()?;
-    consumer.subscribe(&[&inbound])?;
+    consumer.subscribe(&[inbound])?;
     let producer: AckProducer =
         credit_runtime::kafka::producer(k, "bench-raw-fanout").create_with_context(AckContext)?;
     let topics: Vec<String> = credit_core::DEPARTMENTS
@@ -293,13 +323,15 @@ async fn raw_fanout_loop(
         .collect();
     let mut key = String::new();
     let mut turn = 0usize;
+    let mut acked = HashMap::with_capacity(fanout.len());
     loop {
         let m = tokio::select! {
-            _ = stop.cancelled() => return Ok(()),
+            _ = stop.cancelled() => return Ok(acked),
             m = consumer.recv() => m,
         };
         let acks = Acks::new();
         let mut offsets: HashMap<i32, i64> = HashMap::new();
+        let mut ids = Vec::new();
         let (mut next, mut read) = (Some(m), 0);
         while let Some(m) = next.take() {
             let m = m?;
@@ -308,7 +340,11 @@ async fn raw_fanout_loop(
                 .key()
                 .and_then(|k| std::str::from_utf8(k).ok())
                 .unwrap_or("");
-            for i in 0..fanout.get(id).copied().unwrap_or(0) {
+            let n = fanout.get(id).copied().unwrap_or(0);
+            if n > 0 {
+                ids.push(id.to_string());
+            }
+            for i in 0..n {
                 key.clear();
                 key.push_str(id);
                 key.push('/');
@@ -331,24 +367,29 @@ async fn raw_fanout_loop(
             }
         }
         acks.wait().await?;
+        let now = Instant::now();
+        acked.extend(ids.into_iter().map(|id| (id, now)));
         let mut tpl = TopicPartitionList::new();
         for (p, o) in &offsets {
-            tpl.add_partition_offset(&inbound, *p, Offset::Offset(*o))?;
+            tpl.add_partition_offset(inbound, *p, Offset::Offset(*o))?;
         }
         consumer.store_offsets(&tpl)?;
     }
 }
 
+/// p50 and p99 (ms) from an entry's publication to `got`, over the entries
+/// published at or after `from` (the end of the warm-up), and how many.
 fn percentiles(
     w: &credit_bus_tests::engine::Workload,
     sent: &HashMap<String, Instant>,
     got: &HashMap<String, Instant>,
+    from: Instant,
 ) -> (f64, f64, usize) {
     let mut ms: Vec<f64> = w
         .entries
         .iter()
         .filter_map(|en| {
-            let s = sent.get(&en.record_id)?;
+            let s = sent.get(&en.record_id).filter(|s| **s >= from)?;
             let g = got.get(&en.record_id)?;
             Some(g.duration_since(*s).as_secs_f64() * 1000.0)
         })
@@ -362,11 +403,11 @@ fn percentiles(
     (p(0.5), p(0.99), ms.len())
 }
 
-/// The upper bound (ms) of the histogram bucket holding quantile `q`, from
+/// Cumulative bucket counts (upper bound in s, count) of a histogram, from
 /// Prometheus text.
-fn bucket_quantile(text: &str, name: &str, q: f64) -> String {
+fn buckets(text: &str, name: &str) -> Vec<(f64, f64)> {
     let prefix = format!("{name}_bucket{{");
-    let mut buckets: Vec<(f64, f64)> = text
+    let mut b: Vec<(f64, f64)> = text
         .lines()
         .filter(|l| l.starts_with(&prefix))
         .filter_map(|l| {
@@ -379,9 +420,23 @@ fn bucket_quantile(text: &str, name: &str, q: f64) -> String {
             Some((le, l.rsplit_once(' ')?.1.parse().ok()?))
         })
         .collect();
-    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
-    let total = buckets.last().map_or(0.0, |b| b.1);
-    buckets
+    b.sort_by(|a, b| a.0.total_cmp(&b.0));
+    b
+}
+
+/// The upper bound (ms) of the bucket holding quantile `q` of the
+/// observations made between two renderings of the same histogram.
+fn bucket_quantile(before: &str, after: &str, name: &str, q: f64) -> String {
+    let old = buckets(before, name);
+    let window: Vec<(f64, f64)> = buckets(after, name)
+        .into_iter()
+        .map(|(le, n)| {
+            let was = old.iter().find(|(l, _)| *l == le).map_or(0.0, |b| b.1);
+            (le, n - was)
+        })
+        .collect();
+    let total = window.last().map_or(0.0, |b| b.1);
+    window
         .iter()
         .find(|(_, n)| *n >= q * total && total > 0.0)
         .map_or("?".into(), |(le, _)| format!("{}", le * 1000.0))
@@ -403,75 +458,93 @@ async fn record_schema(registry: &str, naming: &Naming) -> anyhow::Result<u32> {
         .await?)
 }
 
-pub async fn run(a: FanoutArgs) -> anyhow::Result<()> {
-    let e = args(&a);
-    let (prefix, naming) = setup(&e, "fo").await?;
-    let registry = start_registry(&e, &prefix).await?;
-    let schema = record_schema(&registry.url(), &naming).await?;
-    let w = credit_bus_tests::engine::workload(a.records, schema, 5);
-    let total = expected_notices(&w);
-    println!(
-        "fan-out through the broker at {}: {} records, {} list entries, {total} notices, {} partitions, batch {}",
-        a.brokers,
-        w.records.len(),
-        w.entries.len(),
-        a.partitions,
-        a.batch_size
+/// One throughput measurement: notices/s and notices per CPU-second of this
+/// process.
+#[derive(Clone, Copy)]
+struct Rate {
+    per_s: f64,
+    per_cpu_s: f64,
+}
+
+/// The engine drains `w` from a fresh set of topics; the clock runs from the
+/// end of its recovery to the last notice acknowledged. Returns its rate and
+/// the topics' names (still holding its notices).
+async fn engine_round(
+    a: &FanoutArgs,
+    e: &E2eArgs,
+    registry: &str,
+    w: &credit_bus_tests::engine::Workload,
+    total: usize,
+    round: usize,
+) -> anyhow::Result<(Rate, Naming)> {
+    let (prefix, naming) = setup(e, &format!("fo{round}")).await?;
+    anyhow::ensure!(
+        record_schema(registry, &naming).await? == w.schema_id,
+        "the registry gave the record schema another id"
     );
     let producer: FutureProducer =
-        credit_runtime::kafka::producer(&kafka(&e, &prefix), "bench-fanout").create()?;
-    publish(&producer, &naming.records(), &w.records, 0.0).await?;
-
-    // The engine drains the backlog.
+        credit_runtime::kafka::producer(&kafka(e, &prefix), "bench-fanout").create()?;
+    publish(
+        &producer,
+        &naming.records(),
+        &copy_topic(&prefix),
+        &w.records,
+        0.0,
+    )
+    .await?;
     let cpu0 = cpu_seconds();
-    let engine = start_engine(&a, &prefix, &registry.url())?;
+    let engine = start_engine(a, &prefix, registry)?;
     let recovered = format!("{}_count", MetricName::EngineRecoveryDuration.exported());
-    let (mut first, last);
-    first = None;
-    loop {
+    let mut first = None;
+    let last = loop {
         tokio::time::sleep(Duration::from_millis(5)).await;
         let text = engine.tel.render()?;
         let sent = metric(&text, MetricName::NoticesSent.exported());
         if first.is_none() && metric(&text, &recovered) >= a.partitions as f64 {
-            first = Some(Instant::now());
+            first = Some((Instant::now(), cpu_seconds()));
+            if std::env::var_os("BENCH_MARK").is_some() {
+                eprintln!("MARK engine draining");
+            }
         }
         if sent as usize >= total {
-            last = Instant::now();
-            break;
+            break (Instant::now(), cpu_seconds());
         }
         if engine.handle.is_finished() {
             anyhow::bail!("engine stopped early: {:?}", engine.handle.await?);
         }
-    }
-    let engine_cpu = cpu_seconds() - cpu0;
-    let first = first.unwrap_or(last);
-    let secs = last.duration_since(first).as_secs_f64();
-    let engine_rate = total as f64 / secs;
-    let entry_rate = w.records.len() as f64 / secs;
+    };
+    let first = first.unwrap_or((last.0, cpu0));
+    let secs = last.0.duration_since(first.0).as_secs_f64();
     engine.stop.cancel();
     engine.handle.await??;
+    Ok((
+        Rate {
+            per_s: total as f64 / secs,
+            per_cpu_s: total as f64 / (last.1 - first.1).max(1e-9),
+        },
+        naming,
+    ))
+}
 
-    // The baseline copies exactly what the engine wrote (keys, payloads,
-    // headers, partitions) with a raw produce: equally sized and equally
-    // compressible records.
-    let written = read_all(&a.brokers, &naming, a.partitions, total)?;
-    let mean = written.iter().map(|w| w.payload.len()).sum::<usize>() as f64 / total as f64;
-    let (copy_prefix, copy_naming) = setup(&e, "fr").await?;
-    let copy_topics: Vec<String> = credit_core::DEPARTMENTS
+/// The baseline: a raw produce of exactly the records the engine wrote (keys,
+/// payloads, headers, partitions; so equally sized and equally compressible)
+/// to a fresh set of topics, with the same producer settings and
+/// acknowledgement counting the engine uses, so the ratio measures the
+/// engine's own work, not a difference in client API.
+async fn raw_round(e: &E2eArgs, written: &[Written], prefix: &str) -> anyhow::Result<Rate> {
+    let naming = Naming::new(prefix);
+    let topics: Vec<String> = credit_core::DEPARTMENTS
         .iter()
-        .map(|d| copy_naming.notices(d.id))
+        .map(|d| naming.notices(d.id))
         .collect();
-    // The same producer and acknowledgement counting the engine uses, so the
-    // ratio measures the engine's own work, not a difference in client API.
-    let raw: AckProducer = credit_runtime::kafka::producer(&kafka(&e, &copy_prefix), "bench-raw")
+    let raw: AckProducer = credit_runtime::kafka::producer(&kafka(e, prefix), "bench-raw")
         .create_with_context(AckContext)?;
-    let cpu0 = cpu_seconds();
-    let t = Instant::now();
+    let (cpu0, t) = (cpu_seconds(), Instant::now());
     let acks = Acks::new();
-    for w in &written {
+    for w in written {
         acks.send(
             &raw,
-            BaseRecord::to(&copy_topics[w.department])
+            BaseRecord::to(&topics[w.department])
                 .partition(w.partition)
                 .key(&w.key[..])
                 .payload(&w.payload[..])
@@ -480,66 +553,108 @@ pub async fn run(a: FanoutArgs) -> anyhow::Result<()> {
         .await?;
     }
     acks.wait().await?;
-    let raw_secs = t.elapsed().as_secs_f64();
-    let raw_cpu = cpu_seconds() - cpu0;
-    let raw_rate = total as f64 / raw_secs;
+    Ok(Rate {
+        per_s: written.len() as f64 / t.elapsed().as_secs_f64(),
+        per_cpu_s: written.len() as f64 / (cpu_seconds() - cpu0).max(1e-9),
+    })
+}
 
-    let rate = if a.latency_rate > 0.0 {
-        a.latency_rate
-    } else {
-        entry_rate / 2.0
-    };
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+/// What the latency runs measured: p50, p99 (ms) and entries counted.
+struct Latency {
+    rate: f64,
+    raw_ack: (f64, f64, usize),
+    raw_read: (f64, f64, usize),
+    engine_read: (f64, f64, usize),
+    /// The engine's own histogram over the measured window (bucket bounds, ms).
+    engine_hist: (String, String),
+}
+
+/// Entries published at `rate` for warm-up + measured seconds, through a raw
+/// fan-out (consume, produce as many records as the entry has notices, store
+/// offsets after the acks), then through the engine, each on fresh topics
+/// deleted afterwards (tansu's fetch lists every stored batch of a partition,
+/// so a run on topics another run filled with small batches is slower). Only
+/// entries published after the warm-up count.
+async fn latency(
+    a: &FanoutArgs,
+    e: &E2eArgs,
+    registry: &str,
+    written: &[Written],
+    rate: f64,
+) -> anyhow::Result<Latency> {
     let c = Catalogue::parse(credit_measures::V1).expect("the shipped catalogue is valid");
+    let records = (rate * (a.warmup_secs + a.latency_secs)).ceil() as usize;
+    let warmup = Duration::from_secs_f64(a.warmup_secs);
+    let (prefix, naming) = setup(e, "lat-raw").await?;
+    let schema = record_schema(registry, &naming).await?;
+    let w = credit_bus_tests::engine::workload(records, schema, 6);
+    let total = expected_notices(&w);
+    let input = copy_topic(&prefix);
+    let k = kafka(e, &prefix);
 
-    // Latency baseline: the raw fan-out at the same rate, on fresh topics.
-    let (raw_prefix, raw_naming) = setup(&e, "fb").await?;
-    let rw = credit_bus_tests::engine::workload(a.latency_records, schema, 6);
-    let raw_total = expected_notices(&rw);
-    let fanout: HashMap<String, usize> = rw
+    // The baseline reads the copy topic. Its warm-up record (fan-out 0) goes
+    // there too.
+    let fanout: HashMap<String, usize> = w
         .entries
         .iter()
         .map(|en| (en.record_id.clone(), rules::targets(&c, en).len()))
         .collect();
-    let (reader, ready) = spawn_read_back(&a, &raw_naming, raw_total);
+    let (reader, ready) = spawn_read_back(a, &naming, (total, 2));
     let stop = CancellationToken::new();
     let copier = {
-        let sample = Arc::new(written.into_iter().take(10_000).collect::<Vec<_>>());
-        let (k, n, stop, bs) = (
-            kafka(&e, &raw_prefix),
-            raw_naming.clone(),
+        let sample = Arc::new(written.iter().take(10_000).cloned().collect::<Vec<_>>());
+        let (k, input, n, stop, bs) = (
+            k.clone(),
+            input.clone(),
+            naming.clone(),
             stop.clone(),
             a.batch_size,
         );
-        tokio::spawn(async move { raw_fanout_loop(&k, &n, fanout, sample, bs, stop).await })
+        tokio::spawn(async move { raw_fanout_loop(&k, &input, &n, fanout, sample, bs, stop).await })
     };
     while !ready.load(Ordering::Acquire) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     // Give the copy's consumer group time to join before the clock matters.
     tokio::time::sleep(Duration::from_secs(4)).await;
-    let rp: FutureProducer =
-        credit_runtime::kafka::producer(&kafka(&e, &raw_prefix), "bench-fanout-lat").create()?;
-    let sent = publish(&rp, &raw_naming.records(), &rw.records, rate).await?;
+    let producer: FutureProducer =
+        credit_runtime::kafka::producer(&k, "bench-fanout-lat").create()?;
+    let from = Instant::now() + warmup;
+    let sent = publish(&producer, &input, &input, &w.records, rate).await?;
     let got = reader
         .join()
         .map_err(|_| anyhow::anyhow!("reader panicked"))??;
     stop.cancel();
-    copier.await??;
-    let (r50, r99, rn) = percentiles(&rw, &sent, &got);
+    let raw_acked = copier.await??;
+    let raw_read = percentiles(&w, &sent, &got, from);
+    let raw_ack = percentiles(&w, &sent, &raw_acked, from);
 
-    // Latency of the engine at the same rate, on fresh topics.
-    let (lat_prefix, lat_naming) = setup(&e, "fl").await?;
-    let lat_schema = record_schema(&registry.url(), &lat_naming).await?;
-    let lw = credit_bus_tests::engine::workload(a.latency_records, lat_schema, 6);
-    let lat_total = expected_notices(&lw);
-    let (reader, ready) = spawn_read_back(&a, &lat_naming, lat_total);
-    let engine = start_engine(&a, &lat_prefix, &registry.url())?;
+    teardown(e, &naming).await?;
+
+    // The engine. Its warm-up record goes to the copy topic, which it does
+    // not read.
+    let (prefix, naming) = setup(e, "lat-engine").await?;
+    anyhow::ensure!(record_schema(registry, &naming).await? == schema);
+    let input = copy_topic(&prefix);
+    let k = kafka(e, &prefix);
+    let (reader, ready) = spawn_read_back(a, &naming, (total, 5));
+    let engine = start_engine(a, &prefix, registry)?;
     while !ready.load(Ordering::Acquire) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     // Let the engine join its group and recover its partitions first: the
     // recovery histogram counts one observation per partition recovered.
     let deadline = Instant::now() + Duration::from_secs(60);
+    let recovered = format!("{}_count", MetricName::EngineRecoveryDuration.exported());
     while metric(&engine.tel.render()?, &recovered) < a.partitions as f64 {
         anyhow::ensure!(
             Instant::now() < deadline,
@@ -547,55 +662,136 @@ pub async fn run(a: FanoutArgs) -> anyhow::Result<()> {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let lp: FutureProducer =
-        credit_runtime::kafka::producer(&kafka(&e, &lat_prefix), "bench-fanout-lat").create()?;
-    let sent = publish(&lp, &lat_naming.records(), &lw.records, rate).await?;
+    let producer: FutureProducer =
+        credit_runtime::kafka::producer(&k, "bench-fanout-lat").create()?;
+    let from = Instant::now() + warmup;
+    // The engine's histogram as the warm-up ends: only what it observes
+    // after that counts.
+    let before = {
+        let tel = engine.tel.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep_until(from.into()).await;
+            tel.render()
+        })
+    };
+    let sent = publish(&producer, &naming.records(), &input, &w.records, rate).await?;
     let got = reader
         .join()
         .map_err(|_| anyhow::anyhow!("reader panicked"))??;
-    let own = engine.tel.render()?;
+    let (before, after) = (before.await??, engine.tel.render()?);
     engine.stop.cancel();
     let _ = engine.handle.await;
-    registry.stop().await?;
-    let (e50, e99, en) = percentiles(&lw, &sent, &got);
+    teardown(e, &naming).await?;
     let hist = MetricName::EngineFanoutLatency.exported();
-    let (h50, h99) = (
-        bucket_quantile(&own, hist, 0.5),
-        bucket_quantile(&own, hist, 0.99),
-    );
+    Ok(Latency {
+        rate,
+        raw_ack,
+        raw_read,
+        engine_read: percentiles(&w, &sent, &got, from),
+        engine_hist: (
+            bucket_quantile(&before, &after, hist, 0.5),
+            bucket_quantile(&before, &after, hist, 0.99),
+        ),
+    })
+}
 
+pub async fn run(a: FanoutArgs) -> anyhow::Result<()> {
+    let e = args(&a);
+    // The registry creates its own store topic; the records subject needs no topic.
+    let registry = start_registry(&e, &format!("bench-reg-{}", std::process::id())).await?;
+    let schema = record_schema(&registry.url(), &Naming::new("bench-reg")).await?;
+    let w = credit_bus_tests::engine::workload(a.records, schema, 5);
+    let total = expected_notices(&w);
     println!(
-        "{:<26}{:>14}{:>24}",
-        "", "notices/s", "notices/CPU-s (bench)"
+        "fan-out through the broker at {}: {} records, {} list entries, {total} notices, {} partitions, batch {}, {} rounds",
+        a.brokers,
+        w.records.len(),
+        w.entries.len(),
+        a.partitions,
+        a.batch_size,
+        a.rounds
+    );
+    // Rounds alternate the engine and the baseline, each on topics of their
+    // own, deleted once done, so a drift of the host or the broker shows as
+    // spread, not as a ratio, and the broker holds about one bus's topics at
+    // a time. The latency runs come after the first engine round, whose rate
+    // sets theirs.
+    let mut written: Vec<Written> = Vec::new();
+    let mut rounds = Vec::with_capacity(a.rounds);
+    let mut lat = None;
+    println!(
+        "{:<8}{:>16}{:>20}{:>16}{:>20}{:>10}",
+        "round",
+        "engine notices/s",
+        "per CPU-s (bench)",
+        "raw records/s",
+        "per CPU-s (bench)",
+        "ratio"
+    );
+    for round in 0..a.rounds.max(1) {
+        let (engine, naming) = engine_round(&a, &e, &registry.url(), &w, total, round).await?;
+        if written.is_empty() {
+            written = read_all(&a.brokers, &naming, a.partitions, total)?;
+        }
+        teardown(&e, &naming).await?;
+        if lat.is_none() {
+            let rate = if a.latency_rate > 0.0 {
+                a.latency_rate
+            } else {
+                engine.per_s * w.records.len() as f64 / total as f64 / 2.0
+            };
+            lat = Some(latency(&a, &e, &registry.url(), &written, rate).await?);
+        }
+        let (raw_prefix, raw_naming) = setup(&e, &format!("fr{round}")).await?;
+        let raw = raw_round(&e, &written, &raw_prefix).await?;
+        teardown(&e, &raw_naming).await?;
+        println!(
+            "{:<8}{:>16.0}{:>20.0}{:>16.0}{:>20.0}{:>10.3}",
+            round + 1,
+            engine.per_s,
+            engine.per_cpu_s,
+            raw.per_s,
+            raw.per_cpu_s,
+            engine.per_s / raw.per_s
+        );
+        rounds.push((engine, raw));
+    }
+    registry.stop().await?;
+    let ratios: Vec<f64> = rounds.iter().map(|(e, r)| e.per_s / r.per_s).collect();
+    let engine_rate = median(rounds.iter().map(|(e, _)| e.per_s).collect());
+    let entry_rate = engine_rate * w.records.len() as f64 / total as f64;
+    let mean = written.iter().map(|w| w.payload.len()).sum::<usize>() as f64 / total as f64;
+    println!(
+        "ratio (engine/raw): median {:.3}, min {:.3}, max {:.3}",
+        median(ratios.clone()),
+        ratios.iter().copied().fold(f64::INFINITY, f64::min),
+        ratios.iter().copied().fold(0.0, f64::max)
     );
     println!(
-        "{:<26}{:>14.0}{:>24.0}",
-        "raw rdkafka produce",
-        raw_rate,
-        total as f64 / raw_cpu.max(1e-9)
+        "  the baseline copies the engine's notices (key, payload of {mean:.0} bytes on average, headers); engine entries/s (median) {entry_rate:.0}"
     );
+    let l = lat.expect("the first round measured latency");
     println!(
-        "{:<26}{:>14.0}{:>24.0}",
-        "engine fan-out",
-        engine_rate,
-        total as f64 / engine_cpu.max(1e-9)
+        "  latency at {:.0} records/s, half the first round's engine rate ({:.0} s measured after {:.0} s of warm-up at the same rate):",
+        l.rate, a.latency_secs, a.warmup_secs
     );
-    println!(
-        "{:<26}{:>14.3}",
-        "ratio (engine/raw)",
-        engine_rate / raw_rate
+    let row = |what: &str, (p50, p99, n): (f64, f64, usize)| {
+        println!("    {what:<58} p50 {p50:>6.1} ms, p99 {p99:>6.1} ms ({n} entries)")
+    };
+    row(
+        "raw rdkafka fan-out, published -> last record acknowledged",
+        l.raw_ack,
     );
-    println!(
-        "  the baseline copies the engine's notices (key, payload of {mean:.0} bytes on average, headers); engine entries/s {:.0}",
-        entry_rate
+    row(
+        "raw rdkafka fan-out, published -> last record read back",
+        l.raw_read,
     );
+    row("engine, published -> last notice read back", l.engine_read);
     println!(
-        "  latency, entry published -> last of its notices read back, at {rate:.0} records/s:"
-    );
-    println!("    raw rdkafka fan-out       p50 {r50:.1} ms, p99 {r99:.1} ms ({rn} entries)");
-    println!("    engine fan-out            p50 {e50:.1} ms, p99 {e99:.1} ms ({en} entries)");
-    println!(
-        "  engine's own histogram, input timestamp -> last notice acknowledged: p50 <= {h50} ms, p99 <= {h99} ms (bucket bounds)"
+        "    {:<58} p50 <= {} ms, p99 <= {} ms (bucket bounds)",
+        "engine's histogram, input timestamp -> last notice acked",
+        l.engine_hist.0,
+        l.engine_hist.1
     );
     Ok(())
 }

@@ -74,6 +74,8 @@ pub fn spawn_engine(
 pub struct Workload {
     pub records: Vec<(String, Vec<u8>)>,
     pub entries: Vec<Entry>,
+    /// The registry id the records are framed with.
+    pub schema_id: u32,
 }
 
 pub fn workload(n: usize, schema_id: u32, seed: u64) -> Workload {
@@ -107,7 +109,11 @@ pub fn workload(n: usize, schema_id: u32, seed: u64) -> Workload {
         records.push((ctx.record_id().to_string(), buf));
         entries.extend(entry);
     }
-    Workload { records, entries }
+    Workload {
+        records,
+        entries,
+        schema_id,
+    }
 }
 
 /// Counts notice ids (`record/measure/department/kind/generation`) per department.

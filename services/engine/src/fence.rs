@@ -84,6 +84,7 @@ pub struct ClaimWatch {
     shared: Arc<(Mutex<Shared>, Condvar)>,
     stop: Arc<AtomicBool>,
     validity: Duration,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 /// Pause between looks: a look stays usable for a third of the grace (500 ms
@@ -104,7 +105,7 @@ impl ClaimWatch {
         let shared: Arc<(Mutex<Shared>, Condvar)> = Arc::default();
         let stop = Arc::new(AtomicBool::new(false));
         let (sh, st) = (shared.clone(), stop.clone());
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("claim-watch".into())
             .spawn(move || watch(&reader, &changelog, &owner, &sh, &st))
             .expect("the claim watch thread starts");
@@ -112,6 +113,7 @@ impl ClaimWatch {
             shared,
             stop,
             validity: grace / 3,
+            thread: Some(thread),
         })
     }
 
@@ -183,9 +185,14 @@ impl ClaimWatch {
 }
 
 impl Drop for ClaimWatch {
+    /// Stops the thread and waits for it (it notices within a look or 200 ms),
+    /// so a stopped engine leaves no Kafka client behind.
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         self.shared.1.notify_all();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 }
 
