@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use credit_engine::state::{Checkpoint, EntryState, PartitionState};
+use credit_engine::state::{Checkpoint, PartitionState, StoredEntry};
 use credit_measures::Catalogue;
 use credit_runtime::config::KafkaConfig;
 use rdkafka::Offset;
@@ -100,15 +100,18 @@ pub type DryRun = BTreeMap<(String, String), (usize, usize)>;
 /// What activating `version` would send now, from the engine's changelog:
 /// the same planning the engine runs, on a copy of each partition's state.
 pub fn dry_run(kafka: &KafkaConfig, version: u32) -> anyhow::Result<DryRun> {
-    let new = published(kafka)?
-        .into_iter()
+    let catalogues = published(kafka)?;
+    let new = catalogues
+        .iter()
         .find(|c| c.version == version)
+        .cloned()
         .with_context(|| format!("catalogue version {version} is not published"))?;
     let naming = kafka.naming();
     let changelog = naming.engine_state();
     let n = partitions(kafka, &changelog)?;
     let reader = credit_runtime::kafka::reader(kafka, "credit-bus-dry-run")?;
     let mut states: HashMap<i32, PartitionState> = HashMap::new();
+    let mut stored: HashMap<(i32, String), StoredEntry> = HashMap::new();
     let parts: Vec<(i32, Offset)> = (0..n).map(|p| (p, Offset::Beginning)).collect();
     credit_runtime::kafka::read_to_end(
         &reader,
@@ -125,13 +128,23 @@ pub fn dry_run(kafka: &KafkaConfig, version: u32) -> anyhow::Result<DryRun> {
                     st.checkpoint = cp;
                 }
             } else if key.starts_with(b"entry/")
-                && let Ok(e) = serde_json::from_slice::<EntryState>(value)
+                && let Ok(e) = serde_json::from_slice::<StoredEntry>(value)
             {
-                st.entries.insert(e.record_id.clone(), e);
+                stored.insert((m.partition(), e.record_id.clone()), e);
             }
         },
     )
     .map_err(anyhow::Error::msg)?;
+    // The last value of each entry, its duties restored from its version.
+    for ((p, _), e) in stored {
+        let c = catalogues.iter().find(|c| c.version == e.catalogue_version);
+        let e = e.restore(c).map_err(anyhow::Error::msg)?;
+        states
+            .entry(p)
+            .or_default()
+            .entries
+            .insert(e.record_id.clone(), e);
+    }
     let mut out = DryRun::new();
     for st in states.values_mut() {
         for n in st.plan_activation(&new) {

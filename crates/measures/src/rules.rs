@@ -41,16 +41,21 @@ pub const fn applying(kind: Kind) -> NoticeKind {
 /// punishment, its lift, a re-application after a later catalogue version...),
 /// so a replay computes the same id and a genuine re-application a new one.
 pub fn notice_id(t: &Target, kind: NoticeKind, generation: u32) -> String {
+    notice_id_of(&t.record_id, &t.measure_id, t.department, kind, generation)
+}
+
+/// [`notice_id`] from the target's parts, for callers that hold them borrowed.
+pub fn notice_id_of(
+    record_id: &str,
+    measure_id: &str,
+    department: &str,
+    kind: NoticeKind,
+    generation: u32,
+) -> String {
     // Built by hand: `format!` cost more than the rest of planning a notice.
     let mut g = itoa::Buffer::new();
     let g = g.format(generation);
-    let parts = [
-        t.record_id.as_str(),
-        t.measure_id.as_str(),
-        t.department,
-        kind.as_str(),
-        g,
-    ];
+    let parts = [record_id, measure_id, department, kind.as_str(), g];
     let mut id = String::with_capacity(parts.iter().map(|p| p.len() + 1).sum());
     for (i, p) in parts.iter().enumerate() {
         if i > 0 {
@@ -61,26 +66,42 @@ pub fn notice_id(t: &Target, kind: NoticeKind, generation: u32) -> String {
     id
 }
 
-/// Every target an entry binds under `catalogue`, with the kind of notice that applies it.
-pub fn targets(catalogue: &Catalogue, entry: &Entry) -> BTreeMap<Target, NoticeKind> {
-    let mut out = BTreeMap::new();
-    for m in catalogue
+/// Every (measure, implementing department) a catalogue binds to an entry of
+/// this list and subject type, ordered by measure id, then department (the
+/// order of [`targets`]), each once. Borrows from the catalogue: the
+/// engine plans every new entry with it, and allocating targets per notice
+/// was a measurable share of its CPU.
+pub fn bound(
+    catalogue: &Catalogue,
+    list: ListType,
+    subject: SubjectType,
+) -> Vec<(&crate::Measure, &'static str)> {
+    let mut out: Vec<(&crate::Measure, &'static str)> = catalogue
         .measures
         .iter()
-        .filter(|m| m.applies_to(entry.list_type, entry.subject_type))
-    {
-        for d in &m.departments {
-            out.insert(
+        .filter(|m| m.applies_to(list, subject))
+        .flat_map(|m| m.departments.iter().map(move |d| (m, *d)))
+        .collect();
+    out.sort_unstable_by(|a, b| (a.0.id.as_str(), a.1).cmp(&(b.0.id.as_str(), b.1)));
+    out.dedup_by(|a, b| a.0.id == b.0.id && a.1 == b.1);
+    out
+}
+
+/// Every target an entry binds under `catalogue`, with the kind of notice that applies it.
+pub fn targets(catalogue: &Catalogue, entry: &Entry) -> BTreeMap<Target, NoticeKind> {
+    bound(catalogue, entry.list_type, entry.subject_type)
+        .into_iter()
+        .map(|(m, d)| {
+            (
                 Target {
                     record_id: entry.record_id.clone(),
                     measure_id: m.id.clone(),
                     department: d,
                 },
                 applying(m.kind),
-            );
-        }
-    }
-    out
+            )
+        })
+        .collect()
 }
 
 /// What activating a new catalogue version means for the active entries.

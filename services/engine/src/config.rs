@@ -41,12 +41,16 @@ impl Validate for EngineConfig {
 impl EngineConfig {
     /// The catalogue this instance applies (validated at config load).
     pub fn catalogue(&self) -> Result<credit_measures::Catalogue, credit_measures::CatalogueError> {
+        credit_measures::Catalogue::parse(&self.catalogue_text()?)
+    }
+
+    /// The TOML text of [`EngineConfig::catalogue`], as it is published.
+    pub fn catalogue_text(&self) -> Result<String, credit_measures::CatalogueError> {
         if self.catalogue_file.is_empty() {
-            credit_measures::Catalogue::parse(credit_measures::V1)
+            Ok(credit_measures::V1.to_string())
         } else {
-            let text = std::fs::read_to_string(&self.catalogue_file)
-                .map_err(|e| credit_measures::CatalogueError(vec![e.to_string()]))?;
-            credit_measures::Catalogue::parse(&text)
+            std::fs::read_to_string(&self.catalogue_file)
+                .map_err(|e| credit_measures::CatalogueError(vec![e.to_string()]))
         }
     }
 }

@@ -36,8 +36,8 @@ use rustc_hash::FxHashMap;
 use crate::config::Config;
 use crate::fence::{ClaimWatch, Verdict as Fence};
 use crate::state::{
-    Activation, Checkpoint, Claim, Command, EntryState, Input, InputPosition, InputTopic,
-    PartitionState, Planned, floor_key, parse_floor_key,
+    Activation, Checkpoint, Claim, Command, Input, InputPosition, InputTopic, PartitionState,
+    Planned, StoredEntry, floor_key, parse_floor_key, write_entry,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -210,17 +210,19 @@ struct Instruments {
 
 /// Reads one changelog partition to its end (entries and the last checkpoint),
 /// then every output partition from its floor to its end for notices this
-/// partition already sent.
+/// partition already sent. The entries come back as stored (the last value
+/// of each), for [`Engine::recover`] to restore with their catalogue versions.
 fn replay_changelog(
     k: &KafkaConfig,
     changelog: &str,
     (records, commands): (&str, &str),
     p: i32,
-) -> Result<PartitionState, String> {
+) -> Result<(PartitionState, Vec<StoredEntry>), String> {
     const LIMIT: Duration = Duration::from_secs(120);
     let c =
         credit_runtime::kafka::reader(k, "credit-engine-recovery").map_err(|e| e.to_string())?;
     let mut st = PartitionState::default();
+    let mut stored: FxHashMap<String, StoredEntry> = FxHashMap::default();
     credit_runtime::kafka::read_to_end(&c, changelog, &[(p, Offset::Beginning)], LIMIT, |m| {
         st.tail = m.offset() + 1;
         let (Some(key), Some(value)) = (m.key(), m.payload()) else {
@@ -233,9 +235,9 @@ fn replay_changelog(
                 st.checkpoint = cp;
             }
         } else if key.starts_with(b"entry/")
-            && let Ok(e) = serde_json::from_slice::<EntryState>(value)
+            && let Ok(e) = serde_json::from_slice::<StoredEntry>(value)
         {
-            st.entries.insert(e.record_id.clone(), e);
+            stored.insert(e.record_id.clone(), e);
         }
     })?;
     // Output partitions grouped by topic, each topic scanned by its own reader in
@@ -295,7 +297,7 @@ fn replay_changelog(
         st.already_sent.extend(ids?);
     }
     st.next = st.checkpoint.next.clone();
-    Ok(st)
+    Ok((st, stored.into_values().collect()))
 }
 
 /// Every valid catalogue version on the catalogue topic (values under
@@ -411,7 +413,19 @@ impl Engine {
             .collect();
         for r in replays {
             let (p, st) = r.await.map_err(|e| Error::Recovery(-1, e.to_string()))?;
-            let mut st = st.map_err(|e| Error::Recovery(p, e))?;
+            let (mut st, stored) = st.map_err(|e| Error::Recovery(p, e))?;
+            if stored
+                .iter()
+                .filter_map(StoredEntry::needs_catalogue)
+                .any(|v| !self.catalogues.contains_key(&v))
+            {
+                self.load_catalogues().await?;
+            }
+            for e in stored {
+                let c = self.catalogues.get(&e.catalogue_version);
+                let e = e.restore(c).map_err(|e| Error::Recovery(p, e))?;
+                st.entries.insert(e.record_id.clone(), e);
+            }
             tracing::info!(
                 pid = std::process::id(),
                 partition = p,
@@ -503,6 +517,45 @@ impl Engine {
             self.catalogues.entry(c.version).or_insert(c);
         }
         self.measure_text = measure_text(&self.catalogues);
+        Ok(())
+    }
+
+    /// Makes sure the configured catalogue is on the catalogue topic, so
+    /// every reader of the changelog (another instance, `credit-bus catalogue
+    /// activate --dry-run`) can restore the duties an entry leaves out from its
+    /// version; a version published there with other content is refused.
+    async fn publish_base_catalogue(
+        &mut self,
+        config: &crate::config::EngineConfig,
+    ) -> Result<(), Error> {
+        let (k, (topic, parts)) = (self.kafka.clone(), self.catalogue_topic.clone());
+        let published = tokio::task::spawn_blocking(move || read_catalogues(&k, &topic, parts))
+            .await
+            .map_err(|e| Error::Config(e.to_string()))?
+            .map_err(Error::Config)?;
+        match published.iter().find(|c| c.version == self.base_version) {
+            Some(c) if *c == self.catalogues[&self.base_version] => return Ok(()),
+            Some(_) => {
+                return Err(Error::Config(format!(
+                    "catalogue version {} on {} differs from the configured one: bump `version`",
+                    self.base_version, self.catalogue_topic.0
+                )));
+            }
+            None => {}
+        }
+        let text = config
+            .catalogue_text()
+            .map_err(|e| Error::Config(e.to_string()))?;
+        let acks = Acks::new();
+        acks.send(
+            &self.producer,
+            BaseRecord::to(&self.catalogue_topic.0)
+                .key(&format!("version/{}", self.base_version))
+                .payload(text.as_bytes()),
+        )
+        .await?;
+        acks.wait().await?;
+        tracing::info!(version = self.base_version, topic = %self.catalogue_topic.0, "published the configured catalogue version");
         Ok(())
     }
 
@@ -858,9 +911,11 @@ impl Engine {
             let dirty: Vec<String> = st.dirty.drain().collect();
             let mut entries = Vec::with_capacity(dirty.len());
             for id in dirty {
-                // Sized for a typical entry, so the writer does not regrow it.
-                let mut v = Vec::with_capacity(2048);
-                serde_json::to_writer(&mut v, &st.entries[&id]).expect("entries serialise");
+                let e = &st.entries[&id];
+                // Sized for a typical entry without its duties, so the
+                // writer does not regrow it.
+                let mut v = Vec::with_capacity(512);
+                write_entry(&mut v, e, self.catalogues.get(&e.catalogue_version));
                 entries.push((format!("entry/{id}"), v));
             }
             checkpoints.push((
@@ -1212,6 +1267,12 @@ pub async fn run(
         )));
     }
     let catalogue_topic = (naming.catalogue(), partitions(&naming.catalogue()));
+    if catalogue_topic.1 == 0 {
+        return Err(Error::Config(format!(
+            "{} must exist: run `credit-bus topics create`",
+            catalogue_topic.0
+        )));
+    }
     let notice_partitions = credit_core::DEPARTMENTS
         .iter()
         .map(|d| {
@@ -1286,6 +1347,7 @@ pub async fn run(
         tracer: tel.tracer().clone(),
         group: naming.engine_group(),
     };
+    engine.publish_base_catalogue(&config.engine).await?;
     tracing::info!(
         catalogue_version = base_version,
         measures = engine.catalogues[&base_version].measures.len(),
