@@ -196,13 +196,14 @@ fn trace_cost(n: usize) {
     );
 }
 
-/// Plans every notice of `n` list entries under the shipped catalogue (ids,
-/// duties) and encodes each with Confluent framing, on one core; baseline:
-/// copying the same number of equally sized byte strings.
+/// Plans every notice of `n` list entries under the shipped catalogue with the
+/// engine's own planning (`PartitionState::plan_record`: the entry's state,
+/// its duties, the notice ids) and encodes each with Confluent framing, on one
+/// core; baseline: copying the same number of equally sized byte strings.
 fn notices(n: usize) {
     use credit_core::notice::Notice;
     use credit_core::record::{ListType, SubjectType};
-    use credit_measures::rules::{self, Entry};
+    use credit_engine::state::{Input, PartitionState};
     let catalogue =
         credit_measures::Catalogue::parse(credit_measures::V1).expect("shipped catalogue");
     let lists = [
@@ -212,51 +213,62 @@ fn notices(n: usize) {
         ListType::CustomsDishonest,
         ListType::SeriousViolation,
     ];
-    let entries: Vec<Entry> = (0..n)
-        .map(|i| Entry {
+    let inputs: Vec<Input> = (0..n)
+        .map(|i| Input {
             record_id: format!("courts:{}:{i}", i % 4),
-            list_type: lists[i % lists.len()],
+            department: "courts".into(),
+            list_type: Some(lists[i % lists.len()]),
+            is_list_entry: true,
             subject_type: if i % 3 == 0 {
                 SubjectType::NaturalPerson
             } else {
                 SubjectType::LegalPerson
             },
+            subject_key: "91440101MA59UU8U0F".into(),
+            subject_name: "广州市恒信建材有限公司".into(),
+            decision_number: "(2020)粤0106执123号".into(),
+            topic: "credit.records".into(),
+            partition: 1,
+            offset: i as i64,
         })
         .collect();
+    // The engine's own planning: a partition's state records each entry and
+    // its duties and returns the notices to send.
+    let mut state = PartitionState::default();
     let mut buf = Vec::with_capacity(1024);
     let mut count = 0usize;
     let mut bytes = 0usize;
     let mut block_ns = Vec::with_capacity(n / 64 + 1);
     let start = Instant::now();
-    for chunk in entries.chunks(64) {
+    for chunk in inputs.chunks(64) {
         let t = Instant::now();
         let mut in_chunk = 0;
-        for e in chunk {
-            for (target, kind) in rules::targets(&catalogue, e) {
-                let id = rules::notice_id(&target, kind, 1);
+        for input in chunk {
+            for p in state.plan_record(&catalogue, input) {
                 let m = catalogue
-                    .measure(&target.measure_id)
-                    .expect("target from catalogue");
+                    .measure(&p.measure_id)
+                    .expect("planned from the catalogue");
+                let e = &state.entries[&p.record_id];
                 let notice = Notice {
-                    notice_id: &id,
-                    kind,
-                    department: target.department,
+                    notice_id: &p.notice_id,
+                    kind: p.kind,
+                    department: p.department,
                     measure_id: &m.id,
                     measure_name: &m.name_zh,
                     legal_basis: &m.legal_basis,
                     catalogue_version: catalogue.version as i32,
-                    generation: 1,
-                    record_id: &e.record_id,
-                    list_type: e.list_type.symbol(),
-                    subject_type: e.subject_type.symbol(),
-                    subject_key: "91440101MA59UU8U0F",
-                    subject_name: "广州市恒信建材有限公司",
-                    identifying_department: "courts",
-                    decision_number: "(2020)粤0106执123号",
+                    generation: p.generation as i32,
+                    record_id: &p.record_id,
+                    list_type: &e.list_type,
+                    subject_type: &e.subject_type,
+                    subject_key: &e.subject_key,
+                    subject_name: &e.subject_name,
+                    identifying_department: &e.department,
+                    decision_number: &e.decision_number,
                     reason: None,
-                    source_topic: "credit.records",
-                    source_partition: 1,
-                    source_offset: 42,
+                    source_topic: &e.topic,
+                    source_partition: e.partition,
+                    source_offset: e.offset,
                 };
                 buf.clear();
                 credit_schemas::encode::notice_framed(&mut buf, 2, &notice);
