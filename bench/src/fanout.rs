@@ -3,21 +3,25 @@
 //! produce of the same number of equally sized records to the same topics, in
 //! the same run.
 //!
-//! * Throughput: the engine drains a pre-published backlog of entries; the
-//!   clock runs from the end of its recovery (every partition claimed, read
-//!   and given floors) to the metric counting the last notice acknowledged
-//!   (claim and recovery are measured by the chaos test). The baseline is a
-//!   raw copy of exactly the records the engine wrote (keys, payloads,
-//!   headers, partitions; so equally sized and equally compressible) to fresh
-//!   department topics, with the same producer and acknowledgement counting,
-//!   awaiting every acknowledgement.
-//! * Latency: on fresh topics, entries published at half the measured entry
-//!   rate (or `--latency-rate`); latency is from handing an entry to the
-//!   producer to reading back the last of its notices (an upper bound on "last
-//!   notice acknowledged"), beside a raw fan-out (consume, produce as many
-//!   records as the entry has notices, store offsets after the acks) at the
-//!   same rate. The engine's own histogram of input timestamp to last notice
-//!   acknowledged is printed too.
+//! * Throughput, in `--rounds`: the engine drains a pre-published backlog of
+//!   entries; the clock runs from the end of its recovery (every partition
+//!   claimed, read and given floors) to the metric counting the last notice
+//!   acknowledged (claim and recovery are measured by the chaos test). Then
+//!   the baseline: a raw copy of exactly the records the engine wrote (keys,
+//!   payloads, headers, partitions; so equally sized and equally
+//!   compressible), with the same producer and acknowledgement counting,
+//!   awaiting every acknowledgement. Each on topics of its own, deleted when
+//!   done; each round's ratio and the median are printed.
+//! * Latency, after the first round: entries published at half its engine
+//!   rate (or `--latency-rate`) for `--warmup-secs` + `--latency-secs`,
+//!   counting only those published after the warm-up; first through a raw
+//!   fan-out (consume, produce as many records as the entry has notices,
+//!   store offsets after the acks: latency to the last record acknowledged and
+//!   read back), then through the engine (to the last notice read back, and
+//!   its own histogram of input timestamp to last notice acknowledged over the
+//!   same window), each on fresh topics.
+//!
+//! Restart tansu before a run: what it holds slows it down (docs/engine.md).
 
 use std::collections::HashMap;
 use std::sync::Arc;
