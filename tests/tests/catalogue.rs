@@ -12,6 +12,7 @@ use credit_bus_tests::*;
 use credit_core::notice::NoticeKind;
 use credit_measures::Catalogue;
 use credit_measures::rules;
+use rdkafka::message::Message;
 use rdkafka::producer::FutureProducer;
 
 /// Version 2: `restrict-subsidies` dropped, one new measure for every
@@ -175,6 +176,91 @@ async fn activating_a_new_version_sends_exactly_the_delta_once() {
         delta.apply.len(),
         delta.lift.len(),
         seen.len()
+    );
+    registry.stop().await;
+}
+
+/// An engine puts its configured version on the catalogue topic, where the
+/// entries it writes without their duties find it again; an engine whose
+/// configured version is there with other content refuses to start, and so
+/// does publishing other content under that number.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_engine_publishes_its_catalogue_version_and_refuses_another_under_that_number() {
+    let log = std::env::temp_dir().join(format!("{}.log", unique("engine-catalogue")));
+    let waiting = |engine: &mut Proc, limit: Duration| {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            if let Some(s) = engine.0.try_wait().unwrap() {
+                return Some(s);
+            }
+            if std::time::Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+
+    // A fresh bus: the engine publishes version 1 as shipped.
+    let prefix = unique("t-cat-base");
+    let (naming, registry, _) = setup(&prefix).await;
+    let mut engine = spawn_engine(
+        &brokers(),
+        &prefix,
+        &registry.url,
+        &log,
+        "cat-a",
+        free_port(),
+    );
+    let got = consume_until(
+        &naming.catalogue(),
+        Duration::from_secs(60),
+        Duration::ZERO,
+        |m| !m.is_empty(),
+    );
+    assert_eq!(got.len(), 1, "one version on {}", naming.catalogue());
+    assert_eq!(got[0].key(), Some(&b"version/1"[..]));
+    assert_eq!(got[0].payload(), Some(credit_measures::V1.as_bytes()));
+    assert!(
+        waiting(&mut engine, Duration::from_secs(2)).is_none(),
+        "the engine runs on"
+    );
+    drop(engine);
+    let other = credit_measures::V1.replacen("限制", "严格限制", 1);
+    assert_ne!(other, credit_measures::V1);
+    let file = std::env::temp_dir().join(format!("{}.toml", unique("catalogue-v1-other")));
+    std::fs::write(&file, &other).unwrap();
+    let out = cli(&prefix, &["catalogue", "publish", file.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("already published with other content"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    registry.stop().await;
+
+    // A bus whose version 1 says something else: the engine refuses.
+    let prefix = unique("t-cat-other");
+    let (_, registry, _) = setup(&prefix).await;
+    let out = cli(&prefix, &["catalogue", "publish", file.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut engine = spawn_engine(
+        &brokers(),
+        &prefix,
+        &registry.url,
+        &log,
+        "cat-b",
+        free_port(),
+    );
+    let status = waiting(&mut engine, Duration::from_secs(60)).expect("the engine stops");
+    assert!(!status.success());
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("catalogue version 1") && text.contains("differs from the configured one"),
+        "{text}"
     );
     registry.stop().await;
 }
