@@ -201,7 +201,6 @@ fn trace_cost(n: usize) {
 /// its duties, the notice ids) and encodes each with Confluent framing, on one
 /// core; baseline: copying the same number of equally sized byte strings.
 fn notices(n: usize) {
-    use credit_core::notice::Notice;
     use credit_core::record::{ListType, SubjectType};
     use credit_engine::state::{Input, PartitionState};
     let catalogue =
@@ -249,27 +248,7 @@ fn notices(n: usize) {
                     .measure(&p.measure_id)
                     .expect("planned from the catalogue");
                 let e = &state.entries[&p.record_id];
-                let notice = Notice {
-                    notice_id: &p.notice_id,
-                    kind: p.kind,
-                    department: p.department,
-                    measure_id: &m.id,
-                    measure_name: &m.name_zh,
-                    legal_basis: &m.legal_basis,
-                    catalogue_version: catalogue.version as i32,
-                    generation: p.generation as i32,
-                    record_id: &p.record_id,
-                    list_type: &e.list_type,
-                    subject_type: &e.subject_type,
-                    subject_key: &e.subject_key,
-                    subject_name: &e.subject_name,
-                    identifying_department: &e.department,
-                    decision_number: &e.decision_number,
-                    reason: None,
-                    source_topic: &e.topic,
-                    source_partition: e.partition,
-                    source_offset: e.offset,
-                };
+                let notice = p.notice(e, &m.name_zh, &m.legal_basis);
                 buf.clear();
                 credit_schemas::encode::notice_framed(&mut buf, 2, &notice);
                 bytes += buf.len();

@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use apache_avro::types::Value;
-use credit_core::notice::{ENGINE_INPUT_HEADER, Notice};
+use credit_core::notice::ENGINE_INPUT_HEADER;
 use credit_core::record::{InfoKind, ListType, SubjectType};
 use credit_measures::Catalogue;
 use credit_runtime::acks::{AckContext, AckProducer, Acks};
@@ -853,27 +853,7 @@ impl Engine {
                 .measure_text
                 .get(&n.measure_id)
                 .map_or(("", ""), |(a, b)| (a.as_str(), b.as_str()));
-            let notice = Notice {
-                notice_id: &n.notice_id,
-                kind: n.kind,
-                department: n.department,
-                measure_id: &n.measure_id,
-                measure_name,
-                legal_basis,
-                catalogue_version: e.catalogue_version as i32,
-                generation: n.generation as i32,
-                record_id: &n.record_id,
-                list_type: &e.list_type,
-                subject_type: &e.subject_type,
-                subject_key: &e.subject_key,
-                subject_name: &e.subject_name,
-                identifying_department: &e.department,
-                decision_number: &e.decision_number,
-                reason: n.reason.map(|r| r.as_str()),
-                source_topic: &e.topic,
-                source_partition: e.partition,
-                source_offset: e.offset,
-            };
+            let notice = n.notice(e, measure_name, legal_basis);
             buf.clear();
             encode::notice_framed(&mut buf, self.notice_schema_ids[n.department], &notice);
             let topic = self.notice_partitions[n.department].0.as_str();

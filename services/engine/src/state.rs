@@ -409,6 +409,39 @@ pub struct Planned {
     pub reason: Option<EndReason>,
 }
 
+impl Planned {
+    /// The notice this plan sends for entry `e`, with its measure's name and
+    /// legal basis.
+    pub fn notice<'a>(
+        &'a self,
+        e: &'a EntryState,
+        measure_name: &'a str,
+        legal_basis: &'a str,
+    ) -> credit_core::notice::Notice<'a> {
+        credit_core::notice::Notice {
+            notice_id: &self.notice_id,
+            kind: self.kind,
+            department: self.department,
+            measure_id: &self.measure_id,
+            measure_name,
+            legal_basis,
+            catalogue_version: e.catalogue_version as i32,
+            generation: self.generation as i32,
+            record_id: &self.record_id,
+            list_type: &e.list_type,
+            subject_type: &e.subject_type,
+            subject_key: &e.subject_key,
+            subject_name: &e.subject_name,
+            identifying_department: &e.department,
+            decision_number: &e.decision_number,
+            reason: self.reason.map(|r| r.as_str()),
+            source_topic: &e.topic,
+            source_partition: e.partition,
+            source_offset: e.offset,
+        }
+    }
+}
+
 /// Why a command was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CommandError {
