@@ -234,21 +234,22 @@ fn notices(n: usize) {
     // The engine's own planning: a partition's state records each entry and
     // its duties and returns the notices to send.
     let mut state = PartitionState::default();
+    let text =
+        credit_engine::pipeline::measure_text(&[(catalogue.version, catalogue.clone())].into());
     let mut buf = Vec::with_capacity(1024);
     let mut count = 0usize;
     let mut bytes = 0usize;
     let mut block_ns = Vec::with_capacity(n / 64 + 1);
     let start = Instant::now();
-    for chunk in inputs.chunks(64) {
+    let mut inputs = inputs.into_iter().peekable();
+    while inputs.peek().is_some() {
         let t = Instant::now();
         let mut in_chunk = 0;
-        for input in chunk {
+        for input in inputs.by_ref().take(64) {
             for p in state.plan_record(&catalogue, input) {
-                let m = catalogue
-                    .measure(&p.measure_id)
-                    .expect("planned from the catalogue");
-                let e = &state.entries[&p.record_id];
-                let notice = p.notice(e, &m.name_zh, &m.legal_basis);
+                let (name, basis) = &text[&p.measure_id];
+                let e = &state.entries[&*p.record_id];
+                let notice = p.notice(e, name, basis);
                 buf.clear();
                 credit_schemas::encode::notice_framed(&mut buf, 2, &notice);
                 bytes += buf.len();

@@ -103,12 +103,12 @@ async fn activating_a_new_version_sends_exactly_the_delta_once() {
     let delta = rules::delta(&v1, &v2, &w.entries);
     let mut want: BTreeMap<(String, String), (usize, usize)> = BTreeMap::new();
     for t in delta.apply.keys() {
-        want.entry((t.department.to_string(), t.measure_id.clone()))
+        want.entry((t.department.to_string(), t.measure_id.to_string()))
             .or_default()
             .0 += 1;
     }
     for t in &delta.lift {
-        want.entry((t.department.to_string(), t.measure_id.clone()))
+        want.entry((t.department.to_string(), t.measure_id.to_string()))
             .or_default()
             .1 += 1;
     }

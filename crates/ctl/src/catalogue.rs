@@ -149,7 +149,7 @@ pub fn dry_run(kafka: &KafkaConfig, version: u32) -> anyhow::Result<DryRun> {
     for st in states.values_mut() {
         for n in st.plan_activation(&new) {
             let e = out
-                .entry((n.department.to_string(), n.measure_id.clone()))
+                .entry((n.department.to_string(), n.measure_id.to_string()))
                 .or_default();
             if n.kind == credit_core::notice::NoticeKind::Lift {
                 e.1 += 1;

@@ -8,6 +8,7 @@
 pub mod rules;
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use credit_core::catalogue;
 use credit_core::record::{ListType, SubjectType};
@@ -30,7 +31,8 @@ pub enum Kind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Measure {
     /// Stable id; part of every notice id, so never reused for another measure.
-    pub id: String,
+    /// Shared: every duty and planned notice of the engine holds it.
+    pub id: Arc<str>,
     pub kind: Kind,
     pub name_zh: String,
     pub name_en: String,
@@ -209,7 +211,7 @@ impl Catalogue {
                 ));
             }
             measures.push(Measure {
-                id: m.id,
+                id: m.id.into(),
                 kind: m.kind,
                 name_zh: m.name_zh,
                 name_en: m.name_en,
@@ -242,7 +244,7 @@ impl Catalogue {
     }
 
     pub fn measure(&self, id: &str) -> Option<&Measure> {
-        self.measures.iter().find(|m| m.id == id)
+        self.measures.iter().find(|m| &*m.id == id)
     }
 }
 

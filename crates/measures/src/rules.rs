@@ -3,6 +3,7 @@
 //! next adds and lifts.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use credit_core::record::{ListType, SubjectType};
 
@@ -22,7 +23,7 @@ pub struct Entry {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Target {
     pub record_id: String,
-    pub measure_id: String,
+    pub measure_id: Arc<str>,
     pub department: &'static str,
 }
 
@@ -82,7 +83,7 @@ pub fn bound(
         .filter(|m| m.applies_to(list, subject))
         .flat_map(|m| m.departments.iter().map(move |d| (m, *d)))
         .collect();
-    out.sort_unstable_by(|a, b| (a.0.id.as_str(), a.1).cmp(&(b.0.id.as_str(), b.1)));
+    out.sort_unstable_by(|a, b| (&*a.0.id, a.1).cmp(&(&*b.0.id, b.1)));
     out.dedup_by(|a, b| a.0.id == b.0.id && a.1 == b.1);
     out
 }
@@ -134,8 +135,8 @@ pub fn delta<'e>(
 }
 
 /// Counts a delta would send, per (department, measure): (apply, lift).
-pub fn dry_run(delta: &Delta) -> BTreeMap<(&'static str, String), (usize, usize)> {
-    let mut out: BTreeMap<(&'static str, String), (usize, usize)> = BTreeMap::new();
+pub fn dry_run(delta: &Delta) -> BTreeMap<(&'static str, Arc<str>), (usize, usize)> {
+    let mut out: BTreeMap<(&'static str, Arc<str>), (usize, usize)> = BTreeMap::new();
     for t in delta.apply.keys() {
         out.entry((t.department, t.measure_id.clone()))
             .or_default()
@@ -159,7 +160,7 @@ mod tests {
         #[test]
         fn notice_ids_join_their_parts(record in "[a-z]{1,8}:[0-9]{1,3}:[0-9]{1,9}", measure in "[a-z-]{1,24}", g in proptest::prelude::any::<u32>(), k in 0usize..4) {
             let kind = [NoticeKind::Punishment, NoticeKind::Reward, NoticeKind::Lift, NoticeKind::Withdrawal][k];
-            let t = Target { record_id: record.clone(), measure_id: measure.clone(), department: "hrss" };
+            let t = Target { record_id: record.clone(), measure_id: measure.as_str().into(), department: "hrss" };
             proptest::prop_assert_eq!(notice_id(&t, kind, g), format!("{record}/{measure}/hrss/{}/{g}", kind.as_str()));
         }
     }
@@ -192,16 +193,21 @@ mod tests {
                 SubjectType::LegalPerson,
             ),
         );
-        assert!(person.keys().any(|t| t.measure_id == "restrict-high-consumption" && t.department == "transport"));
+        assert!(
+            person
+                .keys()
+                .any(|t| &*t.measure_id == "restrict-high-consumption"
+                    && t.department == "transport")
+        );
         assert!(
             !company
                 .keys()
-                .any(|t| t.measure_id == "restrict-high-consumption")
+                .any(|t| &*t.measure_id == "restrict-high-consumption")
         );
         assert!(
             company
                 .keys()
-                .any(|t| t.measure_id == "restrict-procurement" && t.department == "finance")
+                .any(|t| &*t.measure_id == "restrict-procurement" && t.department == "finance")
         );
         assert!(
             person
@@ -247,7 +253,7 @@ mod tests {
             proptest::sample::subsequence(depts, 1..4),
         )
             .prop_map(|(n, reward, lists, subjects, departments)| Measure {
-                id: format!("m{n}"),
+                id: format!("m{n}").into(),
                 kind: if reward {
                     Kind::Reward
                 } else {
@@ -302,14 +308,14 @@ mod tests {
         #[test]
         fn targets_are_exactly_the_expected_set(c in arb_catalogue(), es in arb_entries()) {
             for e in &es {
-                let got: BTreeSet<(String, &str)> = targets(&c, e).keys().map(|t| (t.measure_id.clone(), t.department)).collect();
+                let got: BTreeSet<(String, &str)> = targets(&c, e).keys().map(|t| (t.measure_id.to_string(), t.department)).collect();
                 let mut want = BTreeSet::new();
                 for m in &c.measures {
                     for l in &m.lists {
                         for s in &m.subject_types {
                             if *l == e.list_type && *s == e.subject_type {
                                 for d in &m.departments {
-                                    want.insert((m.id.clone(), *d));
+                                    want.insert((m.id.to_string(), *d));
                                 }
                             }
                         }

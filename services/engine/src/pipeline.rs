@@ -347,7 +347,7 @@ struct Engine {
     notice_schema_ids: FxHashMap<&'static str, u32>,
     /// Per measure id, its Chinese name and legal basis, from the newest
     /// version that has it (a lift may name a measure a newer version dropped).
-    measure_text: FxHashMap<String, (String, String)>,
+    measure_text: FxHashMap<std::sync::Arc<str>, (String, String)>,
     writer_schemas: HashMap<u32, std::sync::Arc<WriterSchema>>,
     registry: RegistryClient,
     states: HashMap<i32, PartitionState>,
@@ -604,7 +604,7 @@ impl Engine {
                 Ok(i) => {
                     let st = self.states.get_mut(&p).expect("recovered above");
                     let catalogue = &self.catalogues[&st.catalogue_version];
-                    st.plan_record(catalogue, &i)
+                    st.plan_record(catalogue, i)
                 }
                 Err(e) => {
                     tracing::error!(partition = p, offset, error = %e, "undecodable record on the records topic; skipped");
@@ -848,7 +848,7 @@ impl Engine {
                 self.inst.suppressed.add(1, &[]);
                 continue;
             }
-            let e = &st.entries[&n.record_id];
+            let e = &st.entries[&*n.record_id];
             let (measure_name, legal_basis) = self
                 .measure_text
                 .get(&n.measure_id)
@@ -1104,8 +1104,11 @@ struct InFlight {
 /// Per input partition, per output partition (`floor_key`): an offset.
 type Floors = FxHashMap<i32, FxHashMap<String, i64>>;
 
-/// Per measure id, its name and legal basis from the newest version that has it.
-fn measure_text(catalogues: &BTreeMap<u32, Catalogue>) -> FxHashMap<String, (String, String)> {
+/// Per measure id, its name and legal basis from the newest version that has
+/// it: what every notice carries, looked up once per notice.
+pub fn measure_text(
+    catalogues: &BTreeMap<u32, Catalogue>,
+) -> FxHashMap<std::sync::Arc<str>, (String, String)> {
     let mut out = FxHashMap::default();
     for c in catalogues.values() {
         for m in &c.measures {

@@ -6,6 +6,7 @@
 //! and [`PartitionState::plan_command`].
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
@@ -82,8 +83,11 @@ pub struct Activation {
 /// time spent writing it. Duties written as objects (before) still read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Duty {
-    pub measure_id: String,
-    pub department: String,
+    /// Shared with the catalogue and the planned notices (an entry holds a
+    /// dozen duties, the engine millions of entries).
+    pub measure_id: Arc<str>,
+    /// A catalogue department id.
+    pub department: &'static str,
     /// The kind of notice that applied it (punishment or reward).
     pub applied_as: NoticeKindName,
     pub generation: u32,
@@ -93,14 +97,22 @@ pub struct Duty {
 impl Serialize for Duty {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         (
-            &self.measure_id,
-            &self.department,
+            &*self.measure_id,
+            self.department,
             self.applied_as,
             self.generation,
             self.active,
         )
             .serialize(s)
     }
+}
+
+/// A stored duty's department as its catalogue id; catalogues are validated
+/// against the department table, so anything else is a corrupt record.
+fn known_dept<E: serde::de::Error>(id: &str) -> Result<&'static str, E> {
+    credit_core::catalogue::department(id)
+        .map(|d| d.id)
+        .ok_or_else(|| E::custom(format!("unknown department {id:?} in a duty")))
 }
 
 impl<'de> Deserialize<'de> for Duty {
@@ -121,15 +133,15 @@ impl<'de> Deserialize<'de> for Duty {
         }
         Ok(match Form::deserialize(d)? {
             Form::Array(measure_id, department, applied_as, generation, active) => Duty {
-                measure_id,
-                department,
+                measure_id: measure_id.into(),
+                department: known_dept(&department)?,
                 applied_as,
                 generation,
                 active,
             },
             Form::Object(o) => Duty {
-                measure_id: o.measure_id,
-                department: o.department,
+                measure_id: o.measure_id.into(),
+                department: known_dept(&o.department)?,
                 applied_as: o.applied_as,
                 generation: o.generation,
                 active: o.active,
@@ -205,7 +217,7 @@ fn as_bound(catalogue: &Catalogue, e: &EntryState) -> Option<Vec<Duty>> {
             .into_iter()
             .map(|(m, d)| Duty {
                 measure_id: m.id.clone(),
-                department: d.to_string(),
+                department: d,
                 applied_as: rules::applying(m.kind).into(),
                 generation: 1,
                 active: e.ended.is_none(),
@@ -402,8 +414,9 @@ impl InputPosition {
 pub struct Planned {
     pub notice_id: String,
     pub kind: NoticeKind,
-    pub record_id: String,
-    pub measure_id: String,
+    /// Shared by the entry's notices.
+    pub record_id: Arc<str>,
+    pub measure_id: Arc<str>,
     pub department: &'static str,
     pub generation: u32,
     pub reason: Option<EndReason>,
@@ -509,10 +522,6 @@ pub struct Claim {
     pub owner: String,
 }
 
-fn dept_id(id: &str) -> &'static str {
-    credit_core::catalogue::department(id).map_or("unknown", |d| d.id)
-}
-
 impl PartitionState {
     /// Whether input at `offset` of `topic` was already processed (before the last
     /// checkpoint, or earlier in this run).
@@ -522,7 +531,8 @@ impl PartitionState {
 
     /// Notices for a record: a new list entry gets one per duty; anything else
     /// (a duplicate delivery, a record that is no list entry) gets none.
-    pub fn plan_record(&mut self, catalogue: &Catalogue, r: &Input) -> Vec<Planned> {
+    pub fn plan_record(&mut self, catalogue: &Catalogue, r: Input) -> Vec<Planned> {
+        // Takes the input by value: its strings move into the entry.
         let Some(list_type) = r.list_type.filter(|_| r.is_list_entry) else {
             return Vec::new();
         };
@@ -530,6 +540,7 @@ impl PartitionState {
             return Vec::new();
         }
         let bound = rules::bound(catalogue, list_type, r.subject_type);
+        let record_id: Arc<str> = r.record_id.as_str().into();
         let mut planned = Vec::with_capacity(bound.len());
         let mut duties = Vec::with_capacity(bound.len());
         for (m, department) in bound {
@@ -537,7 +548,7 @@ impl PartitionState {
             planned.push(Planned {
                 notice_id: rules::notice_id_of(&r.record_id, &m.id, department, kind, 1),
                 kind,
-                record_id: r.record_id.clone(),
+                record_id: record_id.clone(),
                 measure_id: m.id.clone(),
                 department,
                 generation: 1,
@@ -545,23 +556,24 @@ impl PartitionState {
             });
             duties.push(Duty {
                 measure_id: m.id.clone(),
-                department: department.to_string(),
+                department,
                 applied_as: kind.into(),
                 generation: 1,
                 active: true,
             });
         }
+        self.dirty.insert(r.record_id.clone());
         self.entries.insert(
             r.record_id.clone(),
             EntryState {
-                record_id: r.record_id.clone(),
-                department: r.department.clone(),
+                record_id: r.record_id,
+                department: r.department,
                 list_type: list_type.symbol().to_string(),
                 subject_type: r.subject_type.symbol().to_string(),
-                subject_key: r.subject_key.clone(),
-                subject_name: r.subject_name.clone(),
-                decision_number: r.decision_number.clone(),
-                topic: r.topic.clone(),
+                subject_key: r.subject_key,
+                subject_name: r.subject_name,
+                decision_number: r.decision_number,
+                topic: r.topic,
                 partition: r.partition,
                 offset: r.offset,
                 catalogue_version: catalogue.version,
@@ -569,7 +581,6 @@ impl PartitionState {
                 ended: None,
             },
         );
-        self.dirty.insert(r.record_id.clone());
         planned
     }
 
@@ -592,17 +603,18 @@ impl PartitionState {
             NoticeKind::Lift
         };
         let mut planned = Vec::new();
+        let record_id: Arc<str> = e.record_id.as_str().into();
         for d in e.duties.iter_mut().filter(|d| d.active) {
             d.active = false;
             let t = Target {
                 record_id: e.record_id.clone(),
                 measure_id: d.measure_id.clone(),
-                department: dept_id(&d.department),
+                department: d.department,
             };
             planned.push(Planned {
                 notice_id: rules::notice_id(&t, kind, d.generation),
                 kind,
-                record_id: t.record_id,
+                record_id: record_id.clone(),
                 measure_id: t.measure_id,
                 department: t.department,
                 generation: d.generation,
@@ -648,19 +660,20 @@ impl PartitionState {
                 list_type,
                 subject_type,
             };
+            let record_id: Arc<str> = e.record_id.as_str().into();
             let mut wanted = rules::targets(new, &entry);
             for d in e.duties.iter_mut().filter(|d| d.active) {
                 let t = Target {
                     record_id: e.record_id.clone(),
                     measure_id: d.measure_id.clone(),
-                    department: dept_id(&d.department),
+                    department: d.department,
                 };
                 if wanted.remove(&t).is_none() {
                     d.active = false;
                     planned.push(Planned {
                         notice_id: rules::notice_id(&t, NoticeKind::Lift, d.generation),
                         kind: NoticeKind::Lift,
-                        record_id: t.record_id,
+                        record_id: record_id.clone(),
                         measure_id: t.measure_id,
                         department: t.department,
                         generation: d.generation,
@@ -683,7 +696,7 @@ impl PartitionState {
                     None => {
                         e.duties.push(Duty {
                             measure_id: t.measure_id.clone(),
-                            department: t.department.to_string(),
+                            department: t.department,
                             applied_as: kind.into(),
                             generation: 1,
                             active: true,
@@ -694,7 +707,7 @@ impl PartitionState {
                 planned.push(Planned {
                     notice_id: rules::notice_id(&t, kind, generation),
                     kind,
-                    record_id: t.record_id,
+                    record_id: record_id.clone(),
                     measure_id: t.measure_id,
                     department: t.department,
                     generation,
@@ -738,7 +751,7 @@ mod tests {
             Some(ListType::JudgementDefaulter),
             SubjectType::LegalPerson,
         );
-        let first = s.plan_record(&c, &r);
+        let first = s.plan_record(&c, r.clone());
         let want: Vec<String> = rules::targets(
             &c,
             &Entry {
@@ -758,7 +771,7 @@ mod tests {
             want
         );
         assert!(
-            s.plan_record(&c, &r).is_empty(),
+            s.plan_record(&c, r.clone()).is_empty(),
             "a replayed record sends nothing"
         );
         let lifts = s
@@ -795,12 +808,12 @@ mod tests {
         let c = Catalogue::parse(credit_measures::V1).unwrap();
         let mut s = PartitionState::default();
         assert!(
-            s.plan_record(&c, &input("market:0:1", None, SubjectType::LegalPerson))
+            s.plan_record(&c, input("market:0:1", None, SubjectType::LegalPerson))
                 .is_empty()
         );
         let n = s.plan_record(
             &c,
-            &input(
+            input(
                 "tax:0:2",
                 Some(ListType::TaxGradeA),
                 SubjectType::LegalPerson,
@@ -823,7 +836,7 @@ mod tests {
             let list = ListType::ALL[i % ListType::ALL.len()];
             let subject = SubjectType::ALL[(i / 3) % SubjectType::ALL.len()];
             let r = input(&format!("courts:0:{i}"), Some(list), subject);
-            s.plan_record(c, &r);
+            s.plan_record(c, r.clone());
             entries.push(Entry {
                 record_id: r.record_id,
                 list_type: list,
@@ -860,7 +873,7 @@ mod tests {
     fn duties_are_arrays_in_the_changelog_and_old_objects_still_read() {
         let d = Duty {
             measure_id: "no-honours".into(),
-            department: "hrss".into(),
+            department: "hrss",
             applied_as: NoticeKindName::Punishment,
             generation: 2,
             active: true,
@@ -871,6 +884,10 @@ mod tests {
         let old = r#"{"measure_id":"no-honours","department":"hrss","applied_as":"punishment","generation":2,"active":true}"#;
         assert_eq!(serde_json::from_str::<Duty>(old).unwrap(), d);
         assert!(serde_json::from_str::<Duty>(r#"["no-honours","hrss"]"#).is_err());
+        let e = serde_json::from_str::<Duty>(r#"["no-honours","nobody","punishment",2,true]"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(r#"unknown department "nobody""#), "{e}");
     }
 
     proptest::proptest! {
@@ -907,12 +924,12 @@ mod tests {
             let applied: BTreeMap<Target, NoticeKind> = got
                 .iter()
                 .filter(|p| p.kind != NoticeKind::Lift)
-                .map(|p| (Target { record_id: p.record_id.clone(), measure_id: p.measure_id.clone(), department: p.department }, p.kind))
+                .map(|p| (Target { record_id: p.record_id.to_string(), measure_id: p.measure_id.clone(), department: p.department }, p.kind))
                 .collect();
             let lifted: std::collections::BTreeSet<Target> = got
                 .iter()
                 .filter(|p| p.kind == NoticeKind::Lift)
-                .map(|p| Target { record_id: p.record_id.clone(), measure_id: p.measure_id.clone(), department: p.department })
+                .map(|p| Target { record_id: p.record_id.to_string(), measure_id: p.measure_id.clone(), department: p.department })
                 .collect();
             proptest::prop_assert_eq!(&applied, &want.apply);
             proptest::prop_assert_eq!(&lifted, &want.lift);
@@ -921,7 +938,7 @@ mod tests {
             // Back to v1: what v2 lifted comes back as generation 2.
             let back = s.plan_activation(&v1);
             for t in &want.lift {
-                let again = back.iter().any(|p| p.record_id == t.record_id && p.measure_id == t.measure_id && p.department == t.department && p.generation == 2 && p.kind != NoticeKind::Lift);
+                let again = back.iter().any(|p| *p.record_id == *t.record_id && p.measure_id == t.measure_id && p.department == t.department && p.generation == 2 && p.kind != NoticeKind::Lift);
                 proptest::prop_assert!(again, "{:?} not re-applied", t);
             }
         }
