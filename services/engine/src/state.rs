@@ -200,18 +200,26 @@ pub struct EntryState {
     pub ended: Option<EndReason>,
 }
 
+impl EntryState {
+    /// The entry's list and subject type, `None` if either does not parse.
+    fn types(&self) -> Option<(ListType, SubjectType)> {
+        let list = ListType::ALL
+            .iter()
+            .copied()
+            .find(|l| l.symbol() == self.list_type)?;
+        let subject = SubjectType::ALL
+            .iter()
+            .copied()
+            .find(|t| t.symbol() == self.subject_type)?;
+        Some((list, subject))
+    }
+}
+
 /// The duties an entry of `e`'s list and subject type gets from `catalogue`
 /// when nothing has moved them: generation 1 each, active unless the entry
 /// ended. `None` if the entry's types do not parse.
 fn as_bound(catalogue: &Catalogue, e: &EntryState) -> Option<Vec<Duty>> {
-    let list = ListType::ALL
-        .iter()
-        .copied()
-        .find(|l| l.symbol() == e.list_type)?;
-    let subject = SubjectType::ALL
-        .iter()
-        .copied()
-        .find(|t| t.symbol() == e.subject_type)?;
+    let (list, subject) = e.types()?;
     Some(
         rules::bound(catalogue, list, subject)
             .into_iter()
@@ -229,16 +237,7 @@ fn as_bound(catalogue: &Catalogue, e: &EntryState) -> Option<Vec<Duty>> {
 /// Whether `e`'s duties are [`as_bound`] by `catalogue`, compared in place
 /// (the engine asks for every entry it writes).
 fn is_as_bound(catalogue: &Catalogue, e: &EntryState) -> bool {
-    let (Some(list), Some(subject)) = (
-        ListType::ALL
-            .iter()
-            .copied()
-            .find(|l| l.symbol() == e.list_type),
-        SubjectType::ALL
-            .iter()
-            .copied()
-            .find(|t| t.symbol() == e.subject_type),
-    ) else {
+    let Some((list, subject)) = e.types() else {
         return false;
     };
     let bound = rules::bound(catalogue, list, subject);
@@ -643,16 +642,7 @@ impl PartitionState {
             if e.ended.is_some() || e.catalogue_version == new.version {
                 continue;
             }
-            let (Some(list_type), Some(subject_type)) = (
-                ListType::ALL
-                    .iter()
-                    .copied()
-                    .find(|l| l.symbol() == e.list_type),
-                SubjectType::ALL
-                    .iter()
-                    .copied()
-                    .find(|t| t.symbol() == e.subject_type),
-            ) else {
+            let Some((list_type, subject_type)) = e.types() else {
                 continue;
             };
             let entry = Entry {
