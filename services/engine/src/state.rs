@@ -605,17 +605,18 @@ impl PartitionState {
         let record_id: Arc<str> = e.record_id.as_str().into();
         for d in e.duties.iter_mut().filter(|d| d.active) {
             d.active = false;
-            let t = Target {
-                record_id: e.record_id.clone(),
-                measure_id: d.measure_id.clone(),
-                department: d.department,
-            };
             planned.push(Planned {
-                notice_id: rules::notice_id(&t, kind, d.generation),
+                notice_id: rules::notice_id_of(
+                    &e.record_id,
+                    &d.measure_id,
+                    d.department,
+                    kind,
+                    d.generation,
+                ),
                 kind,
                 record_id: record_id.clone(),
-                measure_id: t.measure_id,
-                department: t.department,
+                measure_id: d.measure_id.clone(),
+                department: d.department,
                 generation: d.generation,
                 reason: Some(c.reason),
             });
