@@ -22,6 +22,12 @@
 //!   same window), each on fresh topics.
 //!
 //! Restart tansu before a run: what it holds slows it down (docs/engine.md).
+//!
+//! `BENCH_ENGINE_ORDER=1` makes the baseline copy the notices in the order the
+//! engine planned them (by input position) instead of as read back (grouped by
+//! output partition): the experiment that showed what the send order costs
+//! librdkafka (docs/engine.md, session 6). `BENCH_MARK=1` prints a line to
+//! stderr as each measured phase starts, for a profiler to attach.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -238,6 +244,16 @@ struct Written {
 }
 
 impl Written {
+    /// (input partition, offset) of the input that planned this notice, from
+    /// its engine-input header: the order in which the engine sent notices.
+    fn input_position(&self) -> (i32, i64) {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == credit_core::notice::ENGINE_INPUT_HEADER)
+            .and_then(|(_, v)| credit_engine::state::InputPosition::parse(v))
+            .map_or((-1, -1), |p| (p.partition, p.offset))
+    }
+
     fn headers(&self) -> rdkafka::message::OwnedHeaders {
         self.headers.iter().fold(
             rdkafka::message::OwnedHeaders::new_with_capacity(self.headers.len()),
@@ -547,6 +563,9 @@ async fn raw_round(e: &E2eArgs, written: &[Written], prefix: &str) -> anyhow::Re
     let raw: AckProducer = credit_runtime::kafka::producer(&kafka(e, prefix), "bench-raw")
         .create_with_context(AckContext)?;
     let (cpu0, t) = (cpu_seconds(), Instant::now());
+    if std::env::var_os("BENCH_MARK").is_some() {
+        eprintln!("MARK raw copying");
+    }
     let acks = Acks::new();
     for w in written {
         acks.send(
@@ -739,6 +758,9 @@ pub async fn run(a: FanoutArgs) -> anyhow::Result<()> {
         let (engine, naming) = engine_round(&a, &e, &registry.url(), &w, total, round).await?;
         if written.is_empty() {
             written = read_all(&a.brokers, &naming, a.partitions, total)?;
+            if std::env::var_os("BENCH_ENGINE_ORDER").is_some() {
+                written.sort_by_key(Written::input_position);
+            }
         }
         teardown(&e, &naming).await?;
         if lat.is_none() {
