@@ -853,7 +853,8 @@ impl Engine {
         // cost about twice the CPU per notice (docs/engine.md, session 6).
         let mut bodies = std::mem::take(&mut self.bodies);
         bodies.clear();
-        // (target, plan index, body start and end in `bodies`)
+        // (target, plan index, body start and end in `bodies`): sorted, by
+        // target and then plan order, the plan index being unique.
         let mut order: Vec<((usize, i32), u32, u32, u32)> = Vec::with_capacity(planned.len());
         for (i, ((p, _, n), t)) in planned.iter().zip(&targets).enumerate() {
             let st = self.states.get_mut(p).expect("recovered");
@@ -872,7 +873,7 @@ impl Engine {
             order.push((*t, i as u32, start, bodies.len() as u32));
             *sent.entry((n.department, n.kind.as_str())).or_default() += 1;
         }
-        order.sort_unstable_by_key(|&(t, i, _, _)| (t, i));
+        order.sort_unstable();
         for ((_, q), i, start, end) in order {
             let (p, input, n) = &planned[i as usize];
             let topic = self.notice_partitions[n.department].0.as_str();
