@@ -296,6 +296,17 @@ with helm.Chart.load(CHART) as chart:
             p = eff["kafka"]["topicPrefix"]
             check(f"[{name}] compacted topics: engine state, catalogue, schema store",
                   compacted == sorted([f"{p}.engine.state", f"{p}.catalogue", eff["registry"]["topic"]]), str(compacted))
+            st = eff["strimzi"]["topics"]
+            def want_partitions(t):
+                if t == eff["registry"]["topic"]:
+                    return 1
+                if t.endswith(".notices") or t.endswith(".feedback"):
+                    return st["partitions"] or eff["kafka"]["noticePartitions"]
+                return st["partitions"] or eff["kafka"]["partitions"]
+            wrong = [f"{t['spec']['topicName']}={t['spec']['partitions']}" for t in kinds["KafkaTopic"]
+                     if t["spec"]["partitions"] != want_partitions(t["spec"]["topicName"])]
+            check(f"[{name}] KafkaTopic partitions: kafka.noticePartitions for notices and feedback, kafka.partitions else, 1 for the schema store",
+                  not wrong, ", ".join(wrong[:5]))
             check(f"[{name}] KafkaTopics: kafka.strimzi.io/v1 with a cluster label",
                   all(t["apiVersion"] == "kafka.strimzi.io/v1" and t["metadata"]["labels"].get("strimzi.io/cluster") for t in kinds["KafkaTopic"]))
         if "KafkaUser" in kinds:

@@ -47,6 +47,10 @@ pub struct E2eArgs {
     pub(crate) latency_rate: u64,
     #[arg(long, default_value_t = 4)]
     pub(crate) partitions: i32,
+    /// Partitions of each department's notices and feedback topic
+    /// (`kafka.notice_partitions`; the embedded and Helm default is 1).
+    #[arg(long, default_value_t = 1)]
+    pub(crate) notice_partitions: i32,
     #[arg(long, default_value_t = 5000)]
     pub(crate) batch_size: usize,
     /// Share of bad records (dead-lettered) in the throughput backlog.
@@ -59,6 +63,7 @@ pub struct E2eArgs {
 /// how the figures move with them.
 pub(crate) fn kafka(a: &E2eArgs, prefix: &str) -> KafkaConfig {
     let mut k = KafkaConfig::local(&a.brokers, prefix, a.partitions);
+    k.notice_partitions = a.notice_partitions;
     if let Some(v) = std::env::var("BENCH_LINGER_MS")
         .ok()
         .and_then(|v| v.parse().ok())

@@ -68,8 +68,14 @@ pub struct FanoutArgs {
     /// (connections, producer ids, fetch sessions, caches).
     #[arg(long, default_value_t = 2.0)]
     warmup_secs: f64,
+    /// Partitions of the records and command topics (the engine's input).
     #[arg(long, default_value_t = 3)]
     partitions: i32,
+    /// Partitions of each department's notices topic, as `kafka.notice_partitions`
+    /// (default 1, the deployment default): each partition a batch touches is a
+    /// produce request of its own, which tansu serves one at a time per connection.
+    #[arg(long, default_value_t = 1)]
+    notice_partitions: i32,
     #[arg(long, default_value_t = 2000)]
     batch_size: usize,
     /// Throughput rounds (engine, then baseline, each on fresh topics).
@@ -88,6 +94,7 @@ fn args(a: &FanoutArgs) -> E2eArgs {
         latency_records: 0,
         latency_rate: 0,
         partitions: a.partitions,
+        notice_partitions: a.notice_partitions,
         batch_size: a.batch_size,
         bad_share: 0.0,
     }
@@ -223,7 +230,7 @@ fn spawn_read_back(
     let (b, n, p, r) = (
         a.brokers.clone(),
         naming.clone(),
-        a.partitions,
+        a.notice_partitions,
         ready.clone(),
     );
     (
@@ -729,11 +736,12 @@ pub async fn run(a: FanoutArgs) -> anyhow::Result<()> {
     let w = credit_bus_tests::engine::workload(a.records, schema, 5);
     let total = expected_notices(&w);
     println!(
-        "fan-out through the broker at {}: {} records, {} list entries, {total} notices, {} partitions, batch {}, {} rounds",
+        "fan-out through the broker at {}: {} records, {} list entries, {total} notices, {} input partitions, {} per notices topic, batch {}, {} rounds",
         a.brokers,
         w.records.len(),
         w.entries.len(),
         a.partitions,
+        a.notice_partitions,
         a.batch_size,
         a.rounds
     );
@@ -757,7 +765,7 @@ pub async fn run(a: FanoutArgs) -> anyhow::Result<()> {
     for round in 0..a.rounds.max(1) {
         let (engine, naming) = engine_round(&a, &e, &registry.url(), &w, total, round).await?;
         if written.is_empty() {
-            written = read_all(&a.brokers, &naming, a.partitions, total)?;
+            written = read_all(&a.brokers, &naming, a.notice_partitions, total)?;
             if std::env::var_os("BENCH_ENGINE_ORDER").is_some() {
                 written.sort_by_key(Written::input_position);
             }

@@ -61,8 +61,14 @@ pub fn unique(prefix: &str) -> String {
     )
 }
 
+/// The embedded profile, but with two partitions per department notices and
+/// feedback topic (the default is one): the exactly-once tests must see the
+/// engine write several output partitions of one topic.
 pub fn kafka_config(prefix: &str) -> KafkaConfig {
-    KafkaConfig::local(&brokers(), prefix, 3)
+    KafkaConfig {
+        notice_partitions: 2,
+        ..KafkaConfig::local(&brokers(), prefix, 3)
+    }
 }
 
 pub fn common(prefix: &str, registry_url: &str) -> Common {

@@ -103,6 +103,16 @@ impl Naming {
         topic == self.engine_state() || topic == self.catalogue()
     }
 
+    /// Whether a topic is a department's notices or feedback topic: one
+    /// department's traffic each, sized by `kafka.notice_partitions` rather
+    /// than `kafka.partitions` (the engine writes to every one of them, and a
+    /// producer sends each partition its own produce request).
+    pub fn is_notice_or_feedback(&self, topic: &str) -> bool {
+        crate::DEPARTMENTS
+            .iter()
+            .any(|d| topic == self.notices(d.id) || topic == self.feedback(d.id))
+    }
+
     /// The consumer group of the engine instances.
     pub fn engine_group(&self) -> String {
         format!("{}.engine", self.prefix)
@@ -148,6 +158,20 @@ pub fn value_subject(topic: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn notice_and_feedback_topics_are_told_apart() {
+        let n = Naming::new("staging");
+        let mut delivery = 0;
+        for t in n.all() {
+            let expected = t.ends_with(".notices") || t.ends_with(".feedback");
+            assert_eq!(n.is_notice_or_feedback(&t), expected, "{t}");
+            delivery += usize::from(expected);
+        }
+        assert_eq!(delivery, 2 * crate::DEPARTMENTS.len());
+        assert!(!n.is_notice_or_feedback(&n.feedback_rejected()));
+        assert!(!n.is_notice_or_feedback(&Naming::default().notices("finance")));
+    }
 
     #[test]
     fn names_follow_the_documented_convention() {

@@ -88,12 +88,20 @@ pub enum AdminError {
 }
 
 /// Creates each topic that does not exist yet (brokers such as tansu do not
-/// auto-create). Compacted topics get `cleanup.policy=compact`.
+/// auto-create). Compacted topics get `cleanup.policy=compact`; departments'
+/// notices and feedback topics get `notice_partitions`, the rest `partitions`.
 pub async fn ensure_topics(cfg: &KafkaConfig, topics: &[String]) -> Result<(), AdminError> {
     let naming = cfg.naming();
     let specs: Vec<(&str, i32, bool)> = topics
         .iter()
-        .map(|t| (t.as_str(), cfg.partitions, naming.is_compacted(t)))
+        .map(|t| {
+            let partitions = if naming.is_notice_or_feedback(t) {
+                cfg.notice_partitions
+            } else {
+                cfg.partitions
+            };
+            (t.as_str(), partitions, naming.is_compacted(t))
+        })
         .collect();
     create(cfg, &specs).await
 }

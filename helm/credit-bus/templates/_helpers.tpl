@@ -96,6 +96,7 @@ The sections every service reads: [kafka], [registry], [telemetry].
 brokers = {{ $v.kafka.brokers | toJson }}
 topic_prefix = {{ $v.kafka.topicPrefix | toJson }}
 partitions = {{ int $v.kafka.partitions }}
+notice_partitions = {{ int $v.kafka.noticePartitions }}
 replication_factor = {{ int $v.kafka.replicationFactor }}
 security_protocol = {{ $v.kafka.securityProtocol | toJson }}
 {{- if hasPrefix "sasl" $v.kafka.securityProtocol }}
