@@ -20,7 +20,8 @@ async fn groups_count_every_record_and_report_the_offsets_after_them() {
     let producer: AckProducer = credit_runtime::kafka::producer(&k, "acks-test")
         .create_with_context(AckContext)
         .unwrap();
-    let topic = naming.notices("tax");
+    // Three partitions (kafka.partitions; notices topics have notice_partitions).
+    let topic = naming.records();
 
     // Two groups interleaved on the same partitions: each sees only its own.
     let (a, b) = (Acks::new(), Acks::new());
