@@ -9,6 +9,7 @@
 //! wakes the one waiter when the last arrives.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -37,13 +38,16 @@ pub type AckProducer = ThreadedProducer<AckContext>;
 /// Acknowledgements of one group of records sent together.
 #[derive(Default)]
 pub struct Acks {
+    /// Records sent and not yet reported. Outside the lock: the sending
+    /// thread counts each record without contending with the delivery thread,
+    /// which holds the lock for every report.
+    pending: AtomicUsize,
     state: Mutex<State>,
     done: tokio::sync::Notify,
 }
 
 #[derive(Default)]
 struct State {
-    pending: usize,
     /// Per topic, per partition: one past the highest acknowledged offset (0: none).
     next: HashMap<String, Vec<i64>>,
     error: Option<KafkaError>,
@@ -103,9 +107,9 @@ impl Acks {
                 s.error.get_or_insert_with(|| e.clone());
             }
         }
-        s.pending -= 1;
-        if s.pending == 0 {
-            drop(s);
+        drop(s);
+        // Release: whoever sees the count at zero sees every report's offsets.
+        if self.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.done.notify_one();
         }
     }
@@ -121,7 +125,7 @@ impl Acks {
         K: ToBytes + ?Sized,
         P: ToBytes + ?Sized,
     {
-        self.lock().pending += 1;
+        self.pending.fetch_add(1, Ordering::AcqRel);
         let mut rec = BaseRecord {
             topic: record.topic,
             partition: record.partition,
@@ -139,7 +143,10 @@ impl Acks {
                     tokio::time::sleep(Duration::from_millis(1)).await;
                 }
                 Err((e, _)) => {
-                    self.lock().pending -= 1;
+                    // Not handed over: no report will come for it.
+                    if self.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
+                        self.done.notify_one();
+                    }
                     return Err(e);
                 }
             }
@@ -148,7 +155,7 @@ impl Acks {
 
     /// Whether every record sent so far in this group has its delivery report.
     pub fn is_settled(&self) -> bool {
-        self.lock().pending == 0
+        self.pending.load(Ordering::Acquire) == 0
     }
 
     /// Waits until every record sent so far in this group has its delivery
@@ -169,14 +176,12 @@ impl Acks {
     pub async fn wait(&self) -> Result<Written, KafkaError> {
         loop {
             let notified = self.done.notified();
-            {
+            if self.is_settled() {
                 let mut s = self.lock();
-                if s.pending == 0 {
-                    if let Some(e) = s.error.take() {
-                        return Err(e);
-                    }
-                    return Ok(Written(std::mem::take(&mut s.next)));
+                if let Some(e) = s.error.take() {
+                    return Err(e);
                 }
+                return Ok(Written(std::mem::take(&mut s.next)));
             }
             notified.await;
         }
