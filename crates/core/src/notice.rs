@@ -42,6 +42,7 @@ impl NoticeKind {
         }
     }
 
+    /// The Avro enum index; also this kind's position in [`NoticeKind::ALL`].
     pub const fn index(self) -> i32 {
         self as i32
     }
@@ -76,3 +77,15 @@ pub struct Notice<'a> {
 /// the command topic. An instance recovering that partition counts the notices
 /// of input at or after its checkpoint as already sent.
 pub const ENGINE_INPUT_HEADER: &str = "credit-bus.engine-input";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn index_is_the_position_in_all() {
+        for (i, k) in NoticeKind::ALL.iter().enumerate() {
+            assert_eq!(k.index() as usize, i, "{k:?}");
+        }
+    }
+}

@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use apache_avro::types::Value;
-use credit_core::notice::ENGINE_INPUT_HEADER;
+use credit_core::notice::{ENGINE_INPUT_HEADER, NoticeKind};
 use credit_core::record::{InfoKind, ListType, SubjectType};
 use credit_measures::Catalogue;
 use credit_runtime::acks::{AckContext, AckProducer, Acks};
@@ -36,8 +36,8 @@ use rustc_hash::FxHashMap;
 use crate::config::Config;
 use crate::fence::{ClaimWatch, Verdict as Fence};
 use crate::state::{
-    Activation, Checkpoint, Claim, Command, Input, InputPosition, InputTopic, PartitionState,
-    Planned, StoredEntry, floor_key, parse_floor_key, write_entry,
+    Activation, Checkpoint, Claim, Command, EntryState, Input, InputPosition, InputTopic,
+    PartitionState, Planned, StoredEntry, floor_key, parse_floor_key, write_entry,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -342,15 +342,15 @@ struct Engine {
     catalogue_topic: (String, i32),
     catalogue_gauge: opentelemetry::metrics::Gauge<i64>,
     producer: AckProducer,
-    /// Per department: its notices topic and that topic's partition count.
-    notice_partitions: FxHashMap<&'static str, (String, i32)>,
-    notice_schema_ids: FxHashMap<&'static str, u32>,
+    /// Per department, where its notices go; `outlet_of` finds a department's.
+    outlets: Vec<Outlet>,
+    outlet_of: FxHashMap<&'static str, usize>,
     /// Per measure id, its Chinese name and legal basis, from the newest
     /// version that has it (a lift may name a measure a newer version dropped).
     measure_text: FxHashMap<std::sync::Arc<str>, (String, String)>,
     writer_schemas: HashMap<u32, std::sync::Arc<WriterSchema>>,
     registry: RegistryClient,
-    states: HashMap<i32, PartitionState>,
+    states: FxHashMap<i32, PartitionState>,
     /// Batches sent but not yet checkpointed, oldest first.
     inflight: std::collections::VecDeque<InFlight>,
     /// Per input partition, the offsets after its notices acknowledged so far.
@@ -468,10 +468,10 @@ impl Engine {
         let mut new_floors: BTreeMap<i32, Vec<(String, i32)>> = BTreeMap::new();
         for p in parts.iter().filter(|p| !self.fenced.contains(p)) {
             let st = &self.states[p];
-            for (topic, n) in self.notice_partitions.values() {
-                for q in 0..*n {
-                    if !st.checkpoint.floors.contains_key(&floor_key(topic, q)) {
-                        new_floors.entry(*p).or_default().push((topic.clone(), q));
+            for o in &self.outlets {
+                for q in 0..o.partitions {
+                    if !st.checkpoint.floors.contains_key(&floor_key(&o.topic, q)) {
+                        new_floors.entry(*p).or_default().push((o.topic.clone(), q));
                     }
                 }
             }
@@ -686,10 +686,10 @@ impl Engine {
             .await?)
     }
 
-    /// The notice's topic and partition (names computed once per department).
-    fn notice_target(&self, n: &Planned) -> (&str, i32) {
-        let (topic, parts) = &self.notice_partitions[n.department];
-        (topic.as_str(), partition_for(&n.notice_id, *parts))
+    /// The notice's outlet (index into `outlets`) and partition.
+    fn notice_target(&self, n: &Planned) -> (usize, i32) {
+        let o = self.outlet_of[n.department];
+        (o, partition_for(&n.notice_id, self.outlets[o].partitions))
     }
 
     /// Sends a batch's notices exactly once and checkpoints every touched partition.
@@ -807,21 +807,18 @@ impl Engine {
         // (Recovery gave every known output partition a floor; this catches
         // the rest.) Each (input, department, partition) is looked at once.
         let mut targets = Vec::with_capacity(planned.len());
-        let mut seen: rustc_hash::FxHashSet<(i32, &'static str, i32)> = Default::default();
+        let mut seen: rustc_hash::FxHashSet<(i32, usize, i32)> = Default::default();
         for (p, _, n) in &planned {
-            let (topic, q) = self.notice_target(n);
-            // One topic string per department: its address names the topic.
-            targets.push((topic.as_ptr() as usize, q));
-            if seen.insert((*p, n.department, q))
+            let (o, q) = self.notice_target(n);
+            targets.push((o, q));
+            let topic = &self.outlets[o].topic;
+            if seen.insert((*p, o, q))
                 && !self.states[p]
                     .checkpoint
                     .floors
                     .contains_key(&floor_key(topic, q))
             {
-                new_floors
-                    .entry(*p)
-                    .or_default()
-                    .push((topic.to_string(), q));
+                new_floors.entry(*p).or_default().push((topic.clone(), q));
             }
         }
         if !new_floors.is_empty() {
@@ -843,7 +840,8 @@ impl Engine {
         // one acknowledgement group per input partition, whose floors they move.
         let groups: FxHashMap<i32, std::sync::Arc<Acks>> =
             touched.iter().map(|p| (*p, Acks::new())).collect();
-        let mut sent: FxHashMap<(&'static str, &'static str), u64> = FxHashMap::default();
+        // Per outlet and kind (`NoticeKind::ALL` order): notices sent.
+        let mut counts = vec![[0u64; NoticeKind::ALL.len()]; self.outlets.len()];
         // Encoded in plan order, while each entry's state is in cache, into
         // one buffer; then sent grouped by output partition, each partition's
         // notices in plan order (so every partition receives exactly what it
@@ -856,27 +854,53 @@ impl Engine {
         // (target, plan index, body start and end in `bodies`): sorted, by
         // target and then plan order, the plan index being unique.
         let mut order: Vec<((usize, i32), u32, u32, u32)> = Vec::with_capacity(planned.len());
+        // What recovery found already sent is not sent again (only after a
+        // takeover is anything there).
+        let mut skip = Vec::new();
+        if touched
+            .iter()
+            .any(|p| !self.states[p].already_sent.is_empty())
+        {
+            skip = planned
+                .iter()
+                .map(|(p, _, n)| {
+                    let st = self.states.get_mut(p).expect("recovered");
+                    st.already_sent.remove(&n.notice_id)
+                })
+                .collect();
+            let suppressed = skip.iter().filter(|s| **s).count();
+            self.inst.suppressed.add(suppressed as u64, &[]);
+        }
+        // An entry's notices are planned together: its state is looked up
+        // once, not once per notice.
+        let mut last: Option<(i32, usize, &EntryState)> = None;
         for (i, ((p, _, n), t)) in planned.iter().zip(&targets).enumerate() {
-            let st = self.states.get_mut(p).expect("recovered");
-            if !st.already_sent.is_empty() && st.already_sent.remove(&n.notice_id) {
-                self.inst.suppressed.add(1, &[]);
+            if skip.get(i) == Some(&true) {
                 continue;
             }
-            let e = &st.entries[&*n.record_id];
+            let id = std::sync::Arc::as_ptr(&n.record_id) as *const u8 as usize;
+            let e = match last {
+                Some((lp, lid, e)) if lp == *p && lid == id => e,
+                _ => {
+                    let e = &self.states[p].entries[&*n.record_id];
+                    last = Some((*p, id, e));
+                    e
+                }
+            };
             let (measure_name, legal_basis) = self
                 .measure_text
                 .get(&n.measure_id)
                 .map_or(("", ""), |(a, b)| (a.as_str(), b.as_str()));
             let notice = n.notice(e, measure_name, legal_basis);
             let start = bodies.len() as u32;
-            encode::notice_framed(&mut bodies, self.notice_schema_ids[n.department], &notice);
+            encode::notice_framed(&mut bodies, self.outlets[t.0].schema_id, &notice);
             order.push((*t, i as u32, start, bodies.len() as u32));
-            *sent.entry((n.department, n.kind.as_str())).or_default() += 1;
+            counts[t.0][n.kind.index() as usize] += 1;
         }
         order.sort_unstable();
-        for ((_, q), i, start, end) in order {
+        for ((o, q), i, start, end) in order {
             let (p, input, n) = &planned[i as usize];
-            let topic = self.notice_partitions[n.department].0.as_str();
+            let topic = self.outlets[o].topic.as_str();
             let acks = &groups[p];
             let input = &inputs[*input];
             // `send <notices topic>` under the input's `process` span; the key
@@ -930,6 +954,14 @@ impl Engine {
                     catalogue_version: st.catalogue_version,
                 },
             ));
+        }
+        let mut sent: FxHashMap<(&'static str, &'static str), u64> = FxHashMap::default();
+        for (o, by_kind) in self.outlets.iter().zip(&counts) {
+            for (k, n) in NoticeKind::ALL.iter().zip(by_kind) {
+                if *n > 0 {
+                    sent.insert((o.department, k.as_str()), *n);
+                }
+            }
         }
         self.inflight.push_back(InFlight {
             notices: groups.into_iter().collect(),
@@ -1121,6 +1153,15 @@ struct InFlight {
     created_ms: Vec<i64>,
 }
 
+/// Where one department's notices go.
+struct Outlet {
+    department: &'static str,
+    topic: String,
+    partitions: i32,
+    /// The registry id of the notice schema under the topic's subject.
+    schema_id: u32,
+}
+
 /// Per input partition, per output partition (`floor_key`): an offset.
 type Floors = FxHashMap<i32, FxHashMap<String, i64>>;
 
@@ -1221,11 +1262,10 @@ pub async fn run(
         .map_err(|e| Error::Config(e.to_string()))?;
     let base_version = catalogue.version;
     let registry = RegistryClient::new(&config.common.registry.url)?;
-    let mut notice_schema_ids = FxHashMap::default();
+    let mut schema_ids = Vec::with_capacity(credit_core::DEPARTMENTS.len());
     for d in credit_core::DEPARTMENTS {
         let subject = credit_core::topics::value_subject(&naming.notices(d.id));
-        notice_schema_ids.insert(
-            d.id,
+        schema_ids.push(
             registry
                 .register_with_retry(&subject, credit_schemas::NOTICE_AVSC, 60)
                 .await?,
@@ -1276,13 +1316,23 @@ pub async fn run(
             catalogue_topic.0
         )));
     }
-    let notice_partitions = credit_core::DEPARTMENTS
+    let outlets: Vec<Outlet> = credit_core::DEPARTMENTS
         .iter()
-        .map(|d| {
-            let t = naming.notices(d.id);
-            let n = partitions(&t).max(1);
-            (d.id, (t, n))
+        .zip(schema_ids)
+        .map(|(d, schema_id)| {
+            let topic = naming.notices(d.id);
+            Outlet {
+                department: d.id,
+                partitions: partitions(&topic).max(1),
+                topic,
+                schema_id,
+            }
         })
+        .collect();
+    let outlet_of = outlets
+        .iter()
+        .enumerate()
+        .map(|(i, o)| (o.department, i))
         .collect();
     let m = tel.meter();
     let inst = Instruments {
@@ -1333,11 +1383,11 @@ pub async fn run(
             "The newest catalogue version this engine has activated",
         ),
         producer,
-        notice_partitions,
-        notice_schema_ids,
+        outlets,
+        outlet_of,
         writer_schemas: HashMap::new(),
         registry,
-        states: HashMap::new(),
+        states: FxHashMap::default(),
         inflight: Default::default(),
         acked: Default::default(),
         fenced: HashSet::new(),
