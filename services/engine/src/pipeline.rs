@@ -840,8 +840,7 @@ impl Engine {
         // one acknowledgement group per input partition, whose floors they move.
         let groups: FxHashMap<i32, std::sync::Arc<Acks>> =
             touched.iter().map(|p| (*p, Acks::new())).collect();
-        // Per outlet and kind (`NoticeKind::ALL` order): notices sent.
-        let mut counts = vec![[0u64; NoticeKind::ALL.len()]; self.outlets.len()];
+        let mut counts: SentCounts = vec![[0; NoticeKind::ALL.len()]; self.outlets.len()];
         // Encoded in plan order, while each entry's state is in cache, into
         // one buffer; then sent grouped by output partition, each partition's
         // notices in plan order (so every partition receives exactly what it
@@ -955,18 +954,10 @@ impl Engine {
                 },
             ));
         }
-        let mut sent: FxHashMap<(&'static str, &'static str), u64> = FxHashMap::default();
-        for (o, by_kind) in self.outlets.iter().zip(&counts) {
-            for (k, n) in NoticeKind::ALL.iter().zip(by_kind) {
-                if *n > 0 {
-                    sent.insert((o.department, k.as_str()), *n);
-                }
-            }
-        }
         self.inflight.push_back(InFlight {
             notices: groups.into_iter().collect(),
             checkpoints,
-            sent,
+            sent: counts,
             floors: None,
             changelog: None,
             created_ms: inputs.iter().filter_map(|i| i.created_ms).collect(),
@@ -1035,7 +1026,7 @@ impl Engine {
                 }
                 done.push(self.inflight.pop_front().expect("front exists"));
             }
-            let mut sent: FxHashMap<(&'static str, &'static str), u64> = FxHashMap::default();
+            let mut sent: SentCounts = vec![[0; NoticeKind::ALL.len()]; self.outlets.len()];
             // Per input partition: its changed entries (last value of each) and
             // what the last batch touching it says the checkpoint holds.
             let mut entries: BTreeMap<i32, BTreeMap<String, Vec<u8>>> = BTreeMap::new();
@@ -1050,8 +1041,10 @@ impl Engine {
                         *o = (*o).max(next);
                     }
                 }
-                for (k, n) in b.sent {
-                    *sent.entry(k).or_default() += n;
+                for (total, by_kind) in sent.iter_mut().zip(&b.sent) {
+                    for (t, n) in total.iter_mut().zip(by_kind) {
+                        *t += n;
+                    }
                 }
                 let now_ms = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
@@ -1068,14 +1061,18 @@ impl Engine {
                 }
             }
             // One counter update per (department, kind), not per notice.
-            for ((dept, kind), n) in sent {
-                self.inst.notices.add(
-                    n,
-                    &[
-                        credit_runtime::metrics::department(dept),
-                        KeyValue::new(credit_runtime::metrics::label::KIND, kind),
-                    ],
-                );
+            for (o, by_kind) in self.outlets.iter().zip(&sent) {
+                for (kind, n) in NoticeKind::ALL.iter().zip(by_kind) {
+                    if *n > 0 {
+                        self.inst.notices.add(
+                            *n,
+                            &[
+                                credit_runtime::metrics::department(o.department),
+                                KeyValue::new(credit_runtime::metrics::label::KIND, kind.as_str()),
+                            ],
+                        );
+                    }
+                }
             }
             let acks = Acks::new();
             let mut tpl = TopicPartitionList::new();
@@ -1106,7 +1103,7 @@ impl Engine {
             self.inflight.push_front(InFlight {
                 notices: Vec::new(),
                 checkpoints: Vec::new(),
-                sent: FxHashMap::default(),
+                sent: Vec::new(),
                 floors: None,
                 changelog: Some((acks, tpl)),
                 created_ms: Vec::new(),
@@ -1142,7 +1139,7 @@ struct InFlight {
     /// Per input partition, its notices' acknowledgements; emptied once all came.
     notices: Vec<(i32, std::sync::Arc<Acks>)>,
     checkpoints: Vec<(i32, PendingCheckpoint)>,
-    sent: FxHashMap<(&'static str, &'static str), u64>,
+    sent: SentCounts,
     /// Per input partition, the offsets acknowledged when the next batch began
     /// sending: every notice after this batch lies at or above them.
     floors: Option<Floors>,
@@ -1152,6 +1149,10 @@ struct InFlight {
     /// Timestamps (ms) of the inputs that planned this batch's notices.
     created_ms: Vec<i64>,
 }
+
+/// Notices sent per outlet (index into `Engine::outlets`) and kind
+/// (`NoticeKind::ALL` order); empty for a batch that sent none.
+type SentCounts = Vec<[u64; NoticeKind::ALL.len()]>;
 
 /// Where one department's notices go.
 struct Outlet {
