@@ -31,10 +31,38 @@ pub enum ReasonCode {
     InvalidValue,
     /// A natural person's record names one of the six minor behaviours (六(十七)).
     GuardrailMinorBehaviour,
+    /// A code whose check character is right but which is a placeholder
+    /// (all zeros, one repeated digit, a known dummy) rather than a real subject.
+    PlaceholderCode,
+    /// A USCC whose registration-authority/type characters or administrative
+    /// division are not valid per GB 32100 and GB/T 2260.
+    InvalidUsccSegment,
+    /// A 15-digit business registration number (pre-2015) where a USCC is required.
+    LegacyRegistrationNumber,
+    /// A CSV header lacks a required column (the field names it).
+    MissingColumn,
+    /// An amount written with a unit that cannot be meant for its field.
+    InvalidUnit,
+    /// A framed Avro value whose schema id the registry does not know.
+    UnknownSchema,
+    /// A framed Avro value whose writer schema belongs to another subject or
+    /// cannot be read as this topic's record.
+    SchemaMismatch,
+    /// Not a Confluent-framed Avro value, or a body that does not decode
+    /// (bad magic byte, truncated, trailing bytes).
+    MalformedAvro,
+    /// A command or control record that is not one of the documented shapes.
+    MalformedCommand,
+    /// A well-formed command the service refused (unknown entry, operator
+    /// giving a reason only the engine may use, unpublished catalogue version).
+    RefusedCommand,
+    /// An output for this input could not be written for a reason that
+    /// retrying will not change (e.g. the broker refuses its size).
+    UndeliverableOutput,
 }
 
 impl ReasonCode {
-    pub const ALL: [ReasonCode; 14] = [
+    pub const ALL: [ReasonCode; 25] = [
         ReasonCode::EmptyRecord,
         ReasonCode::RecordTooLarge,
         ReasonCode::BadEncoding,
@@ -49,6 +77,17 @@ impl ReasonCode {
         ReasonCode::InvalidAmount,
         ReasonCode::InvalidValue,
         ReasonCode::GuardrailMinorBehaviour,
+        ReasonCode::PlaceholderCode,
+        ReasonCode::InvalidUsccSegment,
+        ReasonCode::LegacyRegistrationNumber,
+        ReasonCode::MissingColumn,
+        ReasonCode::InvalidUnit,
+        ReasonCode::UnknownSchema,
+        ReasonCode::SchemaMismatch,
+        ReasonCode::MalformedAvro,
+        ReasonCode::MalformedCommand,
+        ReasonCode::RefusedCommand,
+        ReasonCode::UndeliverableOutput,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -67,6 +106,17 @@ impl ReasonCode {
             ReasonCode::InvalidAmount => "invalid_amount",
             ReasonCode::InvalidValue => "invalid_value",
             ReasonCode::GuardrailMinorBehaviour => "guardrail_minor_behaviour",
+            ReasonCode::PlaceholderCode => "placeholder_code",
+            ReasonCode::InvalidUsccSegment => "invalid_uscc_segment",
+            ReasonCode::LegacyRegistrationNumber => "legacy_registration_number",
+            ReasonCode::MissingColumn => "missing_column",
+            ReasonCode::InvalidUnit => "invalid_unit",
+            ReasonCode::UnknownSchema => "unknown_schema",
+            ReasonCode::SchemaMismatch => "schema_mismatch",
+            ReasonCode::MalformedAvro => "malformed_avro",
+            ReasonCode::MalformedCommand => "malformed_command",
+            ReasonCode::RefusedCommand => "refused_command",
+            ReasonCode::UndeliverableOutput => "undeliverable_output",
         }
     }
 
@@ -83,7 +133,13 @@ impl ReasonCode {
             | ReasonCode::BadEncoding
             | ReasonCode::MalformedJson
             | ReasonCode::MalformedXml
-            | ReasonCode::MalformedCsv => "VALUE_CONVERTER",
+            | ReasonCode::MalformedCsv
+            | ReasonCode::MissingColumn
+            | ReasonCode::UnknownSchema
+            | ReasonCode::SchemaMismatch
+            | ReasonCode::MalformedAvro
+            | ReasonCode::MalformedCommand => "VALUE_CONVERTER",
+            ReasonCode::UndeliverableOutput => "PRODUCER",
             _ => "TRANSFORMATION",
         }
     }

@@ -51,10 +51,28 @@ pub enum MetricName {
     NoticesTracked,
     /// The catalogue version the engine applies. Gauge.
     CatalogueActiveVersion,
+    /// Unknown CSV header columns accepted and ignored, by department and column.
+    CsvUnknownColumns,
+    /// Guardrail decisions on natural persons' records, by department, concept and decision (blocked, passed).
+    GuardrailDecisions,
+    /// Errors met by a service, by class (retry, dead_letter, stop) and error code: the error policy's one counter.
+    ErrorsHandled,
+    /// List entries already expired when they reached the engine (no punishment sent), by department.
+    EntriesLate,
+    /// List entries lifted because their validity ended, by department.
+    EntriesExpired,
+    /// Records a department resent unchanged (same key and content digest), by department.
+    RecordsDuplicate,
+    /// Records whose code was already seen with another name (duplicate code), by department.
+    CodeConflicts,
+    /// Share of a department's records with a code/name conflict, against the seed's 0.005 % target. Gauge.
+    CodeConflictRatio,
+    /// Time to commit one engine transaction (notices, changelog and input offsets).
+    EngineCommitDuration,
 }
 
 impl MetricName {
-    pub const ALL: [MetricName; 15] = [
+    pub const ALL: [MetricName; 24] = [
         MetricName::RecordsIn,
         MetricName::RecordsOut,
         MetricName::RecordsDeadLettered,
@@ -70,6 +88,15 @@ impl MetricName {
         MetricName::FeedbackRejected,
         MetricName::NoticesTracked,
         MetricName::CatalogueActiveVersion,
+        MetricName::CsvUnknownColumns,
+        MetricName::GuardrailDecisions,
+        MetricName::ErrorsHandled,
+        MetricName::EntriesLate,
+        MetricName::EntriesExpired,
+        MetricName::RecordsDuplicate,
+        MetricName::CodeConflicts,
+        MetricName::CodeConflictRatio,
+        MetricName::EngineCommitDuration,
     ];
 
     /// Instrument name given to the OpenTelemetry SDK.
@@ -90,6 +117,15 @@ impl MetricName {
             MetricName::FeedbackRejected => "credit_bus_feedback_rejected",
             MetricName::NoticesTracked => "credit_bus_notices_tracked",
             MetricName::CatalogueActiveVersion => "credit_bus_catalogue_active_version",
+            MetricName::CsvUnknownColumns => "credit_bus_csv_unknown_columns",
+            MetricName::GuardrailDecisions => "credit_bus_guardrail_decisions",
+            MetricName::ErrorsHandled => "credit_bus_errors",
+            MetricName::EntriesLate => "credit_bus_entries_late",
+            MetricName::EntriesExpired => "credit_bus_entries_expired",
+            MetricName::RecordsDuplicate => "credit_bus_records_duplicate",
+            MetricName::CodeConflicts => "credit_bus_code_conflicts",
+            MetricName::CodeConflictRatio => "credit_bus_code_conflict_ratio",
+            MetricName::EngineCommitDuration => "credit_bus_engine_commit_duration",
         }
     }
 
@@ -111,6 +147,15 @@ impl MetricName {
             MetricName::FeedbackRejected => "credit_bus_feedback_rejected_total",
             MetricName::NoticesTracked => "credit_bus_notices_tracked",
             MetricName::CatalogueActiveVersion => "credit_bus_catalogue_active_version",
+            MetricName::CsvUnknownColumns => "credit_bus_csv_unknown_columns_total",
+            MetricName::GuardrailDecisions => "credit_bus_guardrail_decisions_total",
+            MetricName::ErrorsHandled => "credit_bus_errors_total",
+            MetricName::EntriesLate => "credit_bus_entries_late_total",
+            MetricName::EntriesExpired => "credit_bus_entries_expired_total",
+            MetricName::RecordsDuplicate => "credit_bus_records_duplicate_total",
+            MetricName::CodeConflicts => "credit_bus_code_conflicts_total",
+            MetricName::CodeConflictRatio => "credit_bus_code_conflict_ratio",
+            MetricName::EngineCommitDuration => "credit_bus_engine_commit_duration_seconds",
         }
     }
 
@@ -155,6 +200,11 @@ pub mod label {
     pub const GROUP: &str = "group";
     pub const TOPIC: &str = "topic";
     pub const PARTITION: &str = "partition";
+    pub const CLASS: &str = "class";
+    pub const ERROR: &str = "error";
+    pub const CONCEPT: &str = "concept";
+    pub const DECISION: &str = "decision";
+    pub const COLUMN: &str = "column";
 }
 
 pub fn department(id: &'static str) -> KeyValue {
