@@ -98,6 +98,19 @@ impl Naming {
         format!("{}.engine.state", self.prefix)
     }
 
+    /// What the engine could not use (undecodable records, unreadable or
+    /// refused commands): original bytes, reason and input position, for
+    /// operators to inspect and replay.
+    pub fn engine_dead_letters(&self) -> String {
+        format!("{}.engine.dlq", self.prefix)
+    }
+
+    /// The transactional id of an engine instance: stable per instance, so a
+    /// restarted instance fences its predecessor's open transaction at once.
+    pub fn engine_transactional_id(&self, instance: &str) -> String {
+        format!("{}.engine.{instance}", self.prefix)
+    }
+
     /// Whether a topic under this prefix keeps only the latest record per key.
     pub fn is_compacted(&self, topic: &str) -> bool {
         topic == self.engine_state() || topic == self.catalogue()
@@ -140,6 +153,7 @@ impl Naming {
             self.records(),
             self.engine_commands(),
             self.engine_state(),
+            self.engine_dead_letters(),
             self.catalogue(),
             self.feedback_rejected(),
         ];
@@ -198,8 +212,8 @@ mod tests {
             );
         }
         // A notice and a feedback topic per department, inbound + dlq per publisher
-        // (5), records, the engine's commands and changelog, the catalogue and
-        // rejected feedback.
-        assert_eq!(all.len(), 2 * crate::DEPARTMENTS.len() + 2 * 5 + 5);
+        // (5), records, the engine's commands, changelog and dead letters, the
+        // catalogue and rejected feedback.
+        assert_eq!(all.len(), 2 * crate::DEPARTMENTS.len() + 2 * 5 + 6);
     }
 }
