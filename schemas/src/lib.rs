@@ -4,8 +4,12 @@
 //! this crate embeds them, frames records in the Confluent wire format
 //! ([`wire`]), encodes the normalised record without going through
 //! `apache_avro::types::Value` ([`encode`]), and talks to any Confluent-compatible
-//! schema registry ([`registry`]).
+//! schema registry ([`registry`]). The engine's own topics are contracts too:
+//! its changelog ([`changelog`], with the one replay function the engine and
+//! the CLI share) and its command and catalogue topics ([`commands`]).
 
+pub mod changelog;
+pub mod commands;
 pub mod decode;
 pub mod encode;
 pub mod feedback;

@@ -42,6 +42,18 @@ const fn days_in_month(y: i32, m: u32) -> u32 {
     }
 }
 
+/// The day `months` calendar months after `day`, clamped to the end of a
+/// shorter month (31 January + 1 month = 28 or 29 February), as publication
+/// periods are counted.
+pub const fn add_months(day: i32, months: u32) -> i32 {
+    let (y, m, d) = civil_from_days(day);
+    let total = (m - 1) + months;
+    let y = y + (total / 12) as i32;
+    let m = total % 12 + 1;
+    let last = days_in_month(y, m);
+    days_from_civil(y, m, if d > last { last } else { d })
+}
+
 fn digits(b: &[u8]) -> Option<u32> {
     if b.is_empty() || b.len() > 9 {
         return None;
@@ -137,6 +149,14 @@ mod tests {
         }
         assert_eq!(days_from_civil(1970, 1, 1), 0);
         assert_eq!(days_from_civil(2000, 3, 1), 11_017);
+        assert_eq!(
+            add_months(days_from_civil(2020, 1, 31), 1),
+            days_from_civil(2020, 2, 29)
+        );
+        assert_eq!(
+            add_months(days_from_civil(2020, 11, 30), 3),
+            days_from_civil(2021, 2, 28)
+        );
     }
 
     #[test]
@@ -160,6 +180,16 @@ mod tests {
         #[test]
         fn round_trips(days in days_from_civil(1900, 1, 1)..days_from_civil(2199, 12, 31)) {
             prop_assert_eq!(parse(&format(days)), Some(days));
+        }
+
+        /// Adding months moves the month by exactly that many and never
+        /// past its last day; adding 12 months is adding a year.
+        #[test]
+        fn add_months_counts_calendar_months(days in days_from_civil(1900, 1, 1)..days_from_civil(2190, 12, 31), months in 0u32..120) {
+            let (y, m, d) = civil_from_days(days);
+            let (y2, m2, d2) = civil_from_days(add_months(days, months));
+            prop_assert_eq!((y2 * 12 + m2 as i32) - (y * 12 + m as i32), months as i32);
+            prop_assert_eq!(d2, d.min(days_in_month(y2, m2)));
         }
 
         #[test]

@@ -2,9 +2,12 @@
 //!
 //! * [`Catalogue`]: one version of the catalogue, parsed from TOML (the data in
 //!   `catalogue/*.toml`) and validated with every problem reported at once.
+//! * [`plan`]: an engine partition's entries and the pure planning of notices
+//!   (records, commands, catalogue activation, expiry).
 //! * [`rules`]: which notices a list entry gets under a catalogue, what
 //!   activating a new version adds and lifts, and deterministic notice ids.
 
+pub mod plan;
 pub mod rules;
 
 use std::collections::HashSet;
