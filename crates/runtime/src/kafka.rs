@@ -46,6 +46,12 @@ pub fn producer(cfg: &KafkaConfig, client_id: &str) -> ClientConfig {
         // stops; it is never dropped after a retry budget runs out.
         .set("message.timeout.ms", "0")
         .set("compression.type", "lz4")
+        // librdkafka's default, stated: the limit dead letters are cut to and
+        // the start-up check compares with the broker's (crate::limits).
+        .set(
+            "message.max.bytes",
+            crate::dlq::DEFAULT_MESSAGE_MAX_BYTES.to_string(),
+        )
         // Java clients' partitioner, so a key lands on the same partition whoever
         // produces it (the engine relies on records and commands co-partitioning).
         .set("partitioner", "murmur2_random")

@@ -6,6 +6,9 @@
 //!   SDK exported for Prometheus.
 //! * [`metrics`]: the one list of metric names.
 //! * [`kafka`]: librdkafka settings and topic administration.
+//! * [`errors`]: the error policy: retry, dead-letter or stop, and the retry helper.
+//! * [`dlq`]: dead letters from consumed messages to rdkafka records.
+//! * [`limits`]: record-size limits of broker, producer and service, checked at start.
 //! * [`gap`]: offsets a broker skipped on resume, detected and re-read.
 //! * [`ops`]: `/metrics`, `/healthz`, `/readyz` on every service.
 //! * [`prom`]: reading a `/metrics` page back (live view, dashboard).
@@ -15,8 +18,11 @@
 
 pub mod acks;
 pub mod config;
+pub mod dlq;
+pub mod errors;
 pub mod gap;
 pub mod kafka;
+pub mod limits;
 pub mod metrics;
 pub mod ops;
 pub mod prom;
