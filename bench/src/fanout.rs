@@ -23,10 +23,7 @@
 //!
 //! Restart tansu before a run: what it holds slows it down (docs/engine.md).
 //!
-//! `BENCH_ENGINE_ORDER=1` makes the baseline copy the notices in the order the
-//! engine planned them (by input position) instead of as read back (grouped by
-//! output partition): the experiment that showed what the send order costs
-//! librdkafka (docs/engine.md, session 6). `BENCH_MARK=1` prints a line to
+//! `BENCH_MARK=1` prints a line to
 //! stderr as each measured phase starts, for a profiler to attach.
 
 use std::collections::HashMap;
@@ -110,10 +107,12 @@ fn start_engine(a: &FanoutArgs, prefix: &str, registry: &str) -> anyhow::Result<
     let config = credit_engine::Config {
         common: common(kafka(&args(a), prefix), registry),
         engine: credit_engine::EngineConfig {
-            batch_size: a.batch_size,
+            max_batch: a.batch_size,
             catalogue_file: String::new(),
-            takeover_grace_ms: 1500,
             instance_id: format!("{prefix}-bench"),
+            ..credit_engine::Config::load(None)
+                .map_err(|e| anyhow::anyhow!("{e}"))?
+                .engine
         },
     };
     let tel = Telemetry::new("credit-engine")?;
@@ -251,16 +250,6 @@ struct Written {
 }
 
 impl Written {
-    /// (input partition, offset) of the input that planned this notice, from
-    /// its engine-input header: the order in which the engine sent notices.
-    fn input_position(&self) -> (i32, i64) {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == credit_core::notice::ENGINE_INPUT_HEADER)
-            .and_then(|(_, v)| credit_engine::state::InputPosition::parse(v))
-            .map_or((-1, -1), |p| (p.partition, p.offset))
-    }
-
     fn headers(&self) -> rdkafka::message::OwnedHeaders {
         self.headers.iter().fold(
             rdkafka::message::OwnedHeaders::new_with_capacity(self.headers.len()),
@@ -766,9 +755,6 @@ pub async fn run(a: FanoutArgs) -> anyhow::Result<()> {
         let (engine, naming) = engine_round(&a, &e, &registry.url(), &w, total, round).await?;
         if written.is_empty() {
             written = read_all(&a.brokers, &naming, a.notice_partitions, total)?;
-            if std::env::var_os("BENCH_ENGINE_ORDER").is_some() {
-                written.sort_by_key(Written::input_position);
-            }
         }
         teardown(&e, &naming).await?;
         if lat.is_none() {

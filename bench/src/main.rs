@@ -202,7 +202,7 @@ fn trace_cost(n: usize) {
 /// core; baseline: copying the same number of equally sized byte strings.
 fn notices(n: usize) {
     use credit_core::record::{ListType, SubjectType};
-    use credit_engine::state::{Input, PartitionState};
+    use credit_measures::plan::{Input, PartitionState, Source};
     let catalogue =
         credit_measures::Catalogue::parse(credit_measures::V1).expect("shipped catalogue");
     let lists = [
@@ -226,16 +226,24 @@ fn notices(n: usize) {
             subject_key: "91440101MA59UU8U0F".into(),
             subject_name: "广州市恒信建材有限公司".into(),
             decision_number: "(2020)粤0106执123号".into(),
-            topic: "credit.records".into(),
-            partition: 1,
-            offset: i as i64,
+            valid_from: 19_000,
+            valid_until: None,
+            source: Source {
+                topic: "credit.records".into(),
+                partition: 1,
+                offset: i as i64,
+            },
         })
         .collect();
     // The engine's own planning: a partition's state records each entry and
     // its duties and returns the notices to send.
-    let mut state = PartitionState::default();
-    let text =
-        credit_engine::pipeline::measure_text(&[(catalogue.version, catalogue.clone())].into());
+    let mut state = PartitionState::new(catalogue.version);
+    let text: std::collections::HashMap<_, _> = catalogue
+        .measures
+        .iter()
+        .map(|m| (m.id.clone(), (m.name_zh.clone(), m.legal_basis.clone())))
+        .collect();
+    let today = credit_runtime::today();
     let mut buf = Vec::with_capacity(1024);
     let mut count = 0usize;
     let mut bytes = 0usize;
@@ -246,7 +254,7 @@ fn notices(n: usize) {
         let t = Instant::now();
         let mut in_chunk = 0;
         for input in inputs.by_ref().take(64) {
-            for p in state.plan_record(&catalogue, input) {
+            for p in state.plan_record(&catalogue, input, today).1 {
                 let (name, basis) = &text[&p.measure_id];
                 let e = &state.entries[&*p.record_id];
                 let notice = p.notice(e, name, basis);

@@ -21,6 +21,11 @@ pub struct RecordHead<'a> {
     pub info_kind: InfoKind,
     pub list_type: Option<ListType>,
     pub decision_number: &'a str,
+    /// Days since 1970-01-01.
+    pub valid_from: i32,
+    pub valid_until: Option<i32>,
+    /// The department's own id for the record (`lineage.source_record_id`).
+    pub source_record_id: &'a str,
 }
 
 /// Why a body does not decode.
@@ -108,10 +113,8 @@ pub fn record_head(body: &[u8]) -> Result<RecordHead<'_>, DecodeError> {
     if r.present()? {
         r.int()?; // publication_date
     }
-    r.int()?; // valid_from
-    if r.present()? {
-        r.int()?; // valid_until
-    }
+    let valid_from = r.int()?;
+    let valid_until = if r.present()? { Some(r.int()?) } else { None };
     r.symbol(Severity::ALL)?;
     if r.present()? {
         r.string()?; // legal_basis
@@ -138,7 +141,7 @@ pub fn record_head(body: &[u8]) -> Result<RecordHead<'_>, DecodeError> {
     r.string()?; // lineage.source_topic
     r.int()?; // lineage.source_partition
     r.long()?; // lineage.source_offset
-    r.string()?; // lineage.source_record_id
+    let source_record_id = r.string()?;
     if r.present()? {
         r.long()?; // lineage.source_timestamp_ms
     }
@@ -154,6 +157,9 @@ pub fn record_head(body: &[u8]) -> Result<RecordHead<'_>, DecodeError> {
         info_kind,
         list_type,
         decision_number,
+        valid_from,
+        valid_until,
+        source_record_id,
     })
 }
 
@@ -180,6 +186,9 @@ mod tests {
             prop_assert_eq!(h.info_kind, r.info_kind);
             prop_assert_eq!(h.list_type, r.list_type);
             prop_assert_eq!(h.decision_number, &*r.decision_number);
+            prop_assert_eq!(h.valid_from, r.valid_from);
+            prop_assert_eq!(h.valid_until, r.valid_until);
+            prop_assert_eq!(h.source_record_id, &*r.lineage.source_record_id);
             #[allow(deprecated)]
             let v = apache_avro::from_avro_datum(crate::credit_record_schema(), &mut &body[..], None);
             prop_assert!(v.is_ok());

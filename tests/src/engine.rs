@@ -53,7 +53,7 @@ pub fn spawn_engine(
         .env("CREDIT_BUS__KAFKA__BROKERS", brokers)
         .env("CREDIT_BUS__KAFKA__TOPIC_PREFIX", prefix)
         .env("CREDIT_BUS__REGISTRY__URL", registry)
-        .env("CREDIT_BUS__ENGINE__BATCH_SIZE", "500")
+        .env("CREDIT_BUS__ENGINE__MAX_BATCH", "500")
         .env("CREDIT_BUS__ENGINE__INSTANCE_ID", instance)
         .env(
             "CREDIT_BUS__TELEMETRY__OPS_LISTEN",
@@ -99,7 +99,9 @@ pub fn workload(n: usize, schema_id: u32, seed: u64) -> Workload {
             credit_normaliser::adapters::normalise(d.inbound.unwrap(), &ctx, &s.value, |r| {
                 credit_schemas::encode::credit_record_framed(&mut buf, schema_id, r);
                 let is_entry = matches!(r.info_kind, InfoKind::DishonestyList | InfoKind::RedList);
-                r.list_type.filter(|_| is_entry).map(|l| Entry {
+                // An entry whose validity already ended is kept but sends nothing.
+                let late = r.valid_until.is_some_and(|u| u < ctx.today);
+                r.list_type.filter(|_| is_entry && !late).map(|l| Entry {
                     record_id: r.record_id().to_string(),
                     list_type: l,
                     subject_type: r.subject.kind,
@@ -140,10 +142,10 @@ pub async fn send_all(p: &FutureProducer, topic: &str, items: &[(String, Vec<u8>
     }
 }
 
-/// Reads every notice topic from the beginning; returns notice id → copies seen.
-/// Partitions are assigned, not subscribed: a group member depends on the
-/// broker's coordinator, and tansu 0.6's was seen leaving partitions of a fresh
-/// group unassigned, which would read as "missing" notices.
+/// Reads every notice topic from the beginning, as a department does
+/// (`read_committed`: notices of aborted transactions are never seen);
+/// returns notice id → copies seen. Partitions are assigned, not
+/// subscribed: no group, so nothing to wait for.
 pub fn read_notices(
     naming: &Naming,
     until: impl Fn(&BTreeMap<String, usize>) -> bool,
@@ -153,6 +155,7 @@ pub fn read_notices(
         .set("bootstrap.servers", brokers())
         .set("group.id", unique("notice-reader"))
         .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
         .set("fetch.wait.max.ms", "10")
         .create()
         .unwrap();

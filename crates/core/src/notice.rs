@@ -72,12 +72,6 @@ pub struct Notice<'a> {
     pub source_offset: i64,
 }
 
-/// Header on every notice: the engine input that planned it,
-/// `<partition>/r<offset>` on the records topic or `<partition>/c<offset>` on
-/// the command topic. An instance recovering that partition counts the notices
-/// of input at or after its checkpoint as already sent.
-pub const ENGINE_INPUT_HEADER: &str = "credit-bus.engine-input";
-
 #[cfg(test)]
 mod tests {
     use super::*;

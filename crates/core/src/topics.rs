@@ -164,6 +164,44 @@ impl Naming {
     }
 }
 
+/// The partition the Java client's default partitioner (murmur2 of the key,
+/// made positive, modulo the partition count) gives a keyed record. Every
+/// producer of the bus uses it (librdkafka `partitioner=murmur2_random`), so
+/// the `credit-bus` CLI knows which engine partition holds an entry before it
+/// sends a command there.
+pub fn partition_of(key: &[u8], partitions: i32) -> i32 {
+    ((murmur2(key) & 0x7fff_ffff) as u32 % partitions.max(1) as u32) as i32
+}
+
+/// Kafka's `Utils.murmur2` (seed 0x9747b28c).
+pub fn murmur2(data: &[u8]) -> i32 {
+    const M: u32 = 0x5bd1_e995;
+    let mut h: u32 = 0x9747_b28c ^ data.len() as u32;
+    let mut chunks = data.chunks_exact(4);
+    for c in &mut chunks {
+        let mut k = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+        k = k.wrapping_mul(M);
+        k ^= k >> 24;
+        k = k.wrapping_mul(M);
+        h = h.wrapping_mul(M) ^ k;
+    }
+    let rest = chunks.remainder();
+    if rest.len() == 3 {
+        h ^= u32::from(rest[2]) << 16;
+    }
+    if rest.len() >= 2 {
+        h ^= u32::from(rest[1]) << 8;
+    }
+    if !rest.is_empty() {
+        h ^= u32::from(rest[0]);
+        h = h.wrapping_mul(M);
+    }
+    h ^= h >> 13;
+    h = h.wrapping_mul(M);
+    h ^= h >> 15;
+    h as i32
+}
+
 /// TopicNameStrategy subject of a topic's values.
 pub fn value_subject(topic: &str) -> String {
     format!("{topic}-value")
@@ -185,6 +223,27 @@ mod tests {
         assert_eq!(delivery, 2 * crate::DEPARTMENTS.len());
         assert!(!n.is_notice_or_feedback(&n.feedback_rejected()));
         assert!(!n.is_notice_or_feedback(&Naming::default().notices("finance")));
+    }
+
+    /// The vectors of Kafka's own `UtilsTest.testMurmur2`.
+    #[test]
+    fn murmur2_matches_the_java_client() {
+        for (key, want) in [
+            ("21", -973_932_308),
+            ("foobar", -790_332_482),
+            ("a-little-bit-long-string", -985_981_536),
+            ("a-little-bit-longer-string", -1_486_304_829),
+            (
+                "lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8",
+                -58_897_971,
+            ),
+            ("abc", 479_470_107),
+        ] {
+            assert_eq!(murmur2(key.as_bytes()), want, "{key}");
+        }
+        for n in 1..10 {
+            assert!((0..n).contains(&partition_of(b"courts:0:12", n)));
+        }
     }
 
     #[test]

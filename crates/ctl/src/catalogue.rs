@@ -7,16 +7,15 @@
 //! partition of the engine's command topic, so each input partition switches at
 //! one definite point of its stream and a replay after a crash decides the same.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use credit_engine::state::{Checkpoint, PartitionState, StoredEntry};
 use credit_measures::Catalogue;
 use credit_runtime::config::KafkaConfig;
-use rdkafka::Offset;
+use credit_runtime::read::Stable;
+use credit_schemas::commands::{self, Command};
 use rdkafka::consumer::Consumer;
-use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
 /// Reads and validates a catalogue file; every problem is reported at once.
@@ -26,7 +25,8 @@ pub fn validate(file: &std::path::Path) -> anyhow::Result<Catalogue> {
     Catalogue::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))
 }
 
-fn partitions(kafka: &KafkaConfig, topic: &str) -> anyhow::Result<i32> {
+/// The partition count of `topic`; an error naming the command that creates it if absent.
+pub fn partitions(kafka: &KafkaConfig, topic: &str) -> anyhow::Result<i32> {
     let c: rdkafka::consumer::BaseConsumer =
         credit_runtime::kafka::base(kafka, "credit-bus-cli").create()?;
     let meta = c.fetch_metadata(Some(topic), Duration::from_secs(15))?;
@@ -41,10 +41,45 @@ fn partitions(kafka: &KafkaConfig, topic: &str) -> anyhow::Result<i32> {
     Ok(n)
 }
 
-fn published(kafka: &KafkaConfig) -> anyhow::Result<Vec<Catalogue>> {
+/// Every valid version on the catalogue topic; invalid ones are reported.
+pub fn published(kafka: &KafkaConfig) -> anyhow::Result<BTreeMap<u32, Catalogue>> {
     let topic = kafka.naming().catalogue();
     let n = partitions(kafka, &topic)?;
-    credit_engine::pipeline::read_catalogues(kafka, &topic, n).map_err(anyhow::Error::msg)
+    let (good, bad) = credit_runtime::read::catalogue_versions(kafka, "credit-bus-cli", &topic, n)?;
+    for (key, error) in bad {
+        eprintln!("warning: {topic} holds an invalid value under {key} (never applied): {error}");
+    }
+    Ok(good.into_iter().map(|c| (c.version, c)).collect())
+}
+
+/// Replays engine partition `p` from the changelog, as the engine does.
+pub fn partition_state(
+    kafka: &KafkaConfig,
+    catalogues: &BTreeMap<u32, Catalogue>,
+    p: i32,
+) -> anyhow::Result<credit_measures::plan::PartitionState> {
+    let naming = kafka.naming();
+    let mut replay = credit_runtime::read::changelog(
+        kafka,
+        "credit-bus-cli",
+        &naming.engine_state(),
+        p,
+        Stable::AsIs,
+        Duration::from_secs(120),
+    )?;
+    let missing: Vec<u32> = replay
+        .catalogue_versions()
+        .into_iter()
+        .filter(|v| !catalogues.contains_key(v))
+        .collect();
+    if !missing.is_empty() {
+        bail!(
+            "changelog partition {p} names catalogue versions {missing:?}, which are not on {}",
+            naming.catalogue()
+        );
+    }
+    let base = catalogues.keys().next().copied().unwrap_or(1);
+    Ok(replay.finish(catalogues, base)?)
 }
 
 async fn send(producer: &FutureProducer, rec: FutureRecord<'_, str, [u8]>) -> anyhow::Result<()> {
@@ -59,10 +94,7 @@ async fn send(producer: &FutureProducer, rec: FutureRecord<'_, str, [u8]>) -> an
 pub async fn publish(kafka: &KafkaConfig, file: &std::path::Path) -> anyhow::Result<()> {
     let c = validate(file)?;
     let text = std::fs::read_to_string(file)?;
-    if let Some(old) = published(kafka)?
-        .into_iter()
-        .find(|o| o.version == c.version)
-    {
+    if let Some(old) = published(kafka)?.remove(&c.version) {
         if old == c {
             eprintln!(
                 "version {} is already published with this content",
@@ -78,7 +110,7 @@ pub async fn publish(kafka: &KafkaConfig, file: &std::path::Path) -> anyhow::Res
     let producer: FutureProducer =
         credit_runtime::kafka::producer(kafka, "credit-bus-cli").create()?;
     let topic = kafka.naming().catalogue();
-    let key = format!("version/{}", c.version);
+    let key = commands::version_key(c.version);
     send(
         &producer,
         FutureRecord::to(&topic)
@@ -98,55 +130,17 @@ pub async fn publish(kafka: &KafkaConfig, file: &std::path::Path) -> anyhow::Res
 pub type DryRun = BTreeMap<(String, String), (usize, usize)>;
 
 /// What activating `version` would send now, from the engine's changelog:
-/// the same planning the engine runs, on a copy of each partition's state.
+/// the same planning the engine runs, on each partition's replayed state.
 pub fn dry_run(kafka: &KafkaConfig, version: u32) -> anyhow::Result<DryRun> {
     let catalogues = published(kafka)?;
     let new = catalogues
-        .iter()
-        .find(|c| c.version == version)
+        .get(&version)
         .cloned()
         .with_context(|| format!("catalogue version {version} is not published"))?;
-    let naming = kafka.naming();
-    let changelog = naming.engine_state();
-    let n = partitions(kafka, &changelog)?;
-    let reader = credit_runtime::kafka::reader(kafka, "credit-bus-dry-run")?;
-    let mut states: HashMap<i32, PartitionState> = HashMap::new();
-    let mut stored: HashMap<(i32, String), StoredEntry> = HashMap::new();
-    let parts: Vec<(i32, Offset)> = (0..n).map(|p| (p, Offset::Beginning)).collect();
-    credit_runtime::kafka::read_to_end(
-        &reader,
-        &changelog,
-        &parts,
-        Duration::from_secs(120),
-        |m| {
-            let st = states.entry(m.partition()).or_default();
-            let (Some(key), Some(value)) = (m.key(), m.payload()) else {
-                return;
-            };
-            if key == b"checkpoint" {
-                if let Ok(cp) = serde_json::from_slice::<Checkpoint>(value) {
-                    st.checkpoint = cp;
-                }
-            } else if key.starts_with(b"entry/")
-                && let Ok(e) = serde_json::from_slice::<StoredEntry>(value)
-            {
-                stored.insert((m.partition(), e.record_id.clone()), e);
-            }
-        },
-    )
-    .map_err(anyhow::Error::msg)?;
-    // The last value of each entry, its duties restored from its version.
-    for ((p, _), e) in stored {
-        let c = catalogues.iter().find(|c| c.version == e.catalogue_version);
-        let e = e.restore(c).map_err(anyhow::Error::msg)?;
-        states
-            .entry(p)
-            .or_default()
-            .entries
-            .insert(e.record_id.clone(), e);
-    }
+    let n = partitions(kafka, &kafka.naming().engine_state())?;
     let mut out = DryRun::new();
-    for st in states.values_mut() {
+    for p in 0..n {
+        let mut st = partition_state(kafka, &catalogues, p)?;
         for n in st.plan_activation(&new) {
             let e = out
                 .entry((n.department.to_string(), n.measure_id.to_string()))
@@ -179,7 +173,7 @@ pub fn print_dry_run(version: u32, d: &DryRun) {
 /// Activates a published version: `active` on the catalogue topic, then one
 /// activation command per command-topic partition.
 pub async fn activate(kafka: &KafkaConfig, version: u32) -> anyhow::Result<()> {
-    if !published(kafka)?.iter().any(|c| c.version == version) {
+    if !published(kafka)?.contains_key(&version) {
         bail!(
             "catalogue version {version} is not published: `credit-bus catalogue publish FILE` first"
         );
@@ -187,26 +181,27 @@ pub async fn activate(kafka: &KafkaConfig, version: u32) -> anyhow::Result<()> {
     let naming = kafka.naming();
     let producer: FutureProducer =
         credit_runtime::kafka::producer(kafka, "credit-bus-cli").create()?;
-    let body = format!(r#"{{"version":{version}}}"#);
+    let body = commands::active_value(version);
     send(
         &producer,
         FutureRecord::to(&naming.catalogue())
-            .key("active")
-            .payload(body.as_bytes()),
+            .key(commands::ACTIVE_KEY)
+            .payload(&body),
     )
     .await?;
-    let commands = naming.engine_commands();
-    let command = format!(r#"{{"activate":{version}}}"#);
-    for p in 0..partitions(kafka, &commands)? {
+    let topic = naming.engine_commands();
+    let command = Command::Activate(version);
+    let value = command.to_json();
+    for p in 0..partitions(kafka, &topic)? {
         send(
             &producer,
-            FutureRecord::to(&commands)
+            FutureRecord::to(&topic)
                 .partition(p)
-                .key("activate")
-                .payload(command.as_bytes()),
+                .key(command.key())
+                .payload(&value),
         )
         .await?;
     }
-    eprintln!("activation of catalogue version {version} sent to every partition of {commands}");
+    eprintln!("activation of catalogue version {version} sent to every partition of {topic}");
     Ok(())
 }

@@ -9,6 +9,7 @@
 //!   tracker's per-department table.
 
 mod catalogue;
+mod entry;
 mod prom;
 
 use std::collections::BTreeMap;
@@ -22,7 +23,7 @@ use credit_runtime::config::{KafkaConfig, RegistryConfig};
 use credit_runtime::metrics::{MetricName, label};
 
 #[derive(Parser)]
-#[command(name = "credit-bus", about = "Operate credit-bus")]
+#[command(name = "credit-bus", about = "Operate credit-bus", version)]
 struct Args {
     #[command(subcommand)]
     cmd: Cmd,
@@ -159,9 +160,11 @@ enum EntryCmd {
         /// The normalised record's id, e.g. `courts:0:1234`.
         #[arg(long)]
         record_id: String,
-        /// `repaired`, `expired` or `withdrawn`.
+        #[arg(long, value_enum)]
+        reason: entry::Reason,
+        /// Send even if the engine's changelog shows no such entry.
         #[arg(long)]
-        reason: String,
+        force: bool,
         #[arg(long, env = "CREDIT_BUS_CONFIG")]
         config: Option<std::path::PathBuf>,
     },
@@ -237,28 +240,11 @@ async fn main() -> anyhow::Result<()> {
                 EntryCmd::End {
                     record_id,
                     reason,
+                    force,
                     config,
                 },
         } => {
-            if !["repaired", "expired", "withdrawn"].contains(&reason.as_str()) {
-                anyhow::bail!("--reason must be repaired, expired or withdrawn");
-            }
-            let kafka = load_kafka(config.as_deref())?;
-            let producer: rdkafka::producer::FutureProducer =
-                credit_runtime::kafka::producer(&kafka, "credit-bus-cli").create()?;
-            let body = format!(r#"{{"record_id":{record_id:?},"reason":{reason:?}}}"#);
-            let topic = kafka.naming().engine_commands();
-            producer
-                .send(
-                    rdkafka::producer::FutureRecord::to(&topic)
-                        .key(&record_id)
-                        .payload(&body),
-                    Duration::from_secs(15),
-                )
-                .await
-                .map_err(|(e, _)| e)
-                .context("sending the command")?;
-            eprintln!("sent: end {record_id} ({reason}) to {topic}");
+            entry::end(&load_kafka(config.as_deref())?, &record_id, reason, force).await?;
         }
         Cmd::Subscribe {
             department,

@@ -105,6 +105,19 @@ pub struct Generator {
     rng: SmallRng,
     bad_share: f64,
     seq: u64,
+    /// Today (days since 1970-01-01) and its year: decision dates are drawn
+    /// up to today and validities around it, so most list entries are in
+    /// force when they arrive and some have already expired (the engine's
+    /// late path), whenever the data is made.
+    today: i32,
+    year: i32,
+}
+
+/// Today in the city's calendar (UTC+8), days since 1970-01-01.
+fn today() -> i32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| ((d.as_secs() + 8 * 3600) / 86_400) as i32)
 }
 
 fn flip_last(code: &str) -> String {
@@ -120,6 +133,8 @@ impl Generator {
             rng: SmallRng::seed_from_u64(seed),
             bad_share: bad_share.clamp(0.0, 1.0),
             seq: 0,
+            today: today(),
+            year: credit_core::date::civil_from_days(today()).0,
         }
     }
 
@@ -165,12 +180,14 @@ impl Generator {
         )
     }
 
+    /// A date in the years given, never after today.
     fn date(&mut self, from_year: i32, to_year: i32) -> (i32, u32, u32) {
-        (
-            self.rng.random_range(from_year..=to_year),
-            self.rng.random_range(1..13),
-            self.rng.random_range(1..29),
-        )
+        let from = credit_core::date::days_from_civil(from_year, 1, 1);
+        let to = credit_core::date::days_from_civil(to_year, 12, 28).min(self.today);
+        let (y, m, d) =
+            credit_core::date::civil_from_days(self.rng.random_range(from..=to.max(from)));
+        // Days 29-31 are left out: generated periods add years and months to them.
+        (y, m, d.min(28))
     }
 
     /// Whether the next record should be bad, and which of `reasons` it breaks.
@@ -282,7 +299,7 @@ impl Generator {
         } else {
             "CREDIT_STATUS"
         };
-        let (y, m, d) = self.date(2018, 2024);
+        let (y, m, d) = self.date(self.year - 3, self.year);
         let customs = if dept == "hp-customs" {
             ("黄埔海关", "埔关")
         } else {
@@ -301,7 +318,7 @@ impl Generator {
         let until = if expect == Some(InvalidDate) {
             format!("{}-01-01", y - 1)
         } else {
-            format!("{}-{m:02}-{d:02}", y + 2)
+            format!("{}-{m:02}-{d:02}", y + 3)
         };
         let reason = if level == "失信企业" {
             "被海关处以罚款累计超过100万元"
@@ -346,7 +363,7 @@ impl Generator {
             uscc
         };
         let (_, district, _) = self.district();
-        let (y, m, d) = self.date(2018, 2024);
+        let (y, m, d) = self.date(self.year - 1, self.year);
         let name = self.company_name();
         let rep = self.person_name();
         let grade_row = expect != Some(InvalidAmount) && self.rng.random_bool(0.5);
@@ -447,7 +464,7 @@ impl Generator {
             UnknownRecordType,
             InvalidUscc,
         ]);
-        let (y, m, d) = self.date(2018, 2024);
+        let (y, m, d) = self.date(self.year - 3, self.year);
         let kind = match expect {
             Some(InvalidResidentId | GuardrailMinorBehaviour) => 0,
             Some(InvalidUscc) => 1,

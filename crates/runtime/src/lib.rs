@@ -26,6 +26,7 @@ pub mod limits;
 pub mod metrics;
 pub mod ops;
 pub mod prom;
+pub mod read;
 pub mod service;
 pub mod shutdown;
 pub mod telemetry;

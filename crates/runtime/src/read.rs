@@ -1,0 +1,244 @@
+//! Reading partitions to their end, without a consumer group: how the engine
+//! replays its changelog and every reader of a compacted topic (catalogue
+//! versions, the registry's store) loads it.
+//!
+//! "The end" is where a `read_committed` reader stops: the last stable offset.
+//! With [`Stable::Wait`] a read first waits until no transaction is open on a
+//! partition (its last stable offset has caught up with its high watermark),
+//! so whatever a dead or fenced writer left open has been committed or
+//! aborted before the reader believes it has seen everything. The engine
+//! needs that for its changelog: an owner that takes a partition over must see
+//! every committed change of the previous owner.
+
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::{Offset, TopicPartitionList};
+
+use crate::config::KafkaConfig;
+use crate::kafka::{BusContext, base};
+
+/// Whether to wait for open transactions on the partitions read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stable {
+    /// Stop at the last stable offset as it is.
+    AsIs,
+    /// Stop only once no transaction is open on the partition.
+    Wait,
+}
+
+/// Why a read did not reach the end.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("{topic}: {source}")]
+    Kafka { topic: String, source: KafkaError },
+    #[error("{topic} partitions {open:?}: end not reached within {limit:?}{why}")]
+    Timeout {
+        topic: String,
+        open: Vec<i32>,
+        limit: Duration,
+        why: &'static str,
+    },
+}
+
+impl crate::errors::Classify for ReadError {
+    fn class(&self) -> crate::errors::Class {
+        match self {
+            ReadError::Kafka { source, .. } => crate::errors::kafka(source),
+            ReadError::Timeout { .. } => crate::errors::Class::new(
+                "kafka_read_timeout",
+                crate::errors::Fault::External,
+                crate::errors::Disposition::Retry,
+            ),
+        }
+    }
+}
+
+fn client(
+    cfg: &KafkaConfig,
+    client_id: &str,
+    isolation: &str,
+) -> Result<BaseConsumer<BusContext>, KafkaError> {
+    base(cfg, client_id)
+        .set("group.id", client_id)
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .set("isolation.level", isolation)
+        .set("fetch.wait.max.ms", cfg.fetch_wait_max_ms.to_string())
+        .create_with_context(BusContext::default())
+}
+
+/// Reads `partitions` of `topic`, each from its offset, to their end as of
+/// now, calling `f` on each record once, in offset order per partition.
+/// Blocking: call it from a blocking thread.
+pub fn read_to_end(
+    cfg: &KafkaConfig,
+    client_id: &str,
+    topic: &str,
+    partitions: &[(i32, Offset)],
+    stable: Stable,
+    limit: Duration,
+    mut f: impl FnMut(&BorrowedMessage<'_>),
+) -> Result<(), ReadError> {
+    let err = |source| ReadError::Kafka {
+        topic: topic.to_string(),
+        source,
+    };
+    if partitions.is_empty() {
+        return Ok(());
+    }
+    let c = client(cfg, client_id, "read_committed").map_err(err)?;
+    let deadline = Instant::now() + limit;
+    if stable == Stable::Wait {
+        // A read_committed client's ListOffsets "latest" is the last stable
+        // offset, a read_uncommitted client's the high watermark: they differ
+        // while a transaction is open on the partition.
+        let hw = client(cfg, client_id, "read_uncommitted").map_err(err)?;
+        for (p, _) in partitions {
+            loop {
+                let (_, high) = hw
+                    .fetch_watermarks(topic, *p, Duration::from_secs(10))
+                    .map_err(err)?;
+                let (_, stable) = c
+                    .fetch_watermarks(topic, *p, Duration::from_secs(10))
+                    .map_err(err)?;
+                if stable >= high {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    return Err(ReadError::Timeout {
+                        topic: topic.to_string(),
+                        open: vec![*p],
+                        limit,
+                        why: " (a transaction stayed open on it: a writer that died keeps it open until transaction.timeout.ms)",
+                    });
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+    let mut tpl = TopicPartitionList::new();
+    for (p, from) in partitions {
+        tpl.add_partition_offset(topic, *p, *from).map_err(err)?;
+    }
+    c.assign(&tpl).map_err(err)?;
+    let mut open: std::collections::HashSet<i32> = partitions.iter().map(|(p, _)| *p).collect();
+    while !open.is_empty() {
+        if Instant::now() > deadline {
+            let mut open: Vec<i32> = open.into_iter().collect();
+            open.sort_unstable();
+            return Err(ReadError::Timeout {
+                topic: topic.to_string(),
+                open,
+                limit,
+                why: "",
+            });
+        }
+        match c.poll(Duration::from_millis(100)) {
+            None => {}
+            Some(Ok(m)) if m.topic() == topic => f(&m),
+            Some(Ok(_)) => {}
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                open.remove(&p);
+            }
+            Some(Err(e)) => return Err(err(e)),
+        }
+    }
+    Ok(())
+}
+
+/// The catalogue topic's versions: the valid ones, and the keys of invalid
+/// values with why (a reader reports those and never applies them).
+pub type Versions = (Vec<credit_measures::Catalogue>, Vec<(String, String)>);
+
+/// Every catalogue version on the catalogue topic (`partitions` partitions).
+pub fn catalogue_versions(
+    cfg: &KafkaConfig,
+    client_id: &str,
+    topic: &str,
+    partitions: i32,
+) -> Result<Versions, ReadError> {
+    use credit_schemas::commands::{CatalogueRecord, catalogue_record};
+    let parts: Vec<(i32, Offset)> = (0..partitions).map(|p| (p, Offset::Beginning)).collect();
+    let (mut good, mut bad) = (Vec::new(), Vec::new());
+    read_to_end(
+        cfg,
+        client_id,
+        topic,
+        &parts,
+        Stable::AsIs,
+        Duration::from_secs(60),
+        |m| match catalogue_record(m.key(), m.payload()) {
+            CatalogueRecord::Version(c) => good.push(*c),
+            CatalogueRecord::Invalid { key, error } => bad.push((key, error)),
+            CatalogueRecord::Other => {}
+        },
+    )?;
+    Ok((good, bad))
+}
+
+/// Why a changelog partition could not be read back.
+#[derive(Debug, thiserror::Error)]
+pub enum ChangelogError {
+    #[error("reading the changelog: {0}")]
+    Read(#[from] ReadError),
+    #[error("changelog partition {partition}: {source}")]
+    Replay {
+        partition: i32,
+        source: credit_schemas::changelog::ReplayError,
+    },
+}
+
+impl crate::errors::Classify for ChangelogError {
+    fn class(&self) -> crate::errors::Class {
+        match self {
+            ChangelogError::Read(e) => e.class(),
+            // A value this reader cannot read is not fixed by retrying: an
+            // operator must look.
+            ChangelogError::Replay { .. } => crate::errors::Class::new(
+                "changelog_unreadable",
+                crate::errors::Fault::Internal,
+                crate::errors::Disposition::Stop,
+            ),
+        }
+    }
+}
+
+/// Reads the engine's changelog partition `p` from the beginning into a
+/// [`Replay`](credit_schemas::changelog::Replay) (finish it with the
+/// catalogue versions it needs).
+pub fn changelog(
+    cfg: &KafkaConfig,
+    client_id: &str,
+    topic: &str,
+    p: i32,
+    stable: Stable,
+    limit: Duration,
+) -> Result<credit_schemas::changelog::Replay, ChangelogError> {
+    let mut replay = credit_schemas::changelog::Replay::default();
+    let mut bad = None;
+    read_to_end(
+        cfg,
+        client_id,
+        topic,
+        &[(p, Offset::Beginning)],
+        stable,
+        limit,
+        |m| {
+            if bad.is_none()
+                && let Err(e) = replay.record(m.key(), m.payload())
+            {
+                bad = Some(e);
+            }
+        },
+    )?;
+    match bad {
+        Some(source) => Err(ChangelogError::Replay {
+            partition: p,
+            source,
+        }),
+        None => Ok(replay),
+    }
+}
