@@ -276,7 +276,7 @@ async fn normaliser_until(
         normaliser: credit_normaliser::NormaliserConfig {
             department: a.department.clone(),
             batch_size: a.batch_size,
-            max_record_bytes: 1 << 20,
+            max_record_bytes: credit_normaliser::DEFAULT_MAX_RECORD_BYTES,
         },
     };
     let tel = Telemetry::new("credit-normaliser")?;
@@ -483,7 +483,7 @@ pub async fn run(a: E2eArgs) -> anyhow::Result<()> {
         normaliser: credit_normaliser::NormaliserConfig {
             department: a.department.clone(),
             batch_size: a.batch_size,
-            max_record_bytes: 1 << 20,
+            max_record_bytes: credit_normaliser::DEFAULT_MAX_RECORD_BYTES,
         },
     };
     let stop = CancellationToken::new();

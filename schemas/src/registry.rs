@@ -26,14 +26,32 @@ pub enum RegistryError {
 }
 
 impl RegistryError {
-    /// Whether trying again later may succeed (transport trouble, 5xx),
-    /// as opposed to a request the registry will always refuse.
+    /// Whether trying again later may succeed (unreachable, timeout, 5xx,
+    /// 408, 429), as opposed to a request the registry will always refuse.
+    /// The services' error policy classifies these errors in
+    /// `credit_runtime::errors::registry` (retry, dead-letter an unknown
+    /// schema id, or stop); this agrees with its "retry", which a test there
+    /// checks, for callers without the runtime (the CLI's retries).
     pub fn is_retriable(&self) -> bool {
         match self {
             RegistryError::Url(_) => false,
-            RegistryError::Transport(_) => true,
-            RegistryError::Api { status, .. } => *status >= 500,
+            // A 200 whose body is not the registry's JSON is not a registry.
+            RegistryError::Transport(e) => !(e.is_decode() || e.is_builder()),
+            RegistryError::Api { status, .. } => matches!(*status, 408 | 429 | 500..=599),
         }
+    }
+
+    /// The registry does not know this schema id (404, error code 40403):
+    /// the record that names it is at fault, not the registry.
+    pub fn is_unknown_schema(&self) -> bool {
+        matches!(
+            self,
+            RegistryError::Api {
+                status: 404,
+                error_code: 40403,
+                ..
+            }
+        )
     }
 }
 

@@ -96,10 +96,16 @@ pub struct Registry {
 
 impl Registry {
     pub async fn start(store_topic: &str) -> Registry {
+        Registry::start_at(store_topic, "127.0.0.1:0").await
+    }
+
+    /// Starts it on `listen` (`ip:port`): a registry restarted on the port
+    /// its clients know, with the store topic it had.
+    pub async fn start_at(store_topic: &str, listen: &str) -> Registry {
         let config = credit_registry::Config {
             common: common("unused", "http://unused"),
             registry: credit_registry::config::RegistryServiceConfig {
-                listen: "127.0.0.1:0".into(),
+                listen: listen.into(),
                 topic: store_topic.to_string(),
                 compatibility: "BACKWARD".into(),
             },

@@ -351,7 +351,7 @@ async fn feedback_loop_counts_rejects_marks_overdue_and_rebuilds() {
     )
     .await;
     sent.insert(
-        "undecodable",
+        "malformed_avro",
         (b"fin-3".to_vec(), garbage, bus.naming.feedback("finance")),
     );
 
@@ -379,7 +379,7 @@ async fn feedback_loop_counts_rejects_marks_overdue_and_rebuilds() {
         assert_eq!(m.payload(), Some(&value[..]), "{reason}: original bytes");
         assert_eq!(header(m, dlq::TOPIC), Some(topic.as_str()), "{reason}");
         assert!(header(m, dlq::OFFSET).is_some_and(|o| o.parse::<i64>().is_ok()));
-        if reason == "undecodable" {
+        if reason == "malformed_avro" {
             assert_eq!(header(m, "x-trace"), Some("abc"), "original headers kept");
         }
     }
@@ -411,7 +411,7 @@ async fn feedback_loop_counts_rejects_marks_overdue_and_rebuilds() {
         ("finance", "department-mismatch"),
         ("tax", "wrong-department"),
         ("finance", "unknown-notice"),
-        ("finance", "undecodable"),
+        ("finance", "malformed_avro"),
     ] {
         let got = t
             .metric(

@@ -31,7 +31,7 @@ async fn every_department_normalises_and_dead_letters_with_reasons() {
             normaliser: NormaliserConfig {
                 department: dep.id.into(),
                 batch_size: 500,
-                max_record_bytes: 1 << 20,
+                max_record_bytes: credit_normaliser::DEFAULT_MAX_RECORD_BYTES,
             },
         };
         let tel = credit_runtime::telemetry::Telemetry::new("credit-normaliser").unwrap();

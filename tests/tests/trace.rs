@@ -146,7 +146,7 @@ async fn one_record_is_one_trace_from_inbound_to_feedback() {
             normaliser: credit_normaliser::NormaliserConfig {
                 department: "courts".into(),
                 batch_size: 100,
-                max_record_bytes: 1 << 20,
+                max_record_bytes: credit_normaliser::DEFAULT_MAX_RECORD_BYTES,
             },
         },
         tel,

@@ -342,10 +342,8 @@ pub fn registry(e: &RegistryError) -> Class {
                 Class::retry("registry_unavailable")
             }
         }
-        RegistryError::Api {
-            status, error_code, ..
-        } => match *status {
-            404 if *error_code == 40403 => Class::new(
+        RegistryError::Api { status, .. } => match *status {
+            404 if e.is_unknown_schema() => Class::new(
                 "registry_unknown_schema",
                 Fault::Input,
                 Disposition::DeadLetter(ReasonCode::UnknownSchema),
@@ -762,6 +760,13 @@ mod tests {
         ] {
             let c = registry(&e);
             assert_eq!((c.code, c.disposition), (code, disposition), "{e}");
+            // The client's own answers agree with the table.
+            assert_eq!(e.is_retriable(), c.is_retry(), "{e}");
+            assert_eq!(
+                e.is_unknown_schema(),
+                c.disposition == DeadLetter(ReasonCode::UnknownSchema),
+                "{e}"
+            );
         }
     }
 

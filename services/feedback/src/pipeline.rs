@@ -13,15 +13,25 @@
 //! arrived before that read began names no notice: any notice sent before the
 //! department answered was acknowledged before the answer, so it lies below
 //! the end that read reached.
+//!
+//! Errors follow the bus's policy (`credit_runtime::errors`, `docs/errors.md`):
+//! feedback that cannot be decoded (empty, not framed, a schema id the
+//! registry does not know, another subject's schema, a damaged body) is
+//! refused onto the rejected topic, its dead-letter topic, with the reason and
+//! its position; a registry or broker that is away is waited for with bounded
+//! backoff, never a reason to refuse; an authorisation or configuration fault
+//! stops the tracker.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
+use credit_core::ReasonCode;
 use credit_core::dlq;
 use credit_core::feedback::{FeedbackReason, TRACKER_CLASS};
 use credit_runtime::config::KafkaConfig;
+use credit_runtime::dlq as runtime_dlq;
+use credit_runtime::errors::{Classify, Disposition, ErrorPolicy, RetryError};
 use credit_runtime::metrics::{MetricName, label};
 use credit_runtime::ops::Readiness;
 use credit_runtime::telemetry::Telemetry;
@@ -30,8 +40,9 @@ use credit_schemas::feedback::OwnedFeedback;
 use credit_schemas::registry::RegistryClient;
 use opentelemetry::KeyValue;
 use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Headers, Message};
+use rdkafka::producer::FutureProducer;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
@@ -82,6 +93,51 @@ impl Origin {
             self.header(trace::TRACESTATE).map(str::as_bytes),
         )
     }
+}
+
+/// Why the tracker refused a feedback: a rule of the loop ([`FeedbackReason`])
+/// or an input it cannot decode ([`ReasonCode`]: `empty_record`,
+/// `malformed_avro`, `unknown_schema`, `schema_mismatch`). Both spell the
+/// `credit-bus.reason` header and the `reason` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Refusal {
+    Feedback(FeedbackReason),
+    Input(ReasonCode),
+}
+
+impl Refusal {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refusal::Feedback(r) => r.as_str(),
+            Refusal::Input(c) => c.as_str(),
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Refusal> {
+        FeedbackReason::parse(s)
+            .map(Refusal::Feedback)
+            .or_else(|| ReasonCode::parse(s).map(Refusal::Input))
+    }
+
+    fn stage(self) -> &'static str {
+        match self {
+            Refusal::Feedback(r) => r.stage(),
+            Refusal::Input(c) => c.stage(),
+        }
+    }
+
+    fn field(self) -> Option<&'static str> {
+        match self {
+            Refusal::Feedback(r) => r.field(),
+            Refusal::Input(_) => None,
+        }
+    }
+}
+
+/// What [`Tracker::decode`] makes of a payload.
+enum Decoded {
+    Feedback(OwnedFeedback),
+    Refused(ReasonCode, String),
 }
 
 /// The state the loop writes and `/report` reads.
@@ -202,15 +258,18 @@ struct Tracker {
     kafka: KafkaConfig,
     shared: Arc<Shared>,
     registry: RegistryClient,
-    /// Writer schemas by id; `None` for an id the registry does not know or a
-    /// schema that does not parse (its records are undecodable).
+    /// Writer schemas by id (ids are immutable); `None` for a schema that
+    /// does not parse. Ids the registry does not know are not remembered.
     schemas: HashMap<u32, Option<Arc<apache_avro::Schema>>>,
     producer: FutureProducer,
+    /// The producer's `message.max.bytes`: every rejection fits it.
+    limit: usize,
+    policy: ErrorPolicy,
     rejected_topic: String,
     /// Rejections already on the rejected topic, by the original's
     /// (topic, partition, offset): a rebuild repeats those decisions as they
     /// were and does not write them again.
-    already_rejected: HashMap<(String, i32, i64), FeedbackReason>,
+    already_rejected: HashMap<(String, i32, i64), Refusal>,
     topics: HashMap<String, (&'static str, Kind)>,
     partitions: HashMap<String, i32>,
     /// Next offset to read per (topic, partition).
@@ -302,13 +361,16 @@ impl Tracker {
                 },
             )
         });
-        let Some(fb) = self.decode(o.payload.as_deref()).await? else {
-            if let Some(s) = &mut span {
-                s.set_error(FeedbackReason::Undecodable.as_str());
+        let fb = match self.decode(o.payload.as_deref()).await? {
+            Decoded::Feedback(fb) => fb,
+            Decoded::Refused(code, detail) => {
+                if let Some(s) = &mut span {
+                    s.set_error(code.as_str());
+                }
+                return self
+                    .reject(department, Refusal::Input(code), &detail, o)
+                    .await;
             }
-            return self
-                .reject(department, FeedbackReason::Undecodable, o)
-                .await;
         };
         let event = self.shared.book().add_feedback(seq, department, fb, o);
         if let (Some(s), Some(Event::Rejected { reason, .. })) = (&mut span, &event) {
@@ -317,38 +379,84 @@ impl Tracker {
         self.handle(event.into_iter().collect()).await
     }
 
-    async fn decode(&mut self, payload: Option<&[u8]>) -> anyhow::Result<Option<OwnedFeedback>> {
-        let Some((id, body)) = payload.and_then(|p| credit_schemas::wire::split(p).ok()) else {
-            return Ok(None);
+    /// Decodes a payload, or says why it cannot be: the registry is asked
+    /// under the error policy (waited for while away; an id it does not know
+    /// is the record's fault).
+    async fn decode(&mut self, payload: Option<&[u8]>) -> anyhow::Result<Decoded> {
+        let refused = |c: ReasonCode, d: &str| Ok(Decoded::Refused(c, d.to_string()));
+        let payload = match payload {
+            None | Some([]) => return refused(ReasonCode::EmptyRecord, "no value"),
+            Some(p) => p,
+        };
+        let (id, body) = match credit_schemas::wire::split(payload) {
+            Ok(x) => x,
+            Err(e) => return refused(ReasonCode::MalformedAvro, &e.to_string()),
         };
         if !self.schemas.contains_key(&id) {
-            let s = self.fetch_schema(id).await?;
-            self.schemas.insert(id, s);
+            let fetched = self
+                .policy
+                .retry("fetching a writer schema", &self.shutdown, || {
+                    self.registry.schema_by_id(id)
+                })
+                .await;
+            let text = match fetched {
+                Ok(text) => text,
+                Err(RetryError::Shutdown) => {
+                    anyhow::bail!("shutdown while waiting for the registry")
+                }
+                Err(RetryError::NotRetriable(e))
+                    if e.class().disposition
+                        == Disposition::DeadLetter(ReasonCode::UnknownSchema) =>
+                {
+                    self.policy.count(e.class());
+                    return refused(
+                        ReasonCode::UnknownSchema,
+                        &format!("schema id {id} is not in the registry"),
+                    );
+                }
+                Err(e) => {
+                    if let Some(err) = e.error() {
+                        self.policy.stop("fetching a writer schema", err);
+                    }
+                    anyhow::bail!("schema registry: {e}");
+                }
+            };
+            let parsed = apache_avro::Schema::parse_str(&text).ok().map(Arc::new);
+            self.schemas.insert(id, parsed);
         }
         let Some(Some(writer)) = self.schemas.get(&id) else {
-            return Ok(None);
+            return refused(
+                ReasonCode::SchemaMismatch,
+                &format!("schema id {id} does not parse as Avro"),
+            );
         };
-        Ok(credit_schemas::feedback::decode_body(writer, body).ok())
-    }
-
-    /// The writer schema for `id`; waits out a registry that is away rather
-    /// than reject good feedback for it.
-    async fn fetch_schema(&self, id: u32) -> anyhow::Result<Option<Arc<apache_avro::Schema>>> {
-        let mut delay = Duration::from_millis(100);
-        loop {
-            match self.registry.schema_by_id(id).await {
-                Ok(text) => return Ok(apache_avro::Schema::parse_str(&text).ok().map(Arc::new)),
-                Err(e) if !e.is_retriable() => return Ok(None),
-                Err(e) => {
-                    tracing::warn!(error = %e, schema_id = id, "registry unavailable; retrying");
-                    tokio::select! {
-                        _ = self.shutdown.cancelled() => anyhow::bail!("shutdown while waiting for the registry"),
-                        _ = tokio::time::sleep(delay) => {}
-                    }
-                    delay = (delay * 2).min(Duration::from_secs(5));
-                }
-            }
+        // A writer schema of another record (a notice's, say) is the wrong
+        // contract; a feedback schema whose body does not decode is a damaged
+        // record. apache-avro's own messages may quote values, so neither is
+        // passed on.
+        let reader = credit_schemas::feedback_schema();
+        if writer.name() != reader.name() {
+            return refused(
+                ReasonCode::SchemaMismatch,
+                &format!(
+                    "schema id {id} is {}, not {}",
+                    writer
+                        .name()
+                        .map_or("not a named record".into(), |n| n.fullname(None)),
+                    reader.name().map_or(String::new(), |n| n.fullname(None))
+                ),
+            );
         }
+        Ok(match credit_schemas::feedback::decode_body(writer, body) {
+            Ok(fb) => Decoded::Feedback(fb),
+            Err(_) => Decoded::Refused(
+                ReasonCode::MalformedAvro,
+                format!(
+                    "a body of {} bytes does not decode with schema id {id}",
+                    body.len()
+                ),
+            ),
+        })
     }
 
     async fn handle(&mut self, events: Vec<Event<Origin>>) -> anyhow::Result<()> {
@@ -371,13 +479,17 @@ impl Tracker {
                     department,
                     reason,
                     origin,
-                } => self.reject(department, reason, origin).await?,
+                } => {
+                    let detail = format!("feedback refused: {reason}");
+                    self.reject(department, Refusal::Feedback(reason), &detail, origin)
+                        .await?
+                }
             }
         }
         Ok(())
     }
 
-    fn count_rejected(&self, department: &'static str, reason: FeedbackReason) {
+    fn count_rejected(&self, department: &'static str, reason: Refusal) {
         self.m.rejected.add(
             1,
             &[
@@ -388,11 +500,14 @@ impl Tracker {
     }
 
     /// Writes the original key, value and headers plus the dead-letter headers
-    /// to the rejected topic and waits for the acknowledgement.
+    /// to the rejected topic (cut to fit the producer's limit: a rejection
+    /// never fails on size) and waits for the acknowledgement, retrying a
+    /// broker that is away; any other failure stops the tracker.
     async fn reject(
         &mut self,
         department: &'static str,
-        reason: FeedbackReason,
+        reason: Refusal,
+        detail: &str,
         o: Origin,
     ) -> anyhow::Result<()> {
         tracing::info!(department, reason = reason.as_str(), topic = %o.topic, partition = o.partition, offset = o.offset, "feedback rejected");
@@ -403,53 +518,68 @@ impl Tracker {
             &self.rejected_topic,
             o.key.as_deref().and_then(|k| std::str::from_utf8(k).ok()),
         );
-        let mut h = OwnedHeaders::new_with_capacity(o.headers.len() + 13);
-        h = trace::inject(h, span.context());
-        for (k, v) in o.headers.iter().filter(|(k, _)| !trace::is_trace_header(k)) {
-            h = h.insert(Header {
-                key: k,
-                value: v.as_deref(),
-            });
+        let headers: Vec<(&str, Option<&[u8]>)> = o
+            .headers
+            .iter()
+            .filter(|(k, _)| !trace::is_trace_header(k))
+            .map(|(k, v)| (k.as_str(), v.as_deref()))
+            .collect();
+        let input = dlq::Input {
+            topic: &o.topic,
+            partition: o.partition,
+            offset: o.offset,
+            key: o.key.as_deref(),
+            value: o.payload.as_deref(),
+            headers: &headers,
+        };
+        let dl = dlq::build(
+            &input,
+            &dlq::Reason {
+                code: reason.as_str(),
+                stage: reason.stage(),
+                field: reason.field(),
+                detail,
+            },
+            &dlq::Writer {
+                connector: "credit-feedback",
+                class_name: TRACKER_CLASS,
+            },
+            self.limit,
+        );
+        let sc = span.context().clone();
+        let (producer, topic) = (&self.producer, &self.rejected_topic);
+        let sent = self
+            .policy
+            .retry("writing a rejected feedback", &self.shutdown, || async {
+                let rec = runtime_dlq::future_record(
+                    topic,
+                    &dl,
+                    runtime_dlq::owned_headers(&dl, Some(&sc)),
+                );
+                producer
+                    .send(rec, Duration::from_secs(30))
+                    .await
+                    .map(|_| ())
+                    .map_err(|(e, _)| e)
+            })
+            .await;
+        match sent {
+            Ok(()) => {}
+            Err(RetryError::Shutdown) => {
+                anyhow::bail!("shutdown while writing a rejected feedback")
+            }
+            Err(e) => {
+                if let Some(err) = e.error() {
+                    self.policy.stop("writing a rejected feedback", err);
+                }
+                anyhow::bail!(
+                    "writing the rejection of {}/{}@{}: {e}",
+                    o.topic,
+                    o.partition,
+                    o.offset
+                );
+            }
         }
-        let (partition, offset) = (o.partition.to_string(), o.offset.to_string());
-        let exception = format!("{}.{}", dlq::REJECTION_CLASS, reason.as_str());
-        let message = format!("feedback refused: {reason}");
-        for (k, v) in [
-            (dlq::TOPIC, o.topic.as_str()),
-            (dlq::PARTITION, &partition),
-            (dlq::OFFSET, &offset),
-            (dlq::CONNECTOR_NAME, "credit-feedback"),
-            (dlq::TASK_ID, "0"),
-            (dlq::STAGE, reason.stage()),
-            (dlq::CLASS_NAME, TRACKER_CLASS),
-            (dlq::EXCEPTION_CLASS_NAME, &exception),
-            (dlq::EXCEPTION_MESSAGE, &message),
-            (dlq::REASON, reason.as_str()),
-        ] {
-            h = h.insert(Header {
-                key: k,
-                value: Some(v),
-            });
-        }
-        if let Some(f) = reason.field() {
-            h = h.insert(Header {
-                key: dlq::FIELD,
-                value: Some(f),
-            });
-        }
-        let mut rec: FutureRecord<'_, [u8], [u8]> =
-            FutureRecord::to(&self.rejected_topic).headers(h);
-        if let Some(k) = o.key.as_deref() {
-            rec = rec.key(k);
-        }
-        if let Some(p) = o.payload.as_deref() {
-            rec = rec.payload(p);
-        }
-        self.producer
-            .send(rec, Duration::from_secs(30))
-            .await
-            .map_err(|(e, _)| e)
-            .context("writing a rejected feedback")?;
         self.count_rejected(department, reason);
         Ok(())
     }
@@ -537,10 +667,26 @@ pub async fn run(
             "some notices/feedback topics do not exist; not read"
         );
     }
+    let policy = ErrorPolicy::new(&tel);
+    let producer_config = credit_runtime::kafka::producer(&kafka, "credit-feedback");
+    let limit = runtime_dlq::producer_limit(&producer_config);
+    let written = [rejected_topic.clone()];
+    match policy
+        .retry("checking record size limits", &shutdown, || {
+            credit_runtime::limits::check_at_start(&kafka, &written, limit, None)
+        })
+        .await
+    {
+        Ok(_) => {}
+        Err(RetryError::Shutdown) => return Ok(()),
+        Err(e) => anyhow::bail!("{e}"),
+    }
     let mut t = Tracker {
         registry: RegistryClient::new(&config.common.registry.url)?,
         schemas: HashMap::new(),
-        producer: credit_runtime::kafka::producer(&kafka, "credit-feedback").create()?,
+        producer: producer_config.create()?,
+        limit,
+        policy,
         rejected_topic: rejected_topic.clone(),
         already_rejected: HashMap::new(),
         topics,
@@ -602,10 +748,13 @@ pub async fn run(
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
-            m = consumer.recv() => {
-                let o = Origin::of(&m?);
-                t.on_record(o).await?;
-            }
+            m = consumer.recv() => match m {
+                Ok(m) => {
+                    let o = Origin::of(&m);
+                    t.on_record(o).await?;
+                }
+                Err(e) => consumer_error(&t.policy, e)?,
+            },
             _ = tick.tick() => {}
         }
         let pending = t.shared.book().pending();
@@ -643,7 +792,7 @@ async fn rebuild(t: &mut Tracker, rejected_topic: &str) -> anyhow::Result<()> {
             o.header(dlq::TOPIC),
             o.header(dlq::PARTITION).and_then(|p| p.parse().ok()),
             o.header(dlq::OFFSET).and_then(|p| p.parse().ok()),
-            o.header(dlq::REASON).and_then(FeedbackReason::parse),
+            o.header(dlq::REASON).and_then(Refusal::parse),
         ) else {
             continue;
         };
@@ -658,5 +807,18 @@ async fn rebuild(t: &mut Tracker, rejected_topic: &str) -> anyhow::Result<()> {
     }
     t.barrier().await?;
     t.refresh_gauges();
+    Ok(())
+}
+
+/// A consumer error: a stop (authorisation, fatal) ends the tracker; anything
+/// else librdkafka retries by itself, so it is counted and logged.
+fn consumer_error(policy: &ErrorPolicy, e: KafkaError) -> anyhow::Result<()> {
+    let class = e.class();
+    if class.disposition == Disposition::Stop {
+        policy.stop("consuming", &e);
+        anyhow::bail!("consuming: {e}");
+    }
+    policy.count(class);
+    tracing::warn!(error = %e, code = class.code, "consumer error; librdkafka retries");
     Ok(())
 }

@@ -7,6 +7,11 @@ use serde::Deserialize;
 
 pub const DEFAULTS: &str = include_str!("../default.toml");
 
+/// 960 KiB: with 16 KiB for key and headers it stays under the producer's
+/// `message.max.bytes` of 1,000,000, which stays a record batch's header
+/// under Kafka's default broker limit of 1,048,588 (`credit_runtime::limits`).
+pub const DEFAULT_MAX_RECORD_BYTES: usize = 983_040;
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NormaliserConfig {
@@ -14,7 +19,11 @@ pub struct NormaliserConfig {
     pub department: String,
     /// Records processed and acknowledged together before offsets are stored.
     pub batch_size: usize,
-    /// Inbound values larger than this (bytes) are dead-lettered as `record_too_large`.
+    /// Inbound values larger than this (bytes) are dead-lettered as
+    /// `record_too_large` (a prefix, the length and a SHA-256 when the value
+    /// does not fit the producer's limit). Checked at start: it plus 16 KiB
+    /// must not exceed the producer's `message.max.bytes`
+    /// (`credit_runtime::limits`). Default [`DEFAULT_MAX_RECORD_BYTES`].
     pub max_record_bytes: usize,
 }
 
@@ -61,5 +70,17 @@ impl Config {
                 normaliser: normaliser?,
             })
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_embedded_default_is_the_documented_one() {
+        let c = super::Config::load(None, None).unwrap();
+        assert_eq!(
+            c.normaliser.max_record_bytes,
+            super::DEFAULT_MAX_RECORD_BYTES
+        );
     }
 }

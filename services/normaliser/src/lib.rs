@@ -12,5 +12,5 @@ pub mod adapters;
 pub mod config;
 pub mod pipeline;
 
-pub use config::{Config, NormaliserConfig};
+pub use config::{Config, DEFAULT_MAX_RECORD_BYTES, NormaliserConfig};
 pub use pipeline::{Error, run};

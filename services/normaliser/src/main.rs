@@ -27,7 +27,11 @@ async fn main() -> std::process::ExitCode {
         |s| async move {
             credit_normaliser::run(s.config, s.telemetry, s.ready, s.shutdown)
                 .await
-                .map_err(|e| format!("{e} (retriable: {})", e.is_retriable()))
+                .map_err(|e| {
+                    use credit_runtime::errors::Classify;
+                    let c = e.class();
+                    format!("{e} (error {}, {} fault)", c.code, c.fault.as_str())
+                })
         },
     )
     .await

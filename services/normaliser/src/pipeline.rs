@@ -7,15 +7,27 @@
 //! a replayed record carries the same key and the same bytes as before
 //! (`record_id` is derived from its inbound partition and offset), so
 //! downstream recognises the duplicate.
+//!
+//! Errors follow the bus's policy (`credit_runtime::errors`, `docs/errors.md`):
+//! a bad input is dead-lettered and processing goes on; an output the broker
+//! or the producer refuses for good (too large, invalid) has its input
+//! dead-lettered instead, cut to fit the producer's limit so that write cannot
+//! fail on size; a registry or broker that is away is waited for with bounded
+//! backoff; a configuration or authorisation fault stops the instance with
+//! nothing stored past the input it was on. The record-size limits of broker,
+//! producer and `normaliser.max_record_bytes` are checked against each other
+//! at start.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use credit_core::catalogue::{self, InboundFormat};
 use credit_core::record::{Context, RecordId};
 use credit_core::reject::{ReasonCode, Rejection};
 use credit_core::{dlq, topics};
-use credit_runtime::gap::{GapGuard, Verdict};
+use credit_runtime::dlq as runtime_dlq;
+use credit_runtime::errors::{Class, Classify, Disposition, ErrorPolicy, Fault, RetryError};
+use credit_runtime::limits::{self, Limit, LimitsError};
 use credit_runtime::metrics::{self, MetricName};
 use credit_runtime::ops::Readiness;
 use credit_runtime::shutdown::Shutdown as CancellationToken;
@@ -28,14 +40,15 @@ use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Counter, Histogram};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
+use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::adapters;
 use crate::config::Config;
 
-/// Why the service stopped.
+/// Why the service stopped. Every kind says whose fault it is and what to do
+/// through [`Classify`] (the table is `docs/errors.md`).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("configuration: {0}")]
@@ -44,19 +57,34 @@ pub enum Error {
     Registry(#[from] RegistryError),
     #[error("kafka: {0}")]
     Kafka(#[from] KafkaError),
-    #[error("output not acknowledged: {0}")]
-    Delivery(KafkaError),
+    /// An output, and then the dead letter of its input, not acknowledged:
+    /// nothing after that input is committed.
+    #[error("{what}: {error}")]
+    Delivery { what: String, error: KafkaError },
+    #[error(transparent)]
+    Limits(#[from] LimitsError),
+    #[error("{0}")]
+    GaveUp(String),
 }
 
-impl Error {
-    /// Whether a restart may succeed. Offsets of unacknowledged work were not
-    /// stored, so restarting replays it.
-    pub fn is_retriable(&self) -> bool {
+impl Classify for Error {
+    fn class(&self) -> Class {
         match self {
-            Error::Config(_) => false,
-            Error::Registry(e) => e.is_retriable(),
-            Error::Kafka(_) | Error::Delivery(_) => true,
+            Error::Config(_) => Class::new("config", Fault::Config, Disposition::Stop),
+            Error::Registry(e) => e.class(),
+            Error::Kafka(e) | Error::Delivery { error: e, .. } => e.class(),
+            Error::Limits(e) => e.class(),
+            Error::GaveUp(_) => Class::new("gave_up", Fault::External, Disposition::Stop),
         }
+    }
+}
+
+/// A failed retry as the error the service stops with (`None`: shutdown).
+fn stopped<E: Classify + Into<Error>>(e: RetryError<E>) -> Option<Error> {
+    match e {
+        RetryError::NotRetriable(e) => Some(e.into()),
+        e @ RetryError::GaveUp { .. } => Some(Error::GaveUp(e.to_string())),
+        RetryError::Shutdown => None,
     }
 }
 
@@ -87,7 +115,10 @@ impl Instruments {
 
 /// An output in flight.
 struct Pending {
-    sent: Sent,
+    /// Its input's index in the batch.
+    input: usize,
+    /// `None` for a normalised record, the reason for a dead letter.
+    rejected: Option<ReasonCode>,
     delivery: DeliveryFuture,
     /// The record's `process` and `send` spans, only when they are recorded
     /// (sampled and exported); they end when the output is acknowledged.
@@ -95,85 +126,24 @@ struct Pending {
 }
 
 /// The output a record turns into, before it is sent.
-enum Output<'m> {
-    Normalised {
-        id: RecordId<'static>,
-    },
-    Dead {
-        rejection: Rejection,
-        headers: OwnedHeaders,
-        key: Option<&'m [u8]>,
-    },
-}
-
-fn dlq_headers(msg: &BorrowedMessage<'_>, r: &Rejection, connector: &str) -> OwnedHeaders {
-    // Keep the original headers first, then add ours. The original trace
-    // context is replaced by the dead letter's own (same trace), added on sending.
-    let mut h = OwnedHeaders::new_with_capacity(msg.headers().map_or(0, |h| h.count()) + 13);
-    if let Some(orig) = msg.headers() {
-        for hd in orig.iter().filter(|hd| !trace::is_trace_header(hd.key)) {
-            h = h.insert(Header {
-                key: hd.key,
-                value: hd.value,
-            });
-        }
-    }
-    let partition = msg.partition().to_string();
-    let offset = msg.offset().to_string();
-    let exception = format!("{}.{}", dlq::REJECTION_CLASS, r.code.as_str());
-    let message = r.to_string();
-    for (k, v) in [
-        (dlq::TOPIC, msg.topic()),
-        (dlq::PARTITION, &partition),
-        (dlq::OFFSET, &offset),
-        (dlq::CONNECTOR_NAME, connector),
-        (dlq::TASK_ID, "0"),
-        (dlq::STAGE, r.code.stage()),
-        (dlq::CLASS_NAME, dlq::NORMALISER_CLASS),
-        (dlq::EXCEPTION_CLASS_NAME, &exception),
-        (dlq::EXCEPTION_MESSAGE, &message),
-        (dlq::REASON, r.code.as_str()),
-    ] {
-        h = h.insert(Header {
-            key: k,
-            value: Some(v),
-        });
-    }
-    if let Some(f) = r.field {
-        h = h.insert(Header {
-            key: dlq::FIELD,
-            value: Some(f),
-        });
-    }
-    h
+enum Output {
+    Normalised { id: RecordId<'static> },
+    Dead(Rejection),
 }
 
 /// What stays fixed for every record an instance processes.
-struct Route<'a> {
+struct Route {
     format: InboundFormat,
     department: &'static str,
     schema_id: u32,
     max_bytes: usize,
-    connector: &'a str,
 }
 
-/// Turns one inbound record into its output bytes (in `buf`) and routing.
-fn process<'m>(
-    route: &Route<'_>,
-    today: i32,
-    msg: &'m BorrowedMessage<'m>,
-    buf: &mut Vec<u8>,
-) -> Output<'m> {
-    let Route {
-        format,
-        department,
-        schema_id,
-        max_bytes,
-        connector,
-    } = *route;
+/// Turns one inbound record into its output bytes (in `buf`) or its rejection.
+fn process(route: &Route, today: i32, msg: &BorrowedMessage<'_>, buf: &mut Vec<u8>) -> Output {
     buf.clear();
     let ctx = Context {
-        department,
+        department: route.department,
         source_topic: msg.topic(),
         partition: msg.partition(),
         offset: msg.offset(),
@@ -181,15 +151,19 @@ fn process<'m>(
         today,
     };
     let value = msg.payload().unwrap_or(&[]);
-    let result = if value.len() > max_bytes {
+    let result = if value.len() > route.max_bytes {
         Err(Rejection::new(
             ReasonCode::RecordTooLarge,
             None,
-            format!("{} bytes exceed the limit of {max_bytes}", value.len()),
+            format!(
+                "{} bytes exceed the limit of {} (normaliser.max_record_bytes)",
+                value.len(),
+                route.max_bytes
+            ),
         ))
     } else {
-        adapters::normalise(format, &ctx, value, |r| {
-            encode::credit_record_framed(buf, schema_id, r);
+        adapters::normalise(route.format, &ctx, value, |r| {
+            encode::credit_record_framed(buf, route.schema_id, r);
         })
     };
     match result {
@@ -205,126 +179,174 @@ fn process<'m>(
                 offset = msg.offset(),
                 "dead-lettered"
             );
-            let headers = dlq_headers(msg, &rejection, connector);
-            Output::Dead {
-                rejection,
-                headers,
-                key: msg.key(),
+            Output::Dead(rejection)
+        }
+    }
+}
+
+/// The rejection of an input whose normalised record the producer or the
+/// broker refuses for good (too large, invalid): its error, not its content.
+fn undeliverable(records_topic: &str, e: &KafkaError) -> Rejection {
+    Rejection::new(
+        ReasonCode::UndeliverableOutput,
+        None,
+        format!("{records_topic} refused its normalised record: {e}"),
+    )
+}
+
+/// Where outputs go and how they are written.
+struct Sink<'a> {
+    producer: &'a FutureProducer,
+    records_topic: &'a str,
+    dlq_topic: &'a str,
+    writer: dlq::Writer<'a>,
+    /// The producer's `message.max.bytes`: every dead letter fits it.
+    limit: usize,
+    policy: &'a ErrorPolicy,
+    shutdown: &'a CancellationToken,
+}
+
+impl Sink<'_> {
+    /// Hands a record to the producer, waiting for room while its queue is
+    /// full; any other refusal comes back for the caller to classify.
+    async fn enqueue(
+        &self,
+        mut record: FutureRecord<'_, [u8], [u8]>,
+    ) -> Result<DeliveryFuture, KafkaError> {
+        loop {
+            match self.producer.send_result(record) {
+                Ok(delivery) => return Ok(delivery),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                    record = r;
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                Err((e, _)) => return Err(e),
+            }
+        }
+    }
+
+    async fn send_and_wait(&self, record: FutureRecord<'_, [u8], [u8]>) -> Result<(), KafkaError> {
+        match self.enqueue(record).await?.await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err((e, _))) => Err(e),
+            Err(_) => Err(KafkaError::Canceled),
+        }
+    }
+
+    /// Sends the dead letter of `msg` (cut to fit the producer's limit, so
+    /// never refused for its size) with the trace context of `sending`.
+    async fn send_dead(
+        &self,
+        msg: &BorrowedMessage<'_>,
+        rejection: &Rejection,
+        sending: Option<&trace::SpanContext>,
+    ) -> Result<DeliveryFuture, KafkaError> {
+        let headers = runtime_dlq::input_headers(msg.headers());
+        let input = runtime_dlq::input(msg, &headers);
+        let dl = dlq::build(&input, &rejection.into(), &self.writer, self.limit);
+        let record = runtime_dlq::future_record(
+            self.dlq_topic,
+            &dl,
+            runtime_dlq::owned_headers(&dl, sending),
+        );
+        self.enqueue(record).await
+    }
+
+    /// One attempt at writing the output of `msg` and waiting for it: the
+    /// normalised record, or, when it is rejected or its record is refused
+    /// for good, its dead letter.
+    async fn write_one(
+        &self,
+        route: &Route,
+        today: i32,
+        msg: &BorrowedMessage<'_>,
+    ) -> Result<Option<ReasonCode>, KafkaError> {
+        let mut buf = Vec::new();
+        let rejection = match process(route, today, msg, &mut buf) {
+            Output::Normalised { id } => {
+                let key = id.to_string();
+                let record = FutureRecord::to(self.records_topic)
+                    .key(key.as_bytes())
+                    .payload(&buf[..]);
+                match self.send_and_wait(record).await {
+                    Ok(()) => return Ok(None),
+                    Err(e) if matches!(e.class().disposition, Disposition::DeadLetter(_)) => {
+                        self.policy.count(e.class());
+                        undeliverable(self.records_topic, &e)
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            Output::Dead(r) => r,
+        };
+        match self.send_dead(msg, &rejection, None).await?.await {
+            Ok(Ok(_)) => Ok(Some(rejection.code)),
+            Ok(Err((e, _))) => Err(e),
+            Err(_) => Err(KafkaError::Canceled),
+        }
+    }
+
+    /// The slow path for an input whose output failed: write it again on its
+    /// own under the error policy (retry what is transient; a record refused
+    /// for good is dead-lettered instead; a dead letter refused, or a stop,
+    /// stops the service with nothing committed past this input).
+    /// `Ok(None)` on shutdown.
+    async fn settle(
+        &self,
+        route: &Route,
+        today: i32,
+        msg: &BorrowedMessage<'_>,
+        failed: &KafkaError,
+    ) -> Result<Option<Option<ReasonCode>>, Error> {
+        tracing::warn!(
+            error = %failed,
+            code = failed.class().code,
+            partition = msg.partition(),
+            offset = msg.offset(),
+            "output not written; writing it again on its own"
+        );
+        match self
+            .policy
+            .retry("writing one input's output", self.shutdown, || {
+                self.write_one(route, today, msg)
+            })
+            .await
+        {
+            Ok(code) => Ok(Some(code)),
+            Err(RetryError::Shutdown) => Ok(None),
+            Err(e) => {
+                if let Some(err) = e.error() {
+                    self.policy.stop("writing one input's output", err);
+                }
+                let what = format!(
+                    "{}/{}@{}: neither its output nor its dead letter was written",
+                    msg.topic(),
+                    msg.partition(),
+                    msg.offset()
+                );
+                Err(match e {
+                    RetryError::NotRetriable(error) => Error::Delivery { what, error },
+                    e => Error::GaveUp(format!("{what}: {e}")),
+                })
             }
         }
     }
 }
 
-/// What a batch remembers about one inbound record until its output is acknowledged.
-struct Sent {
-    partition: i32,
-    offset: i64,
-    rejected: Option<ReasonCode>,
-}
-
-/// Sends one record, waiting for room in the producer queue if it is full.
-async fn send(
-    producer: &FutureProducer,
-    mut record: FutureRecord<'_, [u8], [u8]>,
-    pending: &mut Vec<Pending>,
-    sent: Sent,
-    spans: Option<Box<[trace::Span; 2]>>,
-) -> Result<(), Error> {
-    loop {
-        match producer.send_result(record) {
-            Ok(delivery) => {
-                pending.push(Pending {
-                    sent,
-                    delivery,
-                    spans,
-                });
-                return Ok(());
-            }
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
-                record = r;
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            }
-            Err((e, _)) => return Err(Error::Kafka(e)),
-        }
+/// A consumer error: a stop (authorisation, fatal) ends the service; anything
+/// else librdkafka retries by itself, so it is counted and logged.
+fn consumer_error(policy: &ErrorPolicy, e: KafkaError) -> Result<(), Error> {
+    let class = e.class();
+    if class.disposition == Disposition::Stop {
+        policy.stop("consuming", &e);
+        return Err(Error::Kafka(e));
     }
-}
-
-/// Registers the record schema, retrying while the registry starts.
-pub async fn register_schema(registry_url: &str, records_topic: &str) -> Result<u32, Error> {
-    let client = RegistryClient::new(registry_url)?;
-    Ok(client
-        .register_with_retry(
-            &topics::value_subject(records_topic),
-            credit_schemas::CREDIT_RECORD_AVSC,
-            60,
-        )
-        .await?)
+    policy.count(class);
+    tracing::warn!(error = %e, code = class.code, "consumer error; librdkafka retries");
+    Ok(())
 }
 
 /// Runs one normaliser instance until `shutdown`, then drains and commits.
-/// How often the loop checks for partitions stuck below their high watermark.
-const STALL_CHECK: Duration = Duration::from_millis(500);
-
-/// Whether to process `msg`: not if it was processed before (read again after a
-/// rewind), nor if the broker skipped records before it; then the partition is
-/// sought back and the rest of this batch from it dropped. A partition's first
-/// record is judged against the group's committed offset.
-fn admit(
-    guard: &mut GapGuard<i32>,
-    consumer: &StreamConsumer<credit_runtime::kafka::BusContext>,
-    topic: &str,
-    msg: &BorrowedMessage<'_>,
-    rewound: &mut HashSet<i32>,
-) -> Result<bool, Error> {
-    let p = msg.partition();
-    if rewound.contains(&p) {
-        return Ok(false);
-    }
-    if guard.next(&p).is_none() {
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition(topic, p);
-        if let Ok(c) = consumer.committed_offsets(tpl, Duration::from_secs(10))
-            && let Some(Offset::Offset(n)) = c.find_partition(topic, p).map(|e| e.offset())
-        {
-            guard.expect(p, n);
-        }
-    }
-    Ok(match guard.check(&p, msg.offset()) {
-        Verdict::Process => true,
-        Verdict::Skip => false,
-        Verdict::Gone { from, to } => {
-            tracing::error!(
-                topic,
-                partition = p,
-                from,
-                to,
-                "inbound offsets gone from the log before they were normalised"
-            );
-            true
-        }
-        Verdict::Rewind(to) => {
-            tracing::warn!(topic, partition = p, wanted = ?guard.next(&p), got = msg.offset(), to, "broker skipped inbound records: re-reading from further back");
-            consumer.seek(topic, p, Offset::Offset(to), Duration::from_secs(10))?;
-            rewound.insert(p);
-            false
-        }
-    })
-}
-
-/// Seeks back every partition stuck below its high watermark.
-fn unstall(
-    guard: &mut GapGuard<i32>,
-    consumer: &StreamConsumer<credit_runtime::kafka::BusContext>,
-    topic: &str,
-) -> Result<(), Error> {
-    Ok(credit_runtime::kafka::unstall(
-        guard,
-        consumer,
-        STALL_CHECK * 4,
-        |p| (topic.to_string(), *p),
-    )?)
-}
-
 pub async fn run(
     config: Config,
     tel: Telemetry,
@@ -348,132 +370,182 @@ pub async fn run(
     let connector = format!("credit-normaliser-{}", dep.id);
     let group = naming.normaliser_group(dep.id);
     let tracer = tel.tracer().clone();
-    let schema_id = register_schema(&config.common.registry.url, &records_topic).await?;
+    let policy = ErrorPolicy::new(&tel);
+
+    // Start-up waits out a registry or broker that is away (bounded), and
+    // stops on anything else with the reason.
+    let registry = RegistryClient::new(&config.common.registry.url)?;
+    let subject = topics::value_subject(&records_topic);
+    let schema_id = match policy
+        .retry("registering the credit-record schema", &shutdown, || {
+            registry.register(&subject, credit_schemas::CREDIT_RECORD_AVSC)
+        })
+        .await
+    {
+        Ok(id) => id,
+        Err(e) => return stopped(e).map_or(Ok(()), Err),
+    };
+    let producer_config = credit_runtime::kafka::producer(kafka, &connector);
+    let limit = runtime_dlq::producer_limit(&producer_config);
+    let max_bytes = config.normaliser.max_record_bytes;
+    let written = [records_topic.clone(), dlq_topic.clone()];
+    let limits = match policy
+        .retry("checking record size limits", &shutdown, || {
+            limits::check_at_start(
+                kafka,
+                &written,
+                limit,
+                Some(Limit {
+                    bytes: max_bytes,
+                    source: "normaliser.max_record_bytes".into(),
+                }),
+            )
+        })
+        .await
+    {
+        Ok(l) => l,
+        Err(e) => return stopped(e).map_or(Ok(()), Err),
+    };
 
     // Publishes credit_bus_consumer_lag for the group from librdkafka statistics.
     let consumer: StreamConsumer<credit_runtime::kafka::BusContext> =
         credit_runtime::kafka::consumer_with_lag(kafka, &connector, &group, &tel)?;
     consumer.subscribe(&[&inbound])?;
-    let producer: FutureProducer = credit_runtime::kafka::producer(kafka, &connector).create()?;
+    let producer: FutureProducer = producer_config.create()?;
     let inst = Instruments::new(&tel, dep.id);
     let batch_size = config.normaliser.batch_size;
-    let max_bytes = config.normaliser.max_record_bytes;
     let route = Route {
         format,
         department: dep.id,
         schema_id,
         max_bytes,
-        connector: &connector,
     };
-    tracing::info!(department = dep.id, topic = %inbound, schema_id, "normaliser running");
+    let sink = Sink {
+        producer: &producer,
+        records_topic: &records_topic,
+        dlq_topic: &dlq_topic,
+        writer: dlq::Writer {
+            connector: &connector,
+            class_name: dlq::NORMALISER_CLASS,
+        },
+        limit,
+        policy: &policy,
+        shutdown: &shutdown,
+    };
+    tracing::info!(
+        department = dep.id,
+        topic = %inbound,
+        schema_id,
+        max_record_bytes = max_bytes,
+        producer_max_bytes = limit,
+        broker_max_bytes = limits.broker.bytes,
+        "normaliser running"
+    );
     ready.set_ready();
 
-    // The next inbound offset wanted per partition: catches a broker that skips
-    // records when a fetch resumes inside a batch (see credit_runtime::gap).
-    let mut guard: GapGuard<i32> = GapGuard::default();
-    let mut last_stall_check = Instant::now();
     let mut buf = Vec::with_capacity(1024);
     let mut key_buf = String::with_capacity(64);
+    let mut batch: Vec<BorrowedMessage<'_>> = Vec::with_capacity(batch_size);
     let mut pending: Vec<Pending> = Vec::with_capacity(batch_size);
     let mut reason_attrs: HashMap<ReasonCode, [KeyValue; 2]> = HashMap::new();
-    loop {
+    'batches: loop {
         let first = tokio::select! {
             biased;
             _ = shutdown.cancelled() => break,
             m = consumer.recv() => m,
-            _ = tokio::time::sleep(STALL_CHECK) => {
-                unstall(&mut guard, &consumer, &inbound)?;
-                last_stall_check = Instant::now();
-                continue;
-            }
         };
-        if last_stall_check.elapsed() >= STALL_CHECK {
-            unstall(&mut guard, &consumer, &inbound)?;
-            last_stall_check = Instant::now();
-        }
-        let mut rewound: HashSet<i32> = HashSet::new();
         // One clock read per batch: per-record reads were 8 % of a profile.
         let batch_started = Instant::now();
         let today = credit_runtime::today();
         let mut next = Some(first);
-        let mut read = 0usize;
         while let Some(m) = next.take() {
             match m {
-                Ok(msg) if !admit(&mut guard, &consumer, &inbound, &msg, &mut rewound)? => {}
-                Ok(msg) => {
-                    read += 1;
-                    // `process <inbound>`, child of the record's trace context (or
-                    // a new trace); its output carries a `send` span's context.
-                    let mut processing = tracer.process_message(&msg, &group);
-                    let (rec, rejected, sending) = match process(&route, today, &msg, &mut buf) {
-                        Output::Normalised { id } => {
-                            id.write_to(&mut key_buf);
-                            // The key is a record id (department:partition:offset).
-                            let sending = tracer.send(
-                                Some(processing.context()),
-                                &records_topic,
-                                Some(&key_buf),
-                            );
-                            let rec = FutureRecord::to(&records_topic)
-                                .key(key_buf.as_bytes())
-                                .payload(&buf[..])
-                                .headers(trace::headers(sending.context()));
-                            (rec, None, sending)
-                        }
-                        Output::Dead {
-                            rejection,
-                            headers,
-                            key,
-                        } => {
-                            processing.set_error(rejection.code.as_str());
-                            // The inbound key is the department's own: maybe personal, not recorded.
-                            let sending = tracer.send(Some(processing.context()), &dlq_topic, None);
-                            let headers = trace::inject(headers, sending.context());
-                            let mut rec = FutureRecord::to(&dlq_topic).headers(headers);
-                            if let Some(k) = key {
-                                rec = rec.key(k);
-                            }
-                            if let Some(v) = msg.payload() {
-                                rec = rec.payload(v);
-                            }
-                            (rec, Some(rejection.code), sending)
-                        }
-                    };
-                    let spans = processing
-                        .is_recording()
-                        .then(|| Box::new([processing, sending]));
-                    let sent = Sent {
-                        partition: msg.partition(),
-                        offset: msg.offset(),
-                        rejected,
-                    };
-                    send(&producer, rec, &mut pending, sent, spans).await?;
-                }
-                // Consumer errors (a broker going away, a rebalance) are reported and
-                // retried by librdkafka itself; they never lose a record.
-                Err(e) => tracing::warn!(error = %e, "consumer error"),
+                Ok(msg) => batch.push(msg),
+                Err(e) => consumer_error(&policy, e)?,
             }
-            if read < batch_size {
+            if batch.len() < batch_size {
                 next = consumer.recv().now_or_never();
             }
         }
-        inst.records_in.add(read as u64, &inst.dept);
+        inst.records_in.add(batch.len() as u64, &inst.dept);
+
+        for (i, msg) in batch.iter().enumerate() {
+            // `process <inbound>`, child of the record's trace context (or
+            // a new trace); its output carries a `send` span's context.
+            let mut processing = tracer.process_message(msg, &group);
+            let sent = match process(&route, today, msg, &mut buf) {
+                Output::Normalised { id } => {
+                    id.write_to(&mut key_buf);
+                    // The key is a record id (department:partition:offset).
+                    let sending =
+                        tracer.send(Some(processing.context()), &records_topic, Some(&key_buf));
+                    let record = FutureRecord::to(&records_topic)
+                        .key(key_buf.as_bytes())
+                        .payload(&buf[..])
+                        .headers(trace::headers(sending.context()));
+                    sink.enqueue(record).await.map(|d| (d, None, Some(sending)))
+                }
+                Output::Dead(rejection) => {
+                    processing.set_error(rejection.code.as_str());
+                    // The inbound key is the department's own: maybe personal, not recorded.
+                    let sending = tracer.send(Some(processing.context()), &dlq_topic, None);
+                    sink.send_dead(msg, &rejection, Some(sending.context()))
+                        .await
+                        .map(|d| (d, Some(rejection.code), Some(sending)))
+                }
+            };
+            match sent {
+                Ok((delivery, rejected, sending)) => {
+                    let spans = processing
+                        .is_recording()
+                        .then(|| sending.map(|s| Box::new([processing, s])))
+                        .flatten();
+                    pending.push(Pending {
+                        input: i,
+                        rejected,
+                        delivery,
+                        spans,
+                    });
+                }
+                // Refused before it was queued (too large for the producer,
+                // most often): the slow path dead-letters it, or stops.
+                Err(e) => match sink.settle(&route, today, msg, &e).await? {
+                    Some(code) => count_settled(&inst, &mut reason_attrs, dep.id, code),
+                    None => break 'batches,
+                },
+            }
+        }
 
         // Wait for every output, then store the offsets after them.
         let mut next_offsets: HashMap<i32, i64> = HashMap::new();
         let mut normalised = 0u64;
         for p in pending.drain(..) {
-            match p.delivery.await {
+            let msg = &batch[p.input];
+            let rejected = match p.delivery.await {
                 Ok(Ok(d)) => {
                     if let Some(mut spans) = p.spans {
                         spans[1].set_partition(d.partition);
                     }
+                    p.rejected
                 }
-                Ok(Err((e, _))) => return Err(Error::Delivery(e)),
-                Err(_) => return Err(Error::Delivery(KafkaError::Canceled)),
-            }
-            let p = p.sent;
-            match p.rejected {
+                Ok(Err((e, _))) => {
+                    if e.class().is_retry() {
+                        policy.count(e.class());
+                    }
+                    match sink.settle(&route, today, msg, &e).await? {
+                        Some(code) => code,
+                        None => break 'batches,
+                    }
+                }
+                Err(_) => match sink
+                    .settle(&route, today, msg, &KafkaError::Canceled)
+                    .await?
+                {
+                    Some(code) => code,
+                    None => break 'batches,
+                },
+            };
+            match rejected {
                 None => normalised += 1,
                 Some(code) => {
                     let attrs = reason_attrs.entry(code).or_insert_with(|| {
@@ -482,8 +554,12 @@ pub async fn run(
                     inst.dead_lettered.add(1, attrs);
                 }
             }
-            let e = next_offsets.entry(p.partition).or_insert(0);
-            *e = (*e).max(p.offset + 1);
+        }
+        // Every input of the batch is written and acknowledged now (or the
+        // service stopped above, storing nothing).
+        for msg in &batch {
+            let e = next_offsets.entry(msg.partition()).or_insert(0);
+            *e = (*e).max(msg.offset() + 1);
         }
         inst.records_out.add(normalised, &inst.dept);
         inst.duration
@@ -499,7 +575,11 @@ pub async fn run(
                 tracing::warn!(error = %e, "offsets not stored (rebalance?); records will be replayed");
             }
         }
+        batch.clear();
     }
+    // A shutdown in the middle of a batch leaves its offsets unstored: replayed.
+    pending.clear();
+    batch.clear();
 
     tracer.flush();
     tracing::info!("draining: committing stored offsets");
@@ -510,4 +590,22 @@ pub async fn run(
         }
     }
     Ok(())
+}
+
+/// Counts an input the slow path wrote (settled before it was queued).
+fn count_settled(
+    inst: &Instruments,
+    reason_attrs: &mut HashMap<ReasonCode, [KeyValue; 2]>,
+    dept: &'static str,
+    code: Option<ReasonCode>,
+) {
+    match code {
+        None => inst.records_out.add(1, &inst.dept),
+        Some(code) => {
+            let attrs = reason_attrs
+                .entry(code)
+                .or_insert_with(|| [metrics::department(dept), metrics::reason(code.as_str())]);
+            inst.dead_lettered.add(1, attrs);
+        }
+    }
 }
