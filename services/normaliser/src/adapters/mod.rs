@@ -13,14 +13,44 @@ mod tax;
 use std::borrow::Cow;
 
 use credit_core::catalogue::InboundFormat;
-use credit_core::record::{Context, CreditRecord};
+use credit_core::record::{Context, CreditRecord, GuardrailDecision};
 use credit_core::reject::{ReasonCode, Rejection};
+
+/// What an adapter noticed on the way, whatever the outcome, for the pipeline
+/// to count and log (the adapters stay pure). Reused across records: `clear` it.
+#[derive(Debug, Default)]
+pub struct Findings {
+    /// The guardrail's decision, when the record is a natural person's and got
+    /// that far.
+    pub guardrail: Option<GuardrailDecision>,
+    /// Header cells the bus does not know, accepted and ignored (tax CSV),
+    /// folded (`text::header_name`); `""` for an empty cell.
+    pub unknown_columns: Vec<String>,
+}
+
+impl Findings {
+    pub fn clear(&mut self) {
+        self.guardrail = None;
+        self.unknown_columns.clear();
+    }
+}
 
 /// Normalises one inbound record and hands it to `f`.
 pub fn normalise<R>(
     format: InboundFormat,
     ctx: &Context<'_>,
     value: &[u8],
+    f: impl FnOnce(&CreditRecord<'_>) -> R,
+) -> Result<R, Rejection> {
+    normalise_with(format, ctx, value, &mut Findings::default(), f)
+}
+
+/// [`normalise`], also reporting what the adapter noticed into `findings`.
+pub fn normalise_with<R>(
+    format: InboundFormat,
+    ctx: &Context<'_>,
+    value: &[u8],
+    findings: &mut Findings,
     f: impl FnOnce(&CreditRecord<'_>) -> R,
 ) -> Result<R, Rejection> {
     if value.iter().all(u8::is_ascii_whitespace) {
@@ -31,10 +61,10 @@ pub fn normalise<R>(
         ));
     }
     match format {
-        InboundFormat::CourtsJson => courts::normalise(ctx, value).map(|r| f(&r)),
+        InboundFormat::CourtsJson => courts::normalise_with(ctx, value, findings).map(|r| f(&r)),
         InboundFormat::CustomsXml => customs::normalise(ctx, value, f),
-        InboundFormat::TaxCsv => tax::normalise(ctx, value, f),
-        InboundFormat::MarketJson => market::normalise(ctx, value).map(|r| f(&r)),
+        InboundFormat::TaxCsv => tax::normalise_with(ctx, value, findings, f),
+        InboundFormat::MarketJson => market::normalise_with(ctx, value, findings).map(|r| f(&r)),
     }
 }
 
