@@ -254,6 +254,99 @@ mod tests {
         assert!(reasons.len() >= 12, "{reasons:?}");
     }
 
+    /// The guardrail's case table through the market adapter: a natural
+    /// person's penalty is rejected exactly for the blocked texts, naming the
+    /// field; a company's with the same text is accepted and not judged; the
+    /// decision reported matches. Court entries are judged on their conduct,
+    /// never on the judgement's debt.
+    #[test]
+    fn guardrail_case_table_through_the_adapters() {
+        use credit_core::record::GuardrailDecision;
+        use credit_datagen::cases::{GuardrailExpect, court_entry, guardrail, market_penalty};
+        let mut wrong = Vec::new();
+        let cases = guardrail();
+        for (i, case) in cases.iter().enumerate() {
+            let seq = i as u32 + 1;
+            let mut found = Findings::default();
+            let natural = normalise_with(
+                InboundFormat::MarketJson,
+                &ctx("market"),
+                &market_penalty(&case.text, true, seq),
+                &mut found,
+                |_| (),
+            );
+            let ok = match (&case.expect, &natural, found.guardrail) {
+                (
+                    GuardrailExpect::Block(c),
+                    Err(e),
+                    Some(GuardrailDecision::Blocked { concept, field }),
+                ) => {
+                    e.code == ReasonCode::GuardrailMinorBehaviour
+                        && e.field == Some("CF_WFXW")
+                        && concept == c
+                        && field == "CF_WFXW"
+                }
+                (
+                    GuardrailExpect::Exempt(c),
+                    Ok(()),
+                    Some(GuardrailDecision::Exempt { concept }),
+                ) => concept == c,
+                (GuardrailExpect::Pass, Ok(()), Some(GuardrailDecision::Passed)) => true,
+                _ => false,
+            };
+            if !ok {
+                wrong.push(format!(
+                    "{:?}: {natural:?} {:?}",
+                    case.text, found.guardrail
+                ));
+            }
+            let mut found = Findings::default();
+            let company = normalise_with(
+                InboundFormat::MarketJson,
+                &ctx("market"),
+                &market_penalty(&case.text, false, seq),
+                &mut found,
+                |_| (),
+            );
+            if company.is_err() || found.guardrail.is_some() {
+                wrong.push(format!("company {:?}: {company:?}", case.text));
+            }
+            // The judgement's debt is never judged; the listed conduct is.
+            let mut found = Findings::default();
+            let duty = normalise_with(
+                InboundFormat::CourtsJson,
+                &ctx("courts"),
+                &court_entry(&case.text, "有履行能力而拒不履行生效法律文书确定义务", seq),
+                &mut found,
+                |_| (),
+            );
+            if duty.is_err() || found.guardrail != Some(GuardrailDecision::Passed) {
+                wrong.push(format!("court duty {:?}: {duty:?}", case.text));
+            }
+            let conduct = normalise(
+                InboundFormat::CourtsJson,
+                &ctx("courts"),
+                &court_entry("支付人民币12000元", &case.text, seq),
+                |_| (),
+            );
+            let blocked = matches!(case.expect, GuardrailExpect::Block(_));
+            if blocked
+                != conduct
+                    .as_ref()
+                    .is_err_and(|e| e.code == ReasonCode::GuardrailMinorBehaviour)
+            {
+                wrong.push(format!("court conduct {:?}: {conduct:?}", case.text));
+            }
+        }
+        assert!(
+            wrong.is_empty(),
+            "{} wrong:\n{}",
+            wrong.len(),
+            wrong.join("\n")
+        );
+        assert!(cases.len() > 300, "{}", cases.len());
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(2000))]
         /// Any bytes at all give a record or a typed rejection, never a panic.

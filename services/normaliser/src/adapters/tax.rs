@@ -691,6 +691,7 @@ fn from_columns<R>(
 mod tests {
     use super::super::tests::ctx;
     use super::*;
+    use proptest::prelude::*;
 
     fn uscc() -> String {
         credit_core::ids::complete_uscc("9144010166400000").unwrap()
@@ -836,6 +837,139 @@ mod tests {
                 "{}: {e}",
                 String::from_utf8_lossy(&bytes)
             );
+        }
+    }
+
+    /// Every header case of `credit_datagen::cases::tax_csv` gets its verdict,
+    /// and an accepted record has every field from its own column.
+    #[test]
+    fn header_case_table() {
+        use credit_datagen::cases::{CsvExpect, tax_csv};
+        let cases = tax_csv();
+        assert!(cases.len() >= 30, "{}", cases.len());
+        let mut wrong = Vec::new();
+        for case in cases {
+            let mut findings = Findings::default();
+            let got = normalise_with(&ctx("tax"), &case.value, &mut findings, |r| {
+                (
+                    r.subject.name.to_string(),
+                    r.subject.key.to_string(),
+                    r.attributes
+                        .iter()
+                        .find(|(k, _)| *k == "tax_authority")
+                        .map(|(_, v)| v.to_string())
+                        .unwrap_or_default(),
+                    r.amount_fen,
+                    r.responsible_person.as_deref().map(str::to_string),
+                )
+            });
+            let got = match got {
+                Ok((name, uscc, authority, amount_fen, responsible_person)) => {
+                    CsvExpect::Accepted {
+                        name,
+                        uscc,
+                        authority,
+                        amount_fen,
+                        responsible_person,
+                        unknown_columns: findings.unknown_columns.clone(),
+                    }
+                }
+                Err(e) => CsvExpect::Rejected {
+                    reason: e.code,
+                    field: e.field,
+                },
+            };
+            if got != case.expect {
+                wrong.push(format!(
+                    "{}: expected {:?}, got {got:?}",
+                    case.name, case.expect
+                ));
+            }
+        }
+        assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    }
+
+    #[test]
+    fn rejections_name_the_column_and_its_aliases() {
+        let header = COLUMNS
+            .iter()
+            .filter(|c| **c != "统一社会信用代码" && **c != "文书编号")
+            .copied()
+            .collect::<Vec<_>>()
+            .join(",");
+        let e = run(
+            format!("{header}\n重大税收违法,某公司,税务局,2020-06-01,,类,1,,事实\n").as_bytes(),
+        )
+        .unwrap_err();
+        assert_eq!(e.code, ReasonCode::MissingColumn);
+        assert!(e.detail.contains("纳税人识别号"), "{e}");
+        assert!(e.detail.contains("统一社会信用代码, 文书编号"), "{e}");
+        let twice = format!("{},记录类型\n", COLUMNS.join(","));
+        let e = run(format!("{twice}{}", violation(&uscc())).as_bytes()).unwrap_err();
+        assert_eq!(
+            (e.code, e.field),
+            (ReasonCode::MalformedCsv, Some("记录类型"))
+        );
+        assert!(
+            e.detail.contains("column 1") && e.detail.contains("column 12"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn aliases_are_written_folded_and_name_one_field_each() {
+        let mut seen = std::collections::HashSet::new();
+        for (field, names) in ALIASES.iter().enumerate() {
+            if field != AMOUNT {
+                assert_eq!(names[0], COLUMNS[field]);
+            }
+            for n in *names {
+                assert_eq!(text::header_name(n), *n, "{n}");
+                assert!(seen.insert(*n), "{n} names two fields");
+                assert!(
+                    !matches!(*n, VIOLATION | GRADE),
+                    "{n} is a record type value"
+                );
+            }
+        }
+        assert_eq!(
+            classify("金额(元)"),
+            Cell::Field {
+                field: AMOUNT,
+                documented: true,
+                unit: amount::YUAN
+            }
+        );
+    }
+
+    proptest! {
+        /// Any permutation of the documented columns, with or without an unknown
+        /// column inserted anywhere, gives the record the documented order gives.
+        #[test]
+        fn any_column_order_gives_the_same_record(
+            perm in proptest::sample::subsequence((0..11usize).collect::<Vec<_>>(), 11).prop_shuffle(),
+            extra_at in 0usize..12,
+            extra in proptest::bool::ANY,
+            gbk in proptest::bool::ANY,
+        ) {
+            let row = violation(&uscc());
+            let mut cells: Vec<String> = Vec::new();
+            let mut rdr = csv_core::Reader::new();
+            let mut out = vec![0u8; row.len()];
+            let (r, _) = read_row(&mut rdr, row.as_bytes(), &mut out).unwrap().unwrap();
+            for c in fields(&r, &out).unwrap() {
+                cells.push(c.to_string());
+            }
+            let q = |v: &str| if v.contains(',') { format!("\"{v}\"") } else { v.to_string() };
+            let mut head: Vec<String> = perm.iter().map(|i| COLUMNS[*i].to_string()).collect();
+            let mut data: Vec<String> = perm.iter().map(|i| q(&cells[*i])).collect();
+            if extra {
+                head.insert(extra_at.min(head.len()), "备注".into());
+                data.insert(extra_at.min(data.len()), "无".into());
+            }
+            let text = format!("{}\n{}\n", head.join(","), data.join(","));
+            let bytes = if gbk { encoding_rs::GBK.encode(&text).0.into_owned() } else { text.into_bytes() };
+            prop_assert_eq!(run(&bytes).unwrap(), run(row.as_bytes()).unwrap());
         }
     }
 }
