@@ -444,6 +444,9 @@ pub async fn run(
     let format = dep
         .inbound
         .ok_or_else(|| Error::Config(format!("{} publishes nothing the bus normalises", dep.id)))?;
+    // Compile the guardrail's concepts now (tested data, compiled in) rather
+    // than on the first natural person's record.
+    let concepts = credit_core::guardrail::rules().concepts().len();
     let kafka = &config.common.kafka;
     let naming = config.common.kafka.naming();
     let inbound = naming.inbound(dep.id);
@@ -469,7 +472,7 @@ pub async fn run(
         max_bytes,
         connector: &connector,
     };
-    tracing::info!(department = dep.id, topic = %inbound, schema_id, "normaliser running");
+    tracing::info!(department = dep.id, topic = %inbound, schema_id, guardrail_concepts = concepts, "normaliser running");
     ready.set_ready();
 
     // The next inbound offset wanted per partition: catches a broker that skips
