@@ -6,7 +6,8 @@
 //! * [`catalogue`]: the departments and supervision domains of DOMAIN.md, with
 //!   stable ids; every topic name and schema subject is derived from it in [`topics`].
 //! * [`ids`]: the USCC (GB 32100) and resident ID (GB 11643) checks, and masking.
-//! * [`guardrail`]: the minor behaviours that never enter a natural person's record.
+//! * [`guardrail`]: the minor behaviours that never enter a natural person's record
+//!   (concepts as data, matched on text folded by [`text`]).
 //! * [`record`]: the normalised credit record every adapter produces.
 //! * [`feedback`]: a department's feedback on a notice, and why one is refused.
 //! * [`reject`]: typed rejections with stable machine-readable reason codes.
@@ -22,6 +23,7 @@ pub mod ids;
 pub mod notice;
 pub mod record;
 pub mod reject;
+pub mod text;
 pub mod topics;
 
 pub use catalogue::{DEPARTMENTS, DOMAINS, Department, Domain, InboundFormat};

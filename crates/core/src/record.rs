@@ -221,25 +221,78 @@ pub fn check_subject_key(
     }
 }
 
-/// Rejects a natural person's record that names one of the six minor behaviours.
-pub fn check_guardrail<'t>(
-    kind: SubjectType,
-    texts: impl IntoIterator<Item = &'t str>,
-) -> Result<(), Rejection> {
+/// The guardrail's decision on a natural person's record (六(十七)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GuardrailDecision {
+    /// No minor behaviour is named.
+    Passed,
+    /// A minor behaviour is named, but the record states a legal process (the
+    /// subject did not perform a court judgement or ruling): it is there under
+    /// the law that governs that process, not for the behaviour.
+    Exempt { concept: &'static str },
+    /// A minor behaviour is the stated conduct: the record must not be stored.
+    Blocked {
+        concept: &'static str,
+        /// The field that names it.
+        field: &'static str,
+    },
+}
+
+impl GuardrailDecision {
+    /// The `decision` metric label.
+    pub const fn label(self) -> &'static str {
+        match self {
+            GuardrailDecision::Passed => "passed",
+            GuardrailDecision::Exempt { .. } => "exempt",
+            GuardrailDecision::Blocked { .. } => "blocked",
+        }
+    }
+
+    /// The `concept` metric label: the concept id, or `none`.
+    pub const fn concept(self) -> &'static str {
+        match self {
+            GuardrailDecision::Passed => "none",
+            GuardrailDecision::Exempt { concept } | GuardrailDecision::Blocked { concept, .. } => {
+                concept
+            }
+        }
+    }
+
+    /// The rejection a blocked record gets. The detail names the concept only,
+    /// never the text (it may hold names).
+    pub fn check(self) -> Result<(), Rejection> {
+        match self {
+            GuardrailDecision::Blocked { concept, field } => Err(Rejection::new(
+                ReasonCode::GuardrailMinorBehaviour,
+                Some(field),
+                format!(
+                    "{concept} ({}) must not enter a natural person's credit record without legislation (六(十七))",
+                    guardrail::rules().concept(concept).map_or("", |c| c.name())
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The guardrail's decision on a record whose conduct is stated by `texts`
+/// (field name, text); `None` when it does not apply. It applies to natural
+/// persons only: an organisation's or individual business's record (keyed by
+/// USCC) is not a personal credit record.
+pub fn guardrail(kind: SubjectType, texts: &[(&'static str, &str)]) -> Option<GuardrailDecision> {
     if kind != SubjectType::NaturalPerson {
-        return Ok(());
+        return None;
     }
-    match guardrail::minor_behaviour(texts) {
-        None => Ok(()),
-        Some(b) => Err(Rejection::new(
-            ReasonCode::GuardrailMinorBehaviour,
-            None,
-            format!(
-                "{} must not enter a natural person's credit record without legislation",
-                b.id()
-            ),
-        )),
-    }
+    Some(match guardrail::find(texts.iter().map(|(_, t)| *t)) {
+        None => GuardrailDecision::Passed,
+        Some(f) if f.exempt => GuardrailDecision::Exempt {
+            concept: f.concept.id(),
+        },
+        Some(f) => GuardrailDecision::Blocked {
+            concept: f.concept.id(),
+            field: texts[f.text].0,
+        },
+    })
 }
 
 /// Rejects a validity period that ends before it starts.
@@ -286,8 +339,41 @@ mod tests {
 
     #[test]
     fn guardrail_applies_only_to_natural_persons() {
-        assert!(check_guardrail(SubjectType::NaturalPerson, ["闯红灯"]).is_err());
-        assert!(check_guardrail(SubjectType::LegalPerson, ["闯红灯"]).is_ok());
+        let texts = [("CF_AJMC", "销售过期食品案"), ("CF_WFXW", "行人闯红灯")];
+        let d = guardrail(SubjectType::NaturalPerson, &texts).unwrap();
+        assert_eq!(
+            d,
+            GuardrailDecision::Blocked {
+                concept: "running-red-light",
+                field: "CF_WFXW"
+            }
+        );
+        let e = d.check().unwrap_err();
+        assert_eq!(
+            (e.code, e.field),
+            (ReasonCode::GuardrailMinorBehaviour, Some("CF_WFXW"))
+        );
+        assert!(e.detail.contains("running-red-light (闯红灯)"), "{e}");
+        assert!(!e.detail.contains("行人"), "{e}");
+        for kind in [SubjectType::LegalPerson, SubjectType::IndividualBusiness] {
+            assert_eq!(guardrail(kind, &texts), None);
+        }
+        let passed = guardrail(SubjectType::NaturalPerson, &[("CF_WFXW", "无照经营")]).unwrap();
+        assert_eq!(
+            (passed, passed.label(), passed.concept()),
+            (GuardrailDecision::Passed, "passed", "none")
+        );
+        assert!(passed.check().is_ok());
+        let exempt = guardrail(
+            SubjectType::NaturalPerson,
+            &[("duty", "拒不履行支付物业服务费的判决义务")],
+        )
+        .unwrap();
+        assert_eq!(
+            (exempt.label(), exempt.concept()),
+            ("exempt", "unpaid-property-fees")
+        );
+        assert!(exempt.check().is_ok());
     }
 
     #[test]

@@ -5,6 +5,8 @@
 //! Codes are valid by the check algorithms (built with `credit_core::ids`),
 //! divisions are Guangzhou's, names and case numbers look like the real thing.
 
+pub mod cases;
+
 use credit_core::catalogue::{self, InboundFormat};
 use credit_core::ids;
 use credit_core::reject::ReasonCode;

@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use credit_core::catalogue::{self, InboundFormat};
-use credit_core::record::{Context, RecordId};
+use credit_core::record::{Context, GuardrailDecision, RecordId};
 use credit_core::reject::{ReasonCode, Rejection};
 use credit_core::{dlq, topics};
 use credit_runtime::dlq as runtime_dlq;
@@ -44,7 +44,7 @@ use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 
-use crate::adapters;
+use crate::adapters::{self, Findings};
 use crate::config::Config;
 
 /// Why the service stopped. Every kind says whose fault it is and what to do
@@ -94,12 +94,22 @@ struct Instruments {
     dead_lettered: Counter<u64>,
     duration: Histogram<f64>,
     dept: [KeyValue; 1],
+    guardrail: Counter<u64>,
+    unknown_columns: Counter<u64>,
 }
 
 impl Instruments {
     fn new(tel: &Telemetry, dept: &'static str) -> Self {
         let m = tel.meter();
         Instruments {
+            guardrail: MetricName::GuardrailDecisions.counter(
+                &m,
+                "Guardrail decisions on natural persons' records, by concept and decision",
+            ),
+            unknown_columns: MetricName::CsvUnknownColumns.counter(
+                &m,
+                "Unknown CSV header columns accepted and ignored, by column",
+            ),
             records_in: MetricName::RecordsIn.counter(&m, "Inbound records read"),
             records_out: MetricName::RecordsOut.counter(&m, "Normalised records acknowledged"),
             dead_lettered: MetricName::RecordsDeadLettered
@@ -110,6 +120,95 @@ impl Instruments {
             ),
             dept: [metrics::department(dept)],
         }
+    }
+}
+
+/// Most distinct `column` label values one instance reports; later new names
+/// are counted under [`OTHER_COLUMN`]. Header names come from departments, so
+/// without a cap a stream of odd headers would grow the metric without bound.
+const MAX_COLUMN_LABELS: usize = 32;
+const OTHER_COLUMN: &str = "(other)";
+
+/// The `column` label of an ignored header cell (already folded): `(empty)`
+/// for a blank cell, `(other)` for a long name or one with a run of six
+/// digits (never an identifier in a label), else the name.
+fn column_label(name: &str) -> &str {
+    if name.is_empty() {
+        return "(empty)";
+    }
+    let mut run = 0;
+    let digits = name.chars().any(|c| {
+        run = if c.is_ascii_digit() { run + 1 } else { 0 };
+        run >= 6
+    });
+    if digits || name.chars().count() > 32 {
+        OTHER_COLUMN
+    } else {
+        name
+    }
+}
+
+/// Label sets per `column` value, capped at [`MAX_COLUMN_LABELS`].
+struct ColumnLabels {
+    dept: &'static str,
+    seen: HashMap<String, [KeyValue; 2]>,
+}
+
+impl ColumnLabels {
+    fn new(dept: &'static str) -> Self {
+        ColumnLabels {
+            dept,
+            seen: HashMap::new(),
+        }
+    }
+
+    fn attrs(&mut self, name: &str) -> &[KeyValue; 2] {
+        let mut label = column_label(name);
+        if !self.seen.contains_key(label) && self.seen.len() >= MAX_COLUMN_LABELS - 1 {
+            label = OTHER_COLUMN;
+        }
+        let dept = self.dept;
+        self.seen.entry(label.to_string()).or_insert_with(|| {
+            [
+                metrics::department(dept),
+                KeyValue::new(metrics::label::COLUMN, label.to_string()),
+            ]
+        })
+    }
+}
+
+/// Logs a guardrail decision: department, concept, decision and the inbound
+/// position only, never the text or the subject. Blocks and exemptions at
+/// info, passes at debug (target `credit_bus::guardrail`).
+fn log_guardrail(department: &str, d: GuardrailDecision, partition: i32, offset: i64) {
+    match d {
+        GuardrailDecision::Blocked { concept, field } => tracing::info!(
+            target: "credit_bus::guardrail",
+            department,
+            concept,
+            field,
+            decision = d.label(),
+            partition,
+            offset,
+            "guardrail decision"
+        ),
+        GuardrailDecision::Exempt { concept } => tracing::info!(
+            target: "credit_bus::guardrail",
+            department,
+            concept,
+            decision = d.label(),
+            partition,
+            offset,
+            "guardrail decision"
+        ),
+        GuardrailDecision::Passed => tracing::debug!(
+            target: "credit_bus::guardrail",
+            department,
+            decision = d.label(),
+            partition,
+            offset,
+            "guardrail decision"
+        ),
     }
 }
 
@@ -139,9 +238,18 @@ struct Route {
     max_bytes: usize,
 }
 
-/// Turns one inbound record into its output bytes (in `buf`) or its rejection.
-fn process(route: &Route, today: i32, msg: &BorrowedMessage<'_>, buf: &mut Vec<u8>) -> Output {
+/// Turns one inbound record into its output bytes (in `buf`) or its
+/// rejection; what the adapter noticed on the way (guardrail decision,
+/// ignored columns) goes into `findings`.
+fn process(
+    route: &Route,
+    today: i32,
+    msg: &BorrowedMessage<'_>,
+    buf: &mut Vec<u8>,
+    findings: &mut Findings,
+) -> Output {
     buf.clear();
+    findings.clear();
     let ctx = Context {
         department: route.department,
         source_topic: msg.topic(),
@@ -162,10 +270,13 @@ fn process(route: &Route, today: i32, msg: &BorrowedMessage<'_>, buf: &mut Vec<u
             ),
         ))
     } else {
-        adapters::normalise(route.format, &ctx, value, |r| {
+        adapters::normalise_with(route.format, &ctx, value, findings, |r| {
             encode::credit_record_framed(buf, route.schema_id, r);
         })
     };
+    if let Some(d) = findings.guardrail {
+        log_guardrail(route.department, d, msg.partition(), msg.offset());
+    }
     match result {
         Ok(()) => Output::Normalised {
             id: ctx.record_id(),
@@ -262,7 +373,8 @@ impl Sink<'_> {
         msg: &BorrowedMessage<'_>,
     ) -> Result<Option<ReasonCode>, KafkaError> {
         let mut buf = Vec::new();
-        let rejection = match process(route, today, msg, &mut buf) {
+        // The first pass counted what the adapter found; this is a retry.
+        let rejection = match process(route, today, msg, &mut buf, &mut Findings::default()) {
             Output::Normalised { id } => {
                 let key = id.to_string();
                 let record = FutureRecord::to(self.records_topic)
@@ -439,6 +551,7 @@ pub async fn run(
         max_record_bytes = max_bytes,
         producer_max_bytes = limit,
         broker_max_bytes = limits.broker.bytes,
+        guardrail_concepts = credit_core::guardrail::rules().concepts().len(),
         "normaliser running"
     );
     ready.set_ready();
@@ -448,6 +561,9 @@ pub async fn run(
     let mut batch: Vec<BorrowedMessage<'_>> = Vec::with_capacity(batch_size);
     let mut pending: Vec<Pending> = Vec::with_capacity(batch_size);
     let mut reason_attrs: HashMap<ReasonCode, [KeyValue; 2]> = HashMap::new();
+    let mut findings = Findings::default();
+    let mut guardrail_attrs: HashMap<(&'static str, &'static str), [KeyValue; 3]> = HashMap::new();
+    let mut column_attrs = ColumnLabels::new(dep.id);
     'batches: loop {
         let first = tokio::select! {
             biased;
@@ -473,7 +589,23 @@ pub async fn run(
             // `process <inbound>`, child of the record's trace context (or
             // a new trace); its output carries a `send` span's context.
             let mut processing = tracer.process_message(msg, &group);
-            let sent = match process(&route, today, msg, &mut buf) {
+            let output = process(&route, today, msg, &mut buf, &mut findings);
+            if let Some(d) = findings.guardrail {
+                let attrs = guardrail_attrs
+                    .entry((d.concept(), d.label()))
+                    .or_insert_with(|| {
+                        [
+                            metrics::department(dep.id),
+                            KeyValue::new(metrics::label::CONCEPT, d.concept()),
+                            KeyValue::new(metrics::label::DECISION, d.label()),
+                        ]
+                    });
+                inst.guardrail.add(1, attrs);
+            }
+            for name in &findings.unknown_columns {
+                inst.unknown_columns.add(1, column_attrs.attrs(name));
+            }
+            let sent = match output {
                 Output::Normalised { id } => {
                     id.write_to(&mut key_buf);
                     // The key is a record id (department:partition:offset).
@@ -607,5 +739,27 @@ fn count_settled(
                 .or_insert_with(|| [metrics::department(dept), metrics::reason(code.as_str())]);
             inst.dead_lettered.add(1, attrs);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn column_labels_are_bounded_and_never_hold_identifiers() {
+        assert_eq!(column_label(""), "(empty)");
+        assert_eq!(column_label("登记注册类型"), "登记注册类型");
+        assert_eq!(column_label("440106198001011234"), OTHER_COLUMN);
+        assert_eq!(column_label("备注2024"), "备注2024");
+        assert_eq!(column_label(&"列".repeat(33)), OTHER_COLUMN);
+        let mut labels = ColumnLabels::new("tax");
+        let value = |kv: &[KeyValue; 2]| kv[1].value.as_str().into_owned();
+        for i in 0..100 {
+            labels.attrs(&format!("备注{i}"));
+        }
+        assert_eq!(labels.seen.len(), MAX_COLUMN_LABELS);
+        assert_eq!(value(labels.attrs("备注0")), "备注0");
+        assert_eq!(value(labels.attrs("新列")), OTHER_COLUMN);
     }
 }

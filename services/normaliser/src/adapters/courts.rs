@@ -5,15 +5,15 @@
 
 use credit_core::ids;
 use credit_core::record::{
-    Context, CreditRecord, InfoKind, ListType, Severity, Subject, SubjectType, check_guardrail,
-    check_subject_key,
+    Context, CreditRecord, InfoKind, ListType, Severity, Subject, SubjectType, check_subject_key,
+    guardrail,
 };
 use credit_core::reject::Rejection;
 use serde::Deserialize;
 
 use super::{
-    Text, check_document_number, json_error, optional, optional_date, required, required_date,
-    text, utf8,
+    Findings, Text, check_document_number, json_error, optional, optional_date, required,
+    required_date, text, utf8,
 };
 
 #[derive(Deserialize)]
@@ -67,9 +67,18 @@ fn subject_type(party: Option<&str>, card: &str, today: i32) -> Result<SubjectTy
     }
 }
 
+#[cfg(test)]
 pub(super) fn normalise<'a>(
     ctx: &Context<'a>,
     value: &'a [u8],
+) -> Result<CreditRecord<'a>, Rejection> {
+    normalise_with(ctx, value, &mut Findings::default())
+}
+
+pub(super) fn normalise_with<'a>(
+    ctx: &Context<'a>,
+    value: &'a [u8],
+    findings: &mut Findings,
 ) -> Result<CreditRecord<'a>, Rejection> {
     let r: CourtRecord<'a> = serde_json::from_str(utf8(value)?).map_err(json_error)?;
     let name = required("iname", text(r.iname))?;
@@ -84,7 +93,14 @@ pub(super) fn normalise<'a>(
     check_subject_key(kind, &card, "cardNum", ctx.today)?;
     let conduct = required("disruptTypeName", text(r.disrupt_type_name))?;
     let duty = optional(text(r.duty));
-    check_guardrail(kind, [conduct.as_ref(), duty.as_deref().unwrap_or("")])?;
+    // The guardrail judges why the person is listed: the dishonest conduct
+    // (one of the statutory situations). The duty is the judgement's debt
+    // (e.g. property fees a court ordered paid); listing for not performing a
+    // judgement rests on the Civil Procedure Law, so the duty is not judged.
+    findings.guardrail = guardrail(kind, &[("disruptTypeName", conduct.as_ref())]);
+    if let Some(d) = findings.guardrail {
+        d.check()?;
+    }
     let reg_date = required_date("regDate", r.reg_date.as_ref().map(Text::as_str))?;
     let publish_date = optional_date("publishDate", r.publish_date.as_ref().map(Text::as_str))?;
     if publish_date.is_some_and(|p| p < reg_date) {
@@ -216,7 +232,7 @@ mod tests {
             (
                 record(&person(), "自然人", "多次闯红灯"),
                 ReasonCode::GuardrailMinorBehaviour,
-                None,
+                Some("disruptTypeName"),
             ),
             (
                 record(&company(), "外星人", "拒不履行"),

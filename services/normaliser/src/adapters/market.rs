@@ -14,15 +14,15 @@
 
 use credit_core::amount;
 use credit_core::record::{
-    Context, CreditRecord, InfoKind, ListType, Severity, Subject, SubjectType, check_guardrail,
-    check_period, check_subject_key,
+    Context, CreditRecord, InfoKind, ListType, Severity, Subject, SubjectType, check_period,
+    check_subject_key, guardrail,
 };
 use credit_core::reject::{ReasonCode, Rejection};
 use serde::Deserialize;
 
 use super::{
-    Text, check_document_number, json_error, optional, optional_date, required, required_date,
-    text, utf8,
+    Findings, Text, check_document_number, json_error, optional, optional_date, required,
+    required_date, text, utf8,
 };
 
 #[derive(Deserialize)]
@@ -102,7 +102,11 @@ fn penalty_severity(kinds: &str) -> Severity {
     }
 }
 
-fn penalty<'a>(ctx: &Context<'a>, r: MarketRecord<'a>) -> Result<CreditRecord<'a>, Rejection> {
+fn penalty<'a>(
+    ctx: &Context<'a>,
+    r: MarketRecord<'a>,
+    findings: &mut Findings,
+) -> Result<CreditRecord<'a>, Rejection> {
     let decision_no = required("CF_WSH", text(r.CF_WSH))?;
     check_document_number("CF_WSH", &decision_no)?;
     let name = required("CF_XDR_MC", text(r.CF_XDR_MC))?;
@@ -129,14 +133,17 @@ fn penalty<'a>(ctx: &Context<'a>, r: MarketRecord<'a>) -> Result<CreditRecord<'a
     let offence = required("CF_WFXW", text(r.CF_WFXW))?;
     let facts = optional(text(r.CF_SY));
     let case_name = optional(text(r.CF_AJMC));
-    check_guardrail(
+    findings.guardrail = guardrail(
         kind,
-        [
-            offence.as_ref(),
-            facts.as_deref().unwrap_or(""),
-            case_name.as_deref().unwrap_or(""),
+        &[
+            ("CF_WFXW", offence.as_ref()),
+            ("CF_SY", facts.as_deref().unwrap_or("")),
+            ("CF_AJMC", case_name.as_deref().unwrap_or("")),
         ],
-    )?;
+    );
+    if let Some(d) = findings.guardrail {
+        d.check()?;
+    }
     let kinds = required("CF_CFLB", text(r.CF_CFLB))?;
     let fine = match optional(text(r.CF_NR_FK)) {
         None => None,
@@ -240,9 +247,18 @@ fn list_entry<'a>(
     })
 }
 
+#[cfg(test)]
 pub(super) fn normalise<'a>(
     ctx: &Context<'a>,
     value: &'a [u8],
+) -> Result<CreditRecord<'a>, Rejection> {
+    normalise_with(ctx, value, &mut Findings::default())
+}
+
+pub(super) fn normalise_with<'a>(
+    ctx: &Context<'a>,
+    value: &'a [u8],
+    findings: &mut Findings,
 ) -> Result<CreditRecord<'a>, Rejection> {
     let r: MarketRecord<'a> = serde_json::from_str(utf8(value)?).map_err(json_error)?;
     let rt = r
@@ -255,7 +271,7 @@ pub(super) fn normalise<'a>(
         return Err(Rejection::missing("recordType"));
     }
     match rt {
-        "CF" => penalty(ctx, r),
+        "CF" => penalty(ctx, r, findings),
         "JYYC" => list_entry(ctx, r, ListType::AbnormalOperation),
         "YZWF" => list_entry(ctx, r, ListType::SeriousViolation),
         other => Err(Rejection::new(
@@ -356,7 +372,7 @@ mod tests {
             (
                 cf("自然人", "CF_XDR_ZJHM", &person(), "拖欠物业费", "罚款"),
                 ReasonCode::GuardrailMinorBehaviour,
-                None,
+                Some("CF_WFXW"),
             ),
             (
                 cf("自然人", "CF_XDR_SHXYM", &uscc(), "无照经营", "罚款"),

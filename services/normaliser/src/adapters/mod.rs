@@ -13,14 +13,44 @@ mod tax;
 use std::borrow::Cow;
 
 use credit_core::catalogue::InboundFormat;
-use credit_core::record::{Context, CreditRecord};
+use credit_core::record::{Context, CreditRecord, GuardrailDecision};
 use credit_core::reject::{ReasonCode, Rejection};
+
+/// What an adapter noticed on the way, whatever the outcome, for the pipeline
+/// to count and log (the adapters stay pure). Reused across records: `clear` it.
+#[derive(Debug, Default)]
+pub struct Findings {
+    /// The guardrail's decision, when the record is a natural person's and got
+    /// that far.
+    pub guardrail: Option<GuardrailDecision>,
+    /// Header cells the bus does not know, accepted and ignored (tax CSV),
+    /// folded (`text::header_name`); `""` for an empty cell.
+    pub unknown_columns: Vec<String>,
+}
+
+impl Findings {
+    pub fn clear(&mut self) {
+        self.guardrail = None;
+        self.unknown_columns.clear();
+    }
+}
 
 /// Normalises one inbound record and hands it to `f`.
 pub fn normalise<R>(
     format: InboundFormat,
     ctx: &Context<'_>,
     value: &[u8],
+    f: impl FnOnce(&CreditRecord<'_>) -> R,
+) -> Result<R, Rejection> {
+    normalise_with(format, ctx, value, &mut Findings::default(), f)
+}
+
+/// [`normalise`], also reporting what the adapter noticed into `findings`.
+pub fn normalise_with<R>(
+    format: InboundFormat,
+    ctx: &Context<'_>,
+    value: &[u8],
+    findings: &mut Findings,
     f: impl FnOnce(&CreditRecord<'_>) -> R,
 ) -> Result<R, Rejection> {
     if value.iter().all(u8::is_ascii_whitespace) {
@@ -31,10 +61,10 @@ pub fn normalise<R>(
         ));
     }
     match format {
-        InboundFormat::CourtsJson => courts::normalise(ctx, value).map(|r| f(&r)),
+        InboundFormat::CourtsJson => courts::normalise_with(ctx, value, findings).map(|r| f(&r)),
         InboundFormat::CustomsXml => customs::normalise(ctx, value, f),
-        InboundFormat::TaxCsv => tax::normalise(ctx, value, f),
-        InboundFormat::MarketJson => market::normalise(ctx, value).map(|r| f(&r)),
+        InboundFormat::TaxCsv => tax::normalise_with(ctx, value, findings, f),
+        InboundFormat::MarketJson => market::normalise_with(ctx, value, findings).map(|r| f(&r)),
     }
 }
 
@@ -222,6 +252,99 @@ mod tests {
             }
         }
         assert!(reasons.len() >= 12, "{reasons:?}");
+    }
+
+    /// The guardrail's case table through the market adapter: a natural
+    /// person's penalty is rejected exactly for the blocked texts, naming the
+    /// field; a company's with the same text is accepted and not judged; the
+    /// decision reported matches. Court entries are judged on their conduct,
+    /// never on the judgement's debt.
+    #[test]
+    fn guardrail_case_table_through_the_adapters() {
+        use credit_core::record::GuardrailDecision;
+        use credit_datagen::cases::{GuardrailExpect, court_entry, guardrail, market_penalty};
+        let mut wrong = Vec::new();
+        let cases = guardrail();
+        for (i, case) in cases.iter().enumerate() {
+            let seq = i as u32 + 1;
+            let mut found = Findings::default();
+            let natural = normalise_with(
+                InboundFormat::MarketJson,
+                &ctx("market"),
+                &market_penalty(&case.text, true, seq),
+                &mut found,
+                |_| (),
+            );
+            let ok = match (&case.expect, &natural, found.guardrail) {
+                (
+                    GuardrailExpect::Block(c),
+                    Err(e),
+                    Some(GuardrailDecision::Blocked { concept, field }),
+                ) => {
+                    e.code == ReasonCode::GuardrailMinorBehaviour
+                        && e.field == Some("CF_WFXW")
+                        && concept == c
+                        && field == "CF_WFXW"
+                }
+                (
+                    GuardrailExpect::Exempt(c),
+                    Ok(()),
+                    Some(GuardrailDecision::Exempt { concept }),
+                ) => concept == c,
+                (GuardrailExpect::Pass, Ok(()), Some(GuardrailDecision::Passed)) => true,
+                _ => false,
+            };
+            if !ok {
+                wrong.push(format!(
+                    "{:?}: {natural:?} {:?}",
+                    case.text, found.guardrail
+                ));
+            }
+            let mut found = Findings::default();
+            let company = normalise_with(
+                InboundFormat::MarketJson,
+                &ctx("market"),
+                &market_penalty(&case.text, false, seq),
+                &mut found,
+                |_| (),
+            );
+            if company.is_err() || found.guardrail.is_some() {
+                wrong.push(format!("company {:?}: {company:?}", case.text));
+            }
+            // The judgement's debt is never judged; the listed conduct is.
+            let mut found = Findings::default();
+            let duty = normalise_with(
+                InboundFormat::CourtsJson,
+                &ctx("courts"),
+                &court_entry(&case.text, "有履行能力而拒不履行生效法律文书确定义务", seq),
+                &mut found,
+                |_| (),
+            );
+            if duty.is_err() || found.guardrail != Some(GuardrailDecision::Passed) {
+                wrong.push(format!("court duty {:?}: {duty:?}", case.text));
+            }
+            let conduct = normalise(
+                InboundFormat::CourtsJson,
+                &ctx("courts"),
+                &court_entry("支付人民币12000元", &case.text, seq),
+                |_| (),
+            );
+            let blocked = matches!(case.expect, GuardrailExpect::Block(_));
+            if blocked
+                != conduct
+                    .as_ref()
+                    .is_err_and(|e| e.code == ReasonCode::GuardrailMinorBehaviour)
+            {
+                wrong.push(format!("court conduct {:?}: {conduct:?}", case.text));
+            }
+        }
+        assert!(
+            wrong.is_empty(),
+            "{} wrong:\n{}",
+            wrong.len(),
+            wrong.join("\n")
+        );
+        assert!(cases.len() > 300, "{}", cases.len());
     }
 
     proptest! {
