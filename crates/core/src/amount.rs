@@ -29,6 +29,8 @@
 use std::fmt;
 
 use crate::codes::fullwidth_to_ascii;
+use crate::correction::{Correction, Corrections};
+use crate::reject::{ReasonCode, Rejection};
 
 /// A unit of CNY an amount can be written in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -358,6 +360,40 @@ pub fn parse_amount(s: &str, field_unit: Unit) -> Result<Amount, AmountError> {
     })
 }
 
+/// Reads an amount field documented in `unit` for an adapter: fen and the
+/// corrections made, or the rejection (`invalid_unit` naming the unit written
+/// and the field's own, `invalid_amount` otherwise).
+pub fn field_amount(
+    field: &'static str,
+    raw: &str,
+    unit: Unit,
+) -> Result<(i64, Corrections), Rejection> {
+    match parse_amount(raw, unit) {
+        Ok(a) => {
+            let mut c = Corrections::NONE;
+            if a.fullwidth {
+                c.insert(Correction::FullwidthNormalised);
+            }
+            if a.unit != unit {
+                c.insert(Correction::AmountUnitConverted);
+            }
+            Ok((a.fen, c))
+        }
+        Err(e) if e.is_unit() => Err(Rejection::new(
+            ReasonCode::InvalidUnit,
+            Some(field),
+            format!("{e}; {field} is in {unit}"),
+        )),
+        Err(e) => Err(Rejection::new(
+            ReasonCode::InvalidAmount,
+            Some(field),
+            format!(
+                "{e}; {field} is a non-negative amount in {unit} unless the value names its unit"
+            ),
+        )),
+    }
+}
+
 /// Formats `fen` in `unit` with exactly the decimals the unit needs, e.g.
 /// `1234567.89` in 元 or `123.456789` in 万元 (the inverse of [`parse_amount`]).
 pub fn format_fen(fen: i64, unit: Unit) -> String {
@@ -404,6 +440,43 @@ mod tests {
             }
         }
         assert!(crate::cases::AMOUNTS.len() >= 40);
+    }
+
+    #[test]
+    fn field_amounts_name_the_field_and_both_units() {
+        let e = field_amount("CF_NR_FK", "1,000美元", WAN_YUAN).unwrap_err();
+        assert_eq!(
+            (e.code, e.field),
+            (ReasonCode::InvalidUnit, Some("CF_NR_FK"))
+        );
+        assert_eq!(
+            e.detail,
+            "amount in 美元 (US dollar): the record has no currency field, only CNY amounts are accepted; CF_NR_FK is in 万元"
+        );
+        let e = field_amount("金额(元)", "12.345", YUAN).unwrap_err();
+        assert_eq!(e.code, ReasonCode::InvalidAmount);
+        assert_eq!(
+            field_amount("CF_NR_FK", "１２３４５．６７元", WAN_YUAN).unwrap(),
+            (
+                1_234_567,
+                Corrections::of(&[
+                    Correction::FullwidthNormalised,
+                    Correction::AmountUnitConverted
+                ])
+            )
+        );
+        assert_eq!(
+            field_amount("CF_NR_FK", "0.85", WAN_YUAN).unwrap(),
+            (850_000, Corrections::NONE)
+        );
+    }
+
+    /// Blank is not in the shared table: adapters treat a blank field as
+    /// absent before parsing (a missing field in tax, no fine in market).
+    #[test]
+    fn blank_is_no_number() {
+        assert_eq!(parse_amount("", YUAN), Err(AmountError::NotDecimal));
+        assert_eq!(parse_amount("　", YUAN), Err(AmountError::NotDecimal));
     }
 
     #[test]
@@ -458,7 +531,7 @@ mod tests {
         let (int, frac) = n.split_once('.').unwrap();
         let mut out = String::new();
         for (i, c) in int.chars().enumerate() {
-            if i > 0 && (int.len() - i) % 3 == 0 {
+            if i > 0 && (int.len() - i).is_multiple_of(3) {
                 out.push(',');
             }
             out.push(c);

@@ -233,7 +233,6 @@ pub const AMOUNTS: &[AmountCase] = &[
     amount("0.0000001万元", WAN, BAD_AMOUNT, "a tenth of a fen in 万元"),
     amount("-1", YUAN, BAD_AMOUNT, "negative"),
     amount("－100元", YUAN, BAD_AMOUNT, "negative, full-width minus"),
-    amount("", YUAN, BAD_AMOUNT, "empty"),
     amount(".5", YUAN, BAD_AMOUNT, "no integer digit"),
     amount(
         "1,23",

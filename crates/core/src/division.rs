@@ -18,6 +18,11 @@ pub fn is_valid(code: u32) -> bool {
     DIVISIONS.binary_search(&code).is_ok()
 }
 
+/// The whole table, sorted (for generators and tests).
+pub fn all() -> &'static [u32] {
+    &DIVISIONS
+}
+
 /// The six ASCII digits `b` as a number, or `None` if they are not six digits.
 pub fn parse6(b: &[u8]) -> Option<u32> {
     if b.len() != 6 {

@@ -5,6 +5,8 @@
 //! Codes are valid by the check algorithms (built with `credit_core::ids`),
 //! divisions are Guangzhou's, names and case numbers look like the real thing.
 
+pub mod fields;
+
 use credit_core::catalogue::{self, InboundFormat};
 use credit_core::ids;
 use credit_core::reject::ReasonCode;
@@ -105,6 +107,19 @@ pub struct Generator {
     rng: SmallRng,
     bad_share: f64,
     seq: u64,
+}
+
+/// `1234567` as `1,234,567`.
+fn grouped(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
 
 fn flip_last(code: &str) -> String {
@@ -369,12 +384,9 @@ impl Generator {
             let amount = if expect == Some(InvalidAmount) {
                 "12.345".to_string()
             } else {
-                format!(
-                    "\"{},{:03}.{:02}\"",
-                    self.rng.random_range(1..9999),
-                    self.rng.random_range(0..1000),
-                    self.rng.random_range(0..100)
-                )
+                // As the bureau's exports write it: thousands grouped by three.
+                let yuan: u64 = self.rng.random_range(1_000..9_999_999);
+                format!("\"{}.{:02}\"", grouped(yuan), self.rng.random_range(0..100))
             };
             let case_type = if expect == Some(InvalidValue) {
                 "".to_string()
@@ -580,6 +592,13 @@ mod tests {
             assert_eq!(ids::check_uscc(&g.uscc(false)), Ok(()));
             assert_eq!(ids::check_resident_id(&g.resident_id(), 30_000), Ok(()));
         }
+    }
+
+    #[test]
+    fn amounts_are_grouped_by_three() {
+        assert_eq!(grouped(1_234_567), "1,234,567");
+        assert_eq!(grouped(999), "999");
+        assert_eq!(grouped(1_000), "1,000");
     }
 
     #[test]

@@ -11,9 +11,9 @@
 use std::borrow::Cow;
 
 use credit_core::amount;
+use credit_core::codes::{self, Legacy};
 use credit_core::record::{
     Context, CreditRecord, InfoKind, ListType, Severity, Subject, SubjectType, check_period,
-    check_subject_key,
 };
 use credit_core::reject::{ReasonCode, Rejection};
 use csv_core::{ReadRecordResult, Reader};
@@ -201,7 +201,16 @@ fn from_columns<R>(
     let record_type = required(COLUMNS[0], col(0))?;
     let name = required(COLUMNS[1], col(1))?;
     let uscc = required(COLUMNS[2], col(2))?;
-    check_subject_key(SubjectType::LegalPerson, &uscc, COLUMNS[2], ctx.today)?;
+    // A pre-2015 registration number is kept (flagged): the row names the
+    // taxpayer and its district tax bureau (主管税务机关), which is enough for
+    // the archive to find the taxpayer's USCC.
+    let (uscc, mut corrections) = codes::subject_key(
+        SubjectType::LegalPerson,
+        uscc,
+        COLUMNS[2],
+        ctx.today,
+        Legacy::Keep,
+    )?;
     let authority = required(COLUMNS[3], col(3))?;
     let doc_no = required(COLUMNS[4], col(4))?;
     let decided = required_date(COLUMNS[5], Some(cols[5]))?;
@@ -213,13 +222,8 @@ fn from_columns<R>(
         VIOLATION => {
             check_document_number(COLUMNS[4], &doc_no)?;
             let amount = required(COLUMNS[8], col(8))?;
-            let fen = amount::parse_fen(&amount, amount::YUAN).ok_or_else(|| {
-                Rejection::new(
-                    ReasonCode::InvalidAmount,
-                    Some(COLUMNS[8]),
-                    "not a non-negative amount in yuan with at most 2 decimals",
-                )
-            })?;
+            let (fen, c) = amount::field_amount(COLUMNS[8], &amount, amount::YUAN)?;
+            corrections.extend(c);
             let facts = required(COLUMNS[10], col(10))?;
             (
                 InfoKind::DishonestyList,
@@ -290,6 +294,7 @@ fn from_columns<R>(
         conduct,
         amount_fen,
         attributes,
+        corrections,
     };
     Ok(f(&record))
 }
