@@ -225,7 +225,7 @@ mod tests {
                 reasons.extend(got);
             }
         }
-        assert!(reasons.len() >= 12, "{reasons:?}");
+        assert!(reasons.len() >= 16, "{reasons:?}");
     }
 
     /// What an adapter did with a record: its key, subject type, amount and
