@@ -13,20 +13,27 @@ use credit_core::cases::{COMPANY, PERSON};
 use credit_core::codes::{self, Declared, Legacy};
 use credit_core::ids;
 
-const N: u32 = 2_000_000;
+/// Calls per run; `CODES_COST_N` overrides (e.g. small under valgrind).
+fn n() -> u32 {
+    std::env::var("CODES_COST_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2_000_000)
+}
 
 fn time(name: &str, mut f: impl FnMut() -> bool) {
     // Warm up, then take the best of five runs.
-    for _ in 0..N / 10 {
+    let n = n();
+    for _ in 0..n / 10 {
         black_box(f());
     }
     let best = (0..5)
         .map(|_| {
             let t = Instant::now();
-            for _ in 0..N {
+            for _ in 0..n {
                 assert!(black_box(f()));
             }
-            t.elapsed().as_nanos() as f64 / N as f64
+            t.elapsed().as_nanos() as f64 / n as f64
         })
         .fold(f64::INFINITY, f64::min);
     println!("{name:<48}{best:>8.1} ns");

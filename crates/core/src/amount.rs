@@ -232,10 +232,17 @@ fn unit_of(rest: &str) -> Result<Option<Unit>, AmountError> {
 /// Allocation-free unless the text is rejected.
 pub fn parse_amount(s: &str, field_unit: Unit) -> Result<Amount, AmountError> {
     let mut s = s.trim();
-    for c in CNY {
-        if let Some(x) = strip_prefix_ci(s, c) {
-            s = x.trim_start().trim_start_matches([':', '：']).trim_start();
-            break;
+    // Most values are plain ASCII numbers (`1,234,567.89`, `0.85`): no
+    // currency marker or unit to look for.
+    let plain = s
+        .bytes()
+        .all(|b| b.is_ascii_digit() || b == b'.' || b == b',');
+    if !plain {
+        for c in CNY {
+            if let Some(x) = strip_prefix_ci(s, c) {
+                s = x.trim_start().trim_start_matches([':', '：']).trim_start();
+                break;
+            }
         }
     }
     // The number: the longest prefix of digits, separators and points in
@@ -251,7 +258,11 @@ pub fn parse_amount(s: &str, field_unit: Unit) -> Result<Amount, AmountError> {
     let mut end = s.len();
     let mut big = false;
     for (i, c0) in s.char_indices() {
-        let c = match fullwidth_to_ascii(c0) {
+        let c = match if c0.is_ascii() {
+            None
+        } else {
+            fullwidth_to_ascii(c0)
+        } {
             Some(a) => {
                 if a.is_ascii_digit() || a == '.' || a == ',' {
                     fullwidth = true;
@@ -335,7 +346,11 @@ pub fn parse_amount(s: &str, field_unit: Unit) -> Result<Amount, AmountError> {
             },
         );
     }
-    let unit = match unit_of(rest)? {
+    let unit = match if rest.is_empty() {
+        None
+    } else {
+        unit_of(rest)?
+    } {
         Some(u) => u,
         None => field_unit,
     };

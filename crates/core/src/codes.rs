@@ -269,11 +269,27 @@ pub fn resolve<'a>(
                 && code.as_bytes()[..17].iter().all(u8::is_ascii_digit)
                 && matches!(code.as_bytes()[17], b'0'..=b'9' | b'X' | b'x');
             if person {
-                let mut upper = code.as_bytes()[..17].to_vec();
-                upper.push(code.as_bytes()[17].to_ascii_uppercase());
-                if ids::check_resident_id(std::str::from_utf8(&upper).unwrap_or(""), today).is_ok()
-                {
-                    return resident_id(code, fixes, field, today);
+                if code.ends_with('x') {
+                    let mut upper = code.into_owned();
+                    upper.replace_range(17.., "X");
+                    if ids::check_resident_id(&upper, today).is_ok() {
+                        let mut fixes = fixes;
+                        fixes.insert(Correction::ResidentIdCheckLowercase);
+                        return Ok(Key {
+                            key: Cow::Owned(upper),
+                            holder: Holder::Person,
+                            corrections: fixes,
+                        });
+                    }
+                    return organisation(Cow::Owned(upper), fixes, field, today, legacy);
+                }
+                // Checked once here; a valid ID needs nothing more.
+                if ids::check_resident_id(&code, today).is_ok() {
+                    return Ok(Key {
+                        key: code,
+                        holder: Holder::Person,
+                        corrections: fixes,
+                    });
                 }
             }
             organisation(code, fixes, field, today, legacy)

@@ -253,17 +253,23 @@ fn uscc_placeholder(b: &[u8]) -> Option<Placeholder> {
     }
 }
 
-/// The check characters only (length, symbols, positions 17 and 18): what the
-/// arithmetic of GB 32100 and GB 11714 says, nothing about what the code means.
-pub fn check_uscc_checksums(code: &str) -> Result<(), UsccError> {
-    let (n, bad) = first_bad(code, |b| uscc_value(b).is_some());
-    if n != 18 {
-        return Err(UsccError::Length(n));
-    }
-    if let Some(position) = bad {
-        return Err(UsccError::Symbol { position });
-    }
+/// Length and alphabet: the 18 bytes of a well-formed USCC, or the error.
+/// One table look-up per byte; character positions only on the error path.
+fn uscc_shape(code: &str) -> Result<&[u8], UsccError> {
     let b = code.as_bytes();
+    if b.len() == 18 && b.iter().all(|c| USCC_VALUES[*c as usize] != 0xFF) {
+        return Ok(b);
+    }
+    match first_bad(code, |c| uscc_value(c).is_some()) {
+        (n, _) if n != 18 => Err(UsccError::Length(n)),
+        (_, Some(position)) => Err(UsccError::Symbol { position }),
+        // Unreachable: 18 symbols would have passed the fast path.
+        (n, None) => Err(UsccError::Length(n)),
+    }
+}
+
+/// Positions 17 and 18 of a well-formed USCC.
+fn uscc_checks(b: &[u8]) -> Result<(), UsccError> {
     if org_code_check_char(&b[8..16]) != Some(b[16]) {
         return Err(UsccError::OrgCheck);
     }
@@ -271,6 +277,12 @@ pub fn check_uscc_checksums(code: &str) -> Result<(), UsccError> {
         return Err(UsccError::Check);
     }
     Ok(())
+}
+
+/// The check characters only (length, symbols, positions 17 and 18): what the
+/// arithmetic of GB 32100 and GB 11714 says, nothing about what the code means.
+pub fn check_uscc_checksums(code: &str) -> Result<(), UsccError> {
+    uscc_checks(uscc_shape(code)?)
 }
 
 /// Whether positions 1-2 are an authority and category pair of GB 32100's table.
@@ -283,20 +295,13 @@ pub fn uscc_authority_valid(authority: u8, category: u8) -> bool {
 /// Validates a USCC: shape, placeholder, both check characters, then the meaning
 /// of positions 1-8 (authority and category, division). Allocation-free.
 pub fn check_uscc(code: &str) -> Result<(), UsccError> {
-    let (n, bad) = first_bad(code, |b| uscc_value(b).is_some());
-    if n != 18 {
-        return Err(UsccError::Length(n));
-    }
-    if let Some(position) = bad {
-        return Err(UsccError::Symbol { position });
-    }
-    let b = code.as_bytes();
+    let b = uscc_shape(code)?;
     // Before the check characters: a dummy is reported as a dummy whether or
     // not someone bothered to compute its check characters.
     if let Some(p) = uscc_placeholder(b) {
         return Err(UsccError::Placeholder(p));
     }
-    check_uscc_checksums(code)?;
+    uscc_checks(b)?;
     if !uscc_authority_valid(b[0], b[1]) {
         return Err(UsccError::Authority {
             authority: b[0],
@@ -337,9 +342,10 @@ fn ric_placeholder(b: &[u8]) -> Option<Placeholder> {
     }
 }
 
+const EARLIEST_BIRTH: i32 = date::days_from_civil(1900, 1, 1);
+
 fn birth_date_ok(yyyymmdd: &[u8], today: i32) -> bool {
-    date::parse_compact(yyyymmdd)
-        .is_some_and(|d| d >= date::days_from_civil(1900, 1, 1) && d <= today)
+    date::parse_compact(yyyymmdd).is_some_and(|d| d >= EARLIEST_BIRTH && d <= today)
 }
 
 /// Validates an 18-digit resident ID by GB 11643, including a real birth date
