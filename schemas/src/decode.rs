@@ -8,6 +8,7 @@
 //!
 //! [`CreditRecord`]: credit_core::record::CreditRecord
 
+use credit_core::correction::{Correction, Corrections};
 use credit_core::record::{InfoKind, ListType, Severity, SubjectType};
 
 /// What the engine needs of a normalised record.
@@ -26,6 +27,9 @@ pub struct RecordHead<'a> {
     pub valid_until: Option<i32>,
     /// The department's own id for the record (`lineage.source_record_id`).
     pub source_record_id: &'a str,
+    /// The corrections named in the body; names this build does not know
+    /// (added by a newer writer) are skipped, as the schema's doc asks.
+    pub corrections: Corrections,
 }
 
 /// Why a body does not decode.
@@ -145,6 +149,22 @@ pub fn record_head(body: &[u8]) -> Result<RecordHead<'_>, DecodeError> {
     if r.present()? {
         r.long()?; // lineage.source_timestamp_ms
     }
+    // corrections: array blocks of strings until a zero count.
+    let mut corrections = Corrections::NONE;
+    loop {
+        let n = r.long()?;
+        if n == 0 {
+            break;
+        }
+        if n < 0 {
+            r.long()?;
+        }
+        for _ in 0..n.unsigned_abs() {
+            if let Some(c) = Correction::parse(r.string()?) {
+                corrections.insert(c);
+            }
+        }
+    }
     if !r.b.is_empty() {
         return Err(DecodeError("bytes after the record"));
     }
@@ -160,6 +180,7 @@ pub fn record_head(body: &[u8]) -> Result<RecordHead<'_>, DecodeError> {
         valid_from,
         valid_until,
         source_record_id,
+        corrections,
     })
 }
 
@@ -189,9 +210,17 @@ mod tests {
             prop_assert_eq!(h.valid_from, r.valid_from);
             prop_assert_eq!(h.valid_until, r.valid_until);
             prop_assert_eq!(h.source_record_id, &*r.lineage.source_record_id);
+            prop_assert_eq!(h.corrections, r.corrections);
             #[allow(deprecated)]
             let v = apache_avro::from_avro_datum(crate::credit_record_schema(), &mut &body[..], None);
-            prop_assert!(v.is_ok());
+            let Ok(apache_avro::types::Value::Record(f)) = v else { panic!("{v:?}") };
+            // Both decode paths agree on the corrections.
+            let Some((_, apache_avro::types::Value::Array(cs))) = f.iter().find(|(n, _)| n == "corrections") else { panic!() };
+            let theirs: Corrections = cs.iter().map(|v| match v {
+                apache_avro::types::Value::String(s) => Correction::parse(s).unwrap(),
+                other => panic!("{other:?}"),
+            }).collect();
+            prop_assert_eq!(theirs, h.corrections);
         }
 
         /// A cut-short body, or one with bytes after the record, is refused.

@@ -88,6 +88,14 @@ pub fn credit_record_body(buf: &mut Vec<u8>, r: &CreditRecord<'_>) {
     zigzag(buf, l.source_offset);
     string(buf, &l.source_record_id);
     opt_long(buf, l.source_timestamp_ms);
+    // corrections: one array block (none for most records), then the end marker.
+    if !r.corrections.is_empty() {
+        zigzag(buf, r.corrections.len() as i64);
+        for c in r.corrections.iter() {
+            string(buf, c.as_str());
+        }
+    }
+    zigzag(buf, 0);
 }
 
 /// Appends the Avro binary body of a notice to `buf`, in the order of `notice.avsc`.
@@ -145,6 +153,7 @@ pub(crate) mod tests {
     use super::*;
     use apache_avro::types::Value;
     use credit_core::record::*;
+    use credit_core::{Correction, Corrections};
     use proptest::prelude::*;
     use std::borrow::Cow;
 
@@ -173,6 +182,8 @@ pub(crate) mod tests {
                     any::<i64>(),
                     proptest::option::of(any::<i64>()),
                 ),
+                proptest::sample::subsequence(Correction::ALL.to_vec(), 0..=Correction::ALL.len())
+                    .prop_map(|cs| cs.into_iter().collect::<Corrections>()),
             ),
         )
             .prop_map(|(a, b)| CreditRecord {
@@ -208,7 +219,17 @@ pub(crate) mod tests {
                     source_record_id: Cow::Borrowed("(2020)粤01执123号"),
                     source_timestamp_ms: b.8.2,
                 },
+                corrections: b.9,
             })
+    }
+
+    /// One fixed record, for tests that need a body rather than a property.
+    pub(crate) fn sample_record() -> CreditRecord<'static> {
+        use proptest::strategy::ValueTree;
+        let mut runner = proptest::test_runner::TestRunner::deterministic();
+        let mut r = arb_record().new_tree(&mut runner).unwrap().current();
+        r.corrections = Corrections::NONE;
+        r
     }
 
     fn field<'v>(fields: &'v [(String, Value)], name: &str) -> &'v Value {
@@ -312,6 +333,9 @@ pub(crate) mod tests {
             prop_assert_eq!(field(l, "source_partition"), &Value::Int(r.lineage.source_partition));
             prop_assert_eq!(field(l, "source_offset"), &Value::Long(r.lineage.source_offset));
             prop_assert_eq!(opt(field(l, "source_timestamp")), r.lineage.source_timestamp_ms.map(Value::TimestampMillis));
+            let Value::Array(cs) = field(&f, "corrections") else { panic!() };
+            let want: Vec<Value> = r.corrections.iter().map(|c| Value::String(c.as_str().into())).collect();
+            prop_assert_eq!(cs, &want);
         }
     }
 }

@@ -11,11 +11,21 @@
 //! * [`record`]: the normalised credit record every adapter produces.
 //! * [`feedback`]: a department's feedback on a notice, and why one is refused.
 //! * [`reject`]: typed rejections with stable machine-readable reason codes.
-//! * [`date`] and [`amount`]: the small parsers every department format needs.
+//! * [`codes`]: what departments write in code fields (full-width forms,
+//!   separators, letter case, 15-digit legacy codes) to a checked subject key,
+//!   with the [`correction`]s made recorded; [`division`]: the GB/T 2260 table.
+//! * [`date`] and [`amount`]: the small parsers every department format needs;
+//!   amounts with their units.
+//! * [`cases`]: tables of real-looking values and their expected verdicts,
+//!   shared by unit, adapter and end-to-end tests.
 
 pub mod amount;
+pub mod cases;
 pub mod catalogue;
+pub mod codes;
+pub mod correction;
 pub mod date;
+pub mod division;
 pub mod dlq;
 pub mod feedback;
 pub mod guardrail;
@@ -27,6 +37,7 @@ pub mod text;
 pub mod topics;
 
 pub use catalogue::{DEPARTMENTS, DOMAINS, Department, Domain, InboundFormat};
+pub use correction::{Correction, Corrections};
 pub use record::{
     Context, CreditRecord, InfoKind, Lineage, ListType, Severity, Subject, SubjectType,
 };

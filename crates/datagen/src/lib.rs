@@ -6,6 +6,7 @@
 //! divisions are Guangzhou's, names and case numbers look like the real thing.
 
 pub mod cases;
+pub mod fields;
 
 use credit_core::catalogue::{self, InboundFormat};
 use credit_core::ids;
@@ -122,6 +123,19 @@ fn today() -> i32 {
         .map_or(0, |d| ((d.as_secs() + 8 * 3600) / 86_400) as i32)
 }
 
+/// `1234567` as `1,234,567`.
+fn grouped(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 fn flip_last(code: &str) -> String {
     let mut s = code.to_string();
     let last = s.pop().unwrap_or('0');
@@ -168,6 +182,26 @@ impl Generator {
         let d = self.rng.random_range(1..29);
         let seq = self.rng.random_range(0..1000);
         ids::complete_resident_id(&format!("{div}{y:04}{m:02}{d:02}{seq:03}")).expect("17 digits")
+    }
+
+    /// A Guangzhou head with organisation code `00000000` and both check
+    /// characters computed: passes the arithmetic, names nobody.
+    pub fn placeholder_uscc(&mut self) -> String {
+        let (div, _, _) = self.district();
+        ids::complete_uscc(&format!("91{div}00000000")).expect("USCC symbols")
+    }
+
+    /// A valid pre-2015 business registration number (GS 15-2006) of a
+    /// Guangzhou district whose digits 7-12 are no birth date (digits 9-10,
+    /// the "month", are 00), so it cannot be read as a first-generation
+    /// resident ID.
+    pub fn registration_number(&mut self) -> String {
+        let (div, _, _) = self.district();
+        let (a, b) = (
+            self.rng.random_range(0..100u32),
+            self.rng.random_range(0..10_000u32),
+        );
+        ids::complete_registration_number(&format!("{div}{a:02}00{b:04}")).expect("14 digits")
     }
 
     pub fn person_name(&mut self) -> String {
@@ -223,6 +257,8 @@ impl Generator {
             MissingField,
             GuardrailMinorBehaviour,
             InvalidDate,
+            PlaceholderCode,
+            LegacyRegistrationNumber,
         ]);
         let natural = matches!(expect, Some(InvalidResidentId | GuardrailMinorBehaviour))
             || (expect.is_none() && self.rng.random_bool(0.4));
@@ -231,10 +267,11 @@ impl Generator {
         } else {
             (self.company_name(), self.uscc(false), "法人或其他组织")
         };
-        let card = if matches!(expect, Some(InvalidUscc | InvalidResidentId)) {
-            flip_last(&card)
-        } else {
-            card
+        let card = match expect {
+            Some(InvalidUscc | InvalidResidentId) => flip_last(&card),
+            Some(PlaceholderCode) => self.placeholder_uscc(),
+            Some(LegacyRegistrationNumber) => self.registration_number(),
+            _ => card,
         };
         let (_, district, court_code) = self.district();
         let (y, m, d) = self.date(2016, 2024);
@@ -285,12 +322,16 @@ impl Generator {
             InvalidValue,
             MissingField,
             InvalidDate,
+            InvalidUsccSegment,
         ]);
         let uscc = self.uscc(false);
-        let uscc = if expect == Some(InvalidUscc) {
-            flip_last(&uscc)
-        } else {
-            uscc
+        let uscc = match expect {
+            Some(InvalidUscc) => flip_last(&uscc),
+            // 萝岗区 (440116) was merged into 黄埔区 in 2014, before any USCC.
+            Some(InvalidUsccSegment) => {
+                ids::complete_uscc(&format!("91440116{}", &uscc[8..16])).expect("USCC symbols")
+            }
+            _ => uscc,
         };
         let level = match expect {
             Some(InvalidValue) => "优质企业",
@@ -357,6 +398,7 @@ impl Generator {
             InvalidAmount,
             MalformedCsv,
             InvalidValue,
+            InvalidUnit,
         ]);
         let uscc = self.uscc(false);
         let uscc = if expect == Some(InvalidUscc) {
@@ -368,7 +410,8 @@ impl Generator {
         let (y, m, d) = self.date(self.year - 1, self.year);
         let name = self.company_name();
         let rep = self.person_name();
-        let grade_row = expect != Some(InvalidAmount) && self.rng.random_bool(0.5);
+        let grade_row =
+            !matches!(expect, Some(InvalidAmount | InvalidUnit)) && self.rng.random_bool(0.5);
         let (key, row) = if grade_row {
             let grade = if expect == Some(InvalidValue) {
                 "E"
@@ -387,13 +430,12 @@ impl Generator {
             let case = *self.pick(TAX_CASES);
             let amount = if expect == Some(InvalidAmount) {
                 "12.345".to_string()
+            } else if expect == Some(InvalidUnit) {
+                "\"12,000美元\"".to_string()
             } else {
-                format!(
-                    "\"{},{:03}.{:02}\"",
-                    self.rng.random_range(1..9999),
-                    self.rng.random_range(0..1000),
-                    self.rng.random_range(0..100)
-                )
+                // As the bureau's exports write it: thousands grouped by three.
+                let yuan: u64 = self.rng.random_range(1_000..9_999_999);
+                format!("\"{}.{:02}\"", grouped(yuan), self.rng.random_range(0..100))
             };
             let case_type = if expect == Some(InvalidValue) {
                 "".to_string()
@@ -465,27 +507,33 @@ impl Generator {
             MalformedJson,
             UnknownRecordType,
             InvalidUscc,
+            InvalidUnit,
+            PlaceholderCode,
         ]);
         let (y, m, d) = self.date(self.year - 3, self.year);
         let kind = match expect {
-            Some(InvalidResidentId | GuardrailMinorBehaviour) => 0,
-            Some(InvalidUscc) => 1,
+            Some(InvalidResidentId | GuardrailMinorBehaviour | PlaceholderCode) => 0,
+            Some(InvalidUscc | InvalidUnit) => 1,
             _ => self.rng.random_range(0..4),
         };
         let (key, mut json) = if kind <= 1 {
             // Penalty decision (two in four): natural persons, businesses, companies.
-            let natural = matches!(expect, Some(InvalidResidentId | GuardrailMinorBehaviour))
-                || (expect != Some(InvalidUscc) && self.rng.random_bool(0.2));
+            let natural = matches!(
+                expect,
+                Some(InvalidResidentId | GuardrailMinorBehaviour | PlaceholderCode)
+            ) || (!matches!(expect, Some(InvalidUscc | InvalidUnit))
+                && self.rng.random_bool(0.2));
             let no = format!("穗市监处罚〔{y}〕{}号", self.rng.random_range(1..5000));
             let (lb, key_field, key, name) = if natural {
                 let id = self.resident_id();
                 (
                     "自然人",
                     "CF_XDR_ZJHM",
-                    if expect == Some(InvalidResidentId) {
-                        flip_last(&id)
-                    } else {
-                        id
+                    match expect {
+                        Some(InvalidResidentId) => flip_last(&id),
+                        // GB 11643's worked example, copied from a form.
+                        Some(PlaceholderCode) => "11010519491231002X".to_string(),
+                        _ => id,
                     },
                     self.person_name(),
                 )
@@ -519,11 +567,15 @@ impl Generator {
                 *self.pick(OFFENCES)
             };
             let kinds = *self.pick(&["罚款", "警告", "罚款;没收违法所得", "罚款;吊销营业执照"]);
-            let fine = format!(
-                "{}.{:02}",
-                self.rng.random_range(0..50),
-                self.rng.random_range(0..100)
-            );
+            let fine = if expect == Some(InvalidUnit) {
+                format!("{} USD", self.rng.random_range(100..5000))
+            } else {
+                format!(
+                    "{}.{:02}",
+                    self.rng.random_range(0..50),
+                    self.rng.random_range(0..100)
+                )
+            };
             let record_type = if expect == Some(UnknownRecordType) {
                 "XK"
             } else {
@@ -599,6 +651,28 @@ mod tests {
             assert_eq!(ids::check_uscc(&g.uscc(false)), Ok(()));
             assert_eq!(ids::check_resident_id(&g.resident_id(), 30_000), Ok(()));
         }
+    }
+
+    #[test]
+    fn generated_bad_codes_fail_for_their_reason() {
+        let mut g = Generator::new(5, 0.0);
+        for _ in 0..200 {
+            let p = g.placeholder_uscc();
+            assert!(
+                matches!(ids::check_uscc(&p), Err(ids::UsccError::Placeholder(_))),
+                "{p}"
+            );
+            let r = g.registration_number();
+            assert_eq!(ids::check_registration_number(&r), Ok(()), "{r}");
+            assert!(!ids::legacy_birth_date_ok(r.as_bytes(), 30_000), "{r}");
+        }
+    }
+
+    #[test]
+    fn amounts_are_grouped_by_three() {
+        assert_eq!(grouped(1_234_567), "1,234,567");
+        assert_eq!(grouped(999), "999");
+        assert_eq!(grouped(1_000), "1,000");
     }
 
     #[test]

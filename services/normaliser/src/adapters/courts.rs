@@ -3,10 +3,9 @@
 //! gistId, regDate, gistUnit, duty, performance, disruptTypeName, publishDate`,
 //! plus `partyTypeName` and `businessEntity` (legal representative) where given.
 
-use credit_core::ids;
+use credit_core::codes::{self, Declared, Holder, Legacy};
 use credit_core::record::{
-    Context, CreditRecord, InfoKind, ListType, Severity, Subject, SubjectType, check_subject_key,
-    guardrail,
+    Context, CreditRecord, InfoKind, ListType, Severity, Subject, SubjectType, guardrail,
 };
 use credit_core::reject::Rejection;
 use serde::Deserialize;
@@ -49,23 +48,26 @@ struct CourtRecord<'a> {
     business_entity: Option<Text<'a>>,
 }
 
-fn subject_type(party: Option<&str>, card: &str, today: i32) -> Result<SubjectType, Rejection> {
+/// The subject type `partyTypeName` states, if it states one.
+fn party_type(party: Option<&str>) -> Result<Option<SubjectType>, Rejection> {
     match party.map(str::trim) {
-        Some("自然人") => Ok(SubjectType::NaturalPerson),
+        Some("自然人") => Ok(Some(SubjectType::NaturalPerson)),
         Some("法人" | "法人或其他组织" | "其他组织" | "非法人组织") => {
-            Ok(SubjectType::LegalPerson)
+            Ok(Some(SubjectType::LegalPerson))
         }
-        Some("个体工商户") => Ok(SubjectType::IndividualBusiness),
+        Some("个体工商户") => Ok(Some(SubjectType::IndividualBusiness)),
         Some(other) if !other.is_empty() => Err(Rejection::invalid(
             "partyTypeName",
             format!("{other:?} is not 自然人, 法人或其他组织 or 个体工商户"),
         )),
-        // Older feeds omit the party type: a code that is a valid resident ID is a
-        // person's; anything else is judged as a USCC.
-        _ if ids::check_resident_id(card, today).is_ok() => Ok(SubjectType::NaturalPerson),
-        _ => Ok(SubjectType::LegalPerson),
+        _ => Ok(None),
     }
 }
+
+/// Courts reject a pre-2015 registration number: a defaulter record names the
+/// court and the province (`areaName`), not the district that registered the
+/// subject, so nothing in it leads from the old number to the subject's USCC.
+const LEGACY: Legacy = Legacy::Reject;
 
 #[cfg(test)]
 pub(super) fn normalise<'a>(
@@ -85,12 +87,26 @@ pub(super) fn normalise_with<'a>(
     let case_code = required("caseCode", text(r.case_code))?;
     check_document_number("caseCode", &case_code)?;
     let card = required("cardNum", text(r.card_num))?;
-    let kind = subject_type(
-        r.party_type_name.as_ref().map(Text::as_str),
-        &card,
-        ctx.today,
-    )?;
-    check_subject_key(kind, &card, "cardNum", ctx.today)?;
+    let (kind, card, corrections) = match party_type(r.party_type_name.as_ref().map(Text::as_str))?
+    {
+        Some(kind) => {
+            let (key, c) = codes::subject_key(kind, card, "cardNum", ctx.today, LEGACY)?;
+            (kind, key, c)
+        }
+        // Older feeds omit the party type: the code's structure decides
+        // (a valid resident ID, 18 or 15 digits, is a person's).
+        None => {
+            let declared = Declared::Unknown {
+                type_field: "partyTypeName",
+            };
+            let k = codes::resolve(card, declared, "cardNum", ctx.today, LEGACY)?;
+            let kind = match k.holder {
+                Holder::Person => SubjectType::NaturalPerson,
+                Holder::Organisation => SubjectType::LegalPerson,
+            };
+            (kind, k.key, k.corrections)
+        }
+    };
     let conduct = required("disruptTypeName", text(r.disrupt_type_name))?;
     let duty = optional(text(r.duty));
     // The guardrail judges why the person is listed: the dishonest conduct
@@ -151,6 +167,7 @@ pub(super) fn normalise_with<'a>(
         conduct,
         amount_fen: None,
         attributes,
+        corrections,
     })
 }
 
@@ -160,6 +177,7 @@ mod tests {
     use super::*;
     use credit_core::ReasonCode;
     use credit_core::date::days_from_civil;
+    use credit_core::ids;
 
     fn company() -> String {
         ids::complete_uscc("9144010166400000").unwrap()

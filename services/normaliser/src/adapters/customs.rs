@@ -11,9 +11,9 @@
 
 use std::borrow::Cow;
 
+use credit_core::codes::{self, Legacy};
 use credit_core::record::{
     Context, CreditRecord, InfoKind, ListType, Severity, Subject, SubjectType, check_period,
-    check_subject_key,
 };
 use credit_core::reject::{ReasonCode, Rejection};
 use quick_xml::Reader;
@@ -249,7 +249,15 @@ pub(super) fn normalise<R>(
     }
     let name = required("EntName", x.ent_name)?;
     let uscc = required("Uscc", x.uscc)?;
-    check_subject_key(SubjectType::LegalPerson, &uscc, "Uscc", ctx.today)?;
+    // A customs record names the customs office, not the district that
+    // registered the enterprise: a pre-2015 registration number is rejected.
+    let (uscc, corrections) = codes::subject_key(
+        SubjectType::LegalPerson,
+        uscc,
+        "Uscc",
+        ctx.today,
+        Legacy::Reject,
+    )?;
     let decision_no = required("DecisionNo", x.decision_no)?;
     check_document_number("DecisionNo", &decision_no)?;
     let decision_date = required_date("DecisionDate", x.decision_date.as_deref())?;
@@ -289,6 +297,7 @@ pub(super) fn normalise<R>(
         conduct: reason,
         amount_fen: None,
         attributes,
+        corrections,
     };
     Ok(f(&record))
 }

@@ -13,9 +13,10 @@
 //! abnTime | addDate, speCause | serILLRea, decOrg, legalBasis`.
 
 use credit_core::amount;
+use credit_core::codes::{self, Legacy};
 use credit_core::record::{
     Context, CreditRecord, InfoKind, ListType, Severity, Subject, SubjectType, check_period,
-    check_subject_key, guardrail,
+    guardrail,
 };
 use credit_core::reject::{ReasonCode, Rejection};
 use serde::Deserialize;
@@ -129,7 +130,10 @@ fn penalty<'a>(
             "CF_XDR_SHXYM",
         )
     };
-    check_subject_key(kind, &key, key_field, ctx.today)?;
+    // A penalty names the penalising authority, not the district that
+    // registered the party: a pre-2015 registration number is rejected.
+    let (key, mut corrections) =
+        codes::subject_key(kind, key, key_field, ctx.today, Legacy::Reject)?;
     let offence = required("CF_WFXW", text(r.CF_WFXW))?;
     let facts = optional(text(r.CF_SY));
     let case_name = optional(text(r.CF_AJMC));
@@ -147,13 +151,11 @@ fn penalty<'a>(
     let kinds = required("CF_CFLB", text(r.CF_CFLB))?;
     let fine = match optional(text(r.CF_NR_FK)) {
         None => None,
-        Some(s) => Some(amount::parse_fen(&s, amount::WAN_YUAN).ok_or_else(|| {
-            Rejection::new(
-                ReasonCode::InvalidAmount,
-                Some("CF_NR_FK"),
-                "fine must be a non-negative amount in 万元 with at most 6 decimals",
-            )
-        })?),
+        Some(s) => {
+            let (fen, c) = amount::field_amount("CF_NR_FK", &s, amount::WAN_YUAN)?;
+            corrections.extend(c);
+            Some(fen)
+        }
     };
     let decided = required_date("CF_JDRQ", r.CF_JDRQ.as_ref().map(Text::as_str))?;
     let until = optional_date("CF_YXQ", r.CF_YXQ.as_ref().map(Text::as_str))?;
@@ -187,6 +189,7 @@ fn penalty<'a>(
         conduct: offence,
         amount_fen: fine,
         attributes,
+        corrections,
     })
 }
 
@@ -197,7 +200,16 @@ fn list_entry<'a>(
 ) -> Result<CreditRecord<'a>, Rejection> {
     let name = required("entName", text(r.ent_name))?;
     let key = required("uniscid", text(r.uniscid))?;
-    check_subject_key(SubjectType::LegalPerson, &key, "uniscid", ctx.today)?;
+    // List entries are decided by the authority that registered the
+    // enterprise (decOrg, a district bureau): with the name, that identifies
+    // a pre-2015 registration number's subject, so it is kept (flagged).
+    let (key, corrections) = codes::subject_key(
+        SubjectType::LegalPerson,
+        key,
+        "uniscid",
+        ctx.today,
+        Legacy::Keep,
+    )?;
     let decision_no = required("decNo", text(r.dec_no))?;
     check_document_number("decNo", &decision_no)?;
     let listed = required_date(
@@ -244,6 +256,7 @@ fn list_entry<'a>(
         conduct: cause,
         amount_fen: None,
         attributes: vec![("authority", org)],
+        corrections,
     })
 }
 

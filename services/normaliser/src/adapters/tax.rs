@@ -20,9 +20,9 @@ use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use credit_core::amount;
+use credit_core::codes::{self, Legacy};
 use credit_core::record::{
     Context, CreditRecord, InfoKind, ListType, Severity, Subject, SubjectType, check_period,
-    check_subject_key,
 };
 use credit_core::reject::{ReasonCode, Rejection};
 use credit_core::text;
@@ -139,8 +139,8 @@ pub const ALIASES: [&[&str]; 11] = [
 /// Names of the amount column, each alone (yuan) or followed by `(unit)`.
 pub const AMOUNT_NAMES: [&str; 4] = ["金额", "涉案金额", "涉税金额", "amount"];
 
-/// Units an amount header may name, with their exponent for `amount::parse_fen`.
-pub const AMOUNT_UNITS: [(&str, u32); 5] = [
+/// Units an amount header may name: the amount column's unit.
+pub const AMOUNT_UNITS: [(&str, amount::Unit); 5] = [
     ("元", amount::YUAN),
     ("人民币元", amount::YUAN),
     ("yuan", amount::YUAN),
@@ -183,8 +183,8 @@ enum Cell {
         field: usize,
         /// Under its documented name (not an alias).
         documented: bool,
-        /// The amount's unit exponent, for the amount column.
-        unit: u32,
+        /// The amount's unit, for the amount column.
+        unit: amount::Unit,
     },
     /// An amount column in a unit the bus cannot take.
     BadUnit,
@@ -264,7 +264,7 @@ struct Layout {
     at: [Option<usize>; 11],
     /// Cells a row has under this layout.
     width: usize,
-    unit: u32,
+    unit: amount::Unit,
     headed: bool,
 }
 
@@ -587,7 +587,16 @@ fn from_columns<R>(
     let record_type = required(COLUMNS[RECORD_TYPE], col(RECORD_TYPE))?;
     let name = required(COLUMNS[NAME], col(NAME))?;
     let uscc = required(COLUMNS[USCC], col(USCC))?;
-    check_subject_key(SubjectType::LegalPerson, &uscc, COLUMNS[USCC], ctx.today)?;
+    // A pre-2015 registration number is kept (flagged): the row names the
+    // taxpayer and its district tax bureau (主管税务机关), which is enough for
+    // the archive to find the taxpayer's USCC.
+    let (uscc, mut corrections) = codes::subject_key(
+        SubjectType::LegalPerson,
+        uscc,
+        COLUMNS[USCC],
+        ctx.today,
+        Legacy::Keep,
+    )?;
     let authority = required(COLUMNS[AUTHORITY], col(AUTHORITY))?;
     let doc_no = required(COLUMNS[DOC_NO], col(DOC_NO))?;
     let decided = required_date(COLUMNS[DECIDED], cell(DECIDED))?;
@@ -601,18 +610,10 @@ fn from_columns<R>(
             layout.require(AMOUNT)?;
             layout.require(FACTS)?;
             let amount = required(COLUMNS[AMOUNT], col(AMOUNT))?;
-            // The unit is the header's (金额(万元)), yuan without a header.
-            let fen = amount::parse_fen(&amount, layout.unit).ok_or_else(|| {
-                Rejection::new(
-                    ReasonCode::InvalidAmount,
-                    Some(COLUMNS[AMOUNT]),
-                    if layout.unit == amount::WAN_YUAN {
-                        "not a non-negative amount in 万元 with at most 6 decimals"
-                    } else {
-                        "not a non-negative amount in yuan with at most 2 decimals"
-                    },
-                )
-            })?;
+            // The field's unit is the header's (金额(万元)), yuan without a
+            // header; a unit written in the value itself is converted.
+            let (fen, c) = amount::field_amount(COLUMNS[AMOUNT], &amount, layout.unit)?;
+            corrections.extend(c);
             let facts = required(COLUMNS[FACTS], col(FACTS))?;
             (
                 InfoKind::DishonestyList,
@@ -683,6 +684,7 @@ fn from_columns<R>(
         conduct,
         amount_fen,
         attributes,
+        corrections,
     };
     Ok(f(&record))
 }
