@@ -3,6 +3,7 @@
 //! Nothing in this crate touches Kafka, HTTP or a database, so everything here is
 //! tested in microseconds:
 //!
+//! * [`access`]: every principal (department, service) and its Kafka ACLs.
 //! * [`catalogue`]: the departments and supervision domains of DOMAIN.md, with
 //!   stable ids; every topic name and schema subject is derived from it in [`topics`].
 //! * [`ids`]: the USCC (GB 32100) and resident ID (GB 11643) checks, and masking.
@@ -12,6 +13,7 @@
 //! * [`reject`]: typed rejections with stable machine-readable reason codes.
 //! * [`date`] and [`amount`]: the small parsers every department format needs.
 
+pub mod access;
 pub mod amount;
 pub mod catalogue;
 pub mod date;
