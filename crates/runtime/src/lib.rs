@@ -6,6 +6,8 @@
 //!   SDK exported for Prometheus.
 //! * [`metrics`]: the one list of metric names.
 //! * [`kafka`]: librdkafka settings and topic administration.
+//! * [`access`]: SCRAM users and ACLs of the access model applied to a broker;
+//!   the credentials check every service runs at start-up.
 //! * [`gap`]: offsets a broker skipped on resume, detected and re-read.
 //! * [`ops`]: `/metrics`, `/healthz`, `/readyz` on every service.
 //! * [`prom`]: reading a `/metrics` page back (live view, dashboard).
@@ -13,6 +15,7 @@
 //! * [`shutdown`]: SIGINT/SIGTERM into one cancellation token.
 //! * [`service`]: what every service binary's `main` does.
 
+pub mod access;
 pub mod acks;
 pub mod config;
 pub mod gap;
