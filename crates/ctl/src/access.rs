@@ -171,3 +171,28 @@ pub async fn check(kafka: &KafkaConfig, role: Role) -> anyhow::Result<()> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The chart's KafkaUsers come from this file: it must be what the model
+    /// generates now.
+    #[test]
+    fn the_charts_access_file_is_the_models() {
+        let committed = include_str!("../../../helm/credit-bus/files/access.yaml");
+        let generated = Model::helm();
+        let first_difference = committed
+            .lines()
+            .zip(generated.lines())
+            .enumerate()
+            .find(|(_, (a, b))| a != b)
+            .map(|(i, (a, b))| format!("line {}: committed {a:?}, model {b:?}", i + 1))
+            .unwrap_or_else(|| "a different length".into());
+        assert!(
+            committed == generated,
+            "helm/credit-bus/files/access.yaml is stale ({first_difference}); regenerate it:\n  \
+             cargo run -q -p credit-ctl --bin credit-bus -- access helm > helm/credit-bus/files/access.yaml"
+        );
+    }
+}
