@@ -5,7 +5,7 @@
 # the default and every ci/*-values.yaml set, Kubernetes schema validation of the
 # rendered core objects, and the chart's own promises (probes, securityContext,
 # config keys the services accept, topics = `credit-bus topics list`, Strimzi
-# ACLs), plus every PromQL expression of the Grafana dashboard and the alert
+# users and ACLs = the access model, files/access.yaml = `credit-bus access helm`), plus every PromQL expression of the Grafana dashboard and the alert
 # rules parsed and checked against the metric names of crates/runtime/src/metrics.rs.
 # Prints one line per check and exits non-zero if any failed.
 set -euo pipefail
@@ -24,6 +24,17 @@ for bin in "$CB_ROOT/target/debug/credit-bus" "$CB_ROOT/target/release/credit-bu
   fi
 done
 export TOPICS_FILE
+
+# `credit-bus access helm` is the reference for helm/credit-bus/files/access.yaml.
+ACCESS_FILE=""
+for bin in "$CB_ROOT/target/debug/credit-bus" "$CB_ROOT/target/release/credit-bus"; do
+  if [ -x "$bin" ]; then
+    ACCESS_FILE="$CB_RUN/access-helm.yaml"
+    "$bin" access helm >"$ACCESS_FILE"
+    break
+  fi
+done
+export ACCESS_FILE
 
 log "yamllint (values, CI value sets, alert rules, Chart.yaml)"
 yamllint -s -d '{extends: default, rules: {line-length: {max: 240}, document-start: disable,
@@ -195,6 +206,34 @@ def docs_of(rendered):
                 out.append((path, d))
     return out
 
+# ---- the access model's users, as files/access.yaml has them ----
+access_doc = yaml.safe_load(open(f"{CHART}/files/access.yaml"))
+if os.environ.get("ACCESS_FILE"):
+    check("files/access.yaml = `credit-bus access helm` (regenerate: cargo run -q -p credit-ctl --bin credit-bus -- access helm > helm/credit-bus/files/access.yaml)",
+          open(os.environ["ACCESS_FILE"]).read() == open(f"{CHART}/files/access.yaml").read())
+else:
+    print("  skip files/access.yaml vs `credit-bus access helm`: target/*/credit-bus not built")
+
+def access_users(eff):
+    """KafkaUser name -> ACLs the chart must render for these values."""
+    u = eff["strimzi"]["users"]
+    on = {"department": True, "normaliser": eff["normaliser"]["enabled"], "engine": eff["engine"]["enabled"],
+          "registry": eff["registry"]["enabled"], "feedback": eff["feedback"]["enabled"],
+          "operator": u["operator"], "archive": u["archive"]}
+    out = {}
+    for user in access_doc["users"]:
+        if not on[user["component"]]:
+            continue
+        acls = []
+        for a in user["acls"]:
+            if a.get("when") and not u[a["when"]]:
+                continue
+            r = dict(a["resource"])
+            r["name"] = r["name"].replace("{registryTopic}", eff["registry"]["topic"]).replace("{prefix}", eff["kafka"]["topicPrefix"])
+            acls.append({"resource": r, "operations": a["operations"]})
+        out[f"cb-credit-bus-{user['name']}"] = acls
+    return out
+
 CRDS = {"ServiceMonitor", "PrometheusRule", "KafkaTopic", "KafkaUser"}
 reference_topics = None
 if os.environ.get("TOPICS_FILE"):
@@ -334,10 +373,17 @@ with helm.Chart.load(CHART) as chart:
                     probs.append(f"{dept} writes {writes}, want {want_w}")
                 if reads != want_r:
                     probs.append(f"{dept} reads {reads}, want {want_r}")
-            for svc in ["engine", "registry"] + [f"normaliser-{d}" for d in eff["departments"]["publishing"]]:
+            for svc in ["engine", "registry", "feedback"] + [f"normaliser-{d}" for d in eff["departments"]["publishing"]]:
                 if f"cb-credit-bus-{svc}" not in users:
                     probs.append(f"no service user {svc}")
             check(f"[{name}] KafkaUsers: departments write inbound+feedback, read notices(+dlq) only; service users exist", not probs, "; ".join(probs[:8]))
+            # Every KafkaUser is the access model's (files/access.yaml), placeholders filled in.
+            want = access_users(eff)
+            got = {n: u["spec"]["authorization"]["acls"] for n, u in users.items()}
+            extra = eff["strimzi"]["users"].get("extraAcls") or {}
+            diff = [n for n in set(want) | set(got)
+                    if got.get(n) != (want[n] + extra.get(n[len("cb-credit-bus-"):], []) if n in want else None)]
+            check(f"[{name}] KafkaUsers = files/access.yaml (the access model) for the enabled components", not diff, ", ".join(sorted(diff)[:5]))
         if "PrometheusRule" in kinds:
             pr = kinds["PrometheusRule"][0]
             r = eff["prometheusRule"]["rules"]
@@ -362,6 +408,19 @@ with helm.Chart.load(CHART) as chart:
     check("PrometheusRule (default thresholds) = rules/alerts.yaml", pr["spec"] == rules_doc)
     r = chart.render({"prometheusRule": {"enabled": True, "rules": {"deadLetterRate": {"threshold": 7}}}}, name="cb", namespace="credit")
     check("PrometheusRule thresholds come from values", "> 7" in r["credit-bus/templates/prometheusrule.yaml"])
+    # The access model under another prefix, without dead-letter reads or disabled services.
+    vals = {"kafka": {"topicPrefix": "staging"}, "engine": {"enabled": False},
+            "strimzi": {"users": {"enabled": True, "departmentsReadDeadLetters": False, "archive": True}}}
+    r = chart.render(vals, name="cb", namespace="credit")
+    ku = {d["metadata"]["name"]: d for d in yaml.safe_load_all(r["credit-bus/templates/strimzi-users.yaml"]) if d}
+    eff = merge(defaults, vals)
+    want = access_users(eff)
+    check("KafkaUsers follow topicPrefix, departmentsReadDeadLetters and enabled components",
+          {n: u["spec"]["authorization"]["acls"] for n, u in ku.items()} == want
+          and "cb-credit-bus-engine" not in ku and "cb-credit-bus-archive" in ku
+          and not any(a["resource"]["name"].startswith("credit.") for u in ku.values() for a in u["spec"]["authorization"]["acls"])
+          and not any(a["resource"]["name"].endswith(".dlq") for a in ku["cb-credit-bus-dept-courts"]["spec"]["authorization"]["acls"]),
+          str(sorted(ku))[:300])
     # Mistakes are refused at render time, with a message.
     for what, vals, want in [
         ("values outside the schema", {"engine": {"replicaz": 3}}, "replicaz"),

@@ -77,13 +77,18 @@ pub fn common(prefix: &str, registry_url: &str) -> Common {
         registry: RegistryConfig {
             url: registry_url.to_string(),
         },
-        telemetry: TelemetryConfig {
-            log_format: "pretty".into(),
-            log_filter: "warn".into(),
-            ops_listen: "127.0.0.1:0".into(),
-            otlp_endpoint: String::new(),
-            trace_sample_ratio: 1.0,
-        },
+        telemetry: telemetry(),
+    }
+}
+
+/// Quiet, human-readable logs; ops endpoints on a free port.
+pub fn telemetry() -> TelemetryConfig {
+    TelemetryConfig {
+        log_format: "pretty".into(),
+        log_filter: "warn".into(),
+        ops_listen: "127.0.0.1:0".into(),
+        otlp_endpoint: String::new(),
+        trace_sample_ratio: 1.0,
     }
 }
 
@@ -96,14 +101,26 @@ pub struct Registry {
 
 impl Registry {
     pub async fn start(store_topic: &str) -> Registry {
-        Registry::start_at(store_topic, "127.0.0.1:0").await
+        Registry::start_as(kafka_config("unused"), store_topic, "127.0.0.1:0").await
     }
 
     /// Starts it on `listen` (`ip:port`): a registry restarted on the port
     /// its clients know, with the store topic it had.
     pub async fn start_at(store_topic: &str, listen: &str) -> Registry {
+        Registry::start_as(kafka_config("unused"), store_topic, listen).await
+    }
+
+    /// A registry reaching the broker with `kafka` (e.g. as its own SASL
+    /// user), listening on `listen`.
+    pub async fn start_as(kafka: KafkaConfig, store_topic: &str, listen: &str) -> Registry {
         let config = credit_registry::Config {
-            common: common("unused", "http://unused"),
+            common: Common {
+                kafka,
+                registry: RegistryConfig {
+                    url: "http://unused".into(),
+                },
+                telemetry: telemetry(),
+            },
             registry: credit_registry::config::RegistryServiceConfig {
                 listen: listen.into(),
                 topic: store_topic.to_string(),

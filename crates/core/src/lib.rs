@@ -3,6 +3,7 @@
 //! Nothing in this crate touches Kafka, HTTP or a database, so everything here is
 //! tested in microseconds:
 //!
+//! * [`access`]: every principal (department, service) and its Kafka ACLs.
 //! * [`catalogue`]: the departments and supervision domains of DOMAIN.md, with
 //!   stable ids; every topic name and schema subject is derived from it in [`topics`].
 //! * [`ids`]: the USCC (GB 32100) and resident ID (GB 11643) checks, and masking.
@@ -19,6 +20,7 @@
 //! * [`cases`]: tables of real-looking values and their expected verdicts,
 //!   shared by unit, adapter and end-to-end tests.
 
+pub mod access;
 pub mod amount;
 pub mod cases;
 pub mod catalogue;

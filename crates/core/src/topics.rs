@@ -136,6 +136,39 @@ impl Naming {
         format!("{}.normaliser.{department_id}", self.prefix)
     }
 
+    /// The prefix of every consumer group a department may use
+    /// (`<prefix>.<dept>.`): its own systems name their groups under it, and
+    /// the access model grants each department exactly this prefix.
+    pub fn department_groups(&self, department_id: &str) -> String {
+        format!("{}.{department_id}.", self.prefix)
+    }
+
+    /// The consumer group `credit-bus subscribe` reads a department's notices
+    /// with: under [`Naming::department_groups`], so the department's own
+    /// credentials cover it.
+    pub fn subscriber_group(&self, department_id: &str) -> String {
+        format!("{}subscriber", self.department_groups(department_id))
+    }
+
+    /// The group id of a group-less reader (partitions assigned by hand, no
+    /// offsets committed). librdkafka still looks its coordinator up, which a
+    /// broker with ACLs allows only with DESCRIBE on the group, so readers get
+    /// names under [`Naming::reader_groups`] that services may describe.
+    pub fn reader_group(&self, client_id: &str) -> String {
+        format!("{}{client_id}", self.reader_groups())
+    }
+
+    /// The prefix of every reader's group id (`<prefix>.reader.`).
+    pub fn reader_groups(&self) -> String {
+        format!("{}.reader.", self.prefix)
+    }
+
+    /// The consumer group of the archive service (reads records, notices,
+    /// feedback and engine commands into the access-controlled store).
+    pub fn archive_group(&self) -> String {
+        format!("{}.archive", self.prefix)
+    }
+
     /// Every topic the bus needs for one department.
     pub fn department_topics(&self, dep: &Department) -> Vec<String> {
         let mut out = vec![self.notices(dep.id), self.feedback(dep.id)];

@@ -7,7 +7,14 @@
 //!   scraped from each service's `/metrics`, and feedback open / overdue / done.
 //! * `credit-bus feedback send|report`: answer a notice as a department; the
 //!   tracker's per-department table.
+//! * `credit-bus access apply|users|acls|helm`: the access model (one Kafka
+//!   user per department and service, with its ACLs) applied to a broker,
+//!   printed, or rendered for the Helm chart.
+//!
+//! Commands that reach Kafka as a department or operator check their
+//! credentials first, so a wrong password stops them with a clear message.
 
+mod access;
 mod catalogue;
 mod entry;
 mod prom;
@@ -18,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use credit_core::access::Role;
 use credit_core::feedback::{Feedback, Outcome};
 use credit_runtime::config::{KafkaConfig, RegistryConfig};
 use credit_runtime::metrics::{MetricName, label};
@@ -67,6 +75,11 @@ enum Cmd {
     Catalogue {
         #[command(subcommand)]
         cmd: CatalogueCmd,
+    },
+    /// Users and ACLs: apply the access model to a broker, print it, render it for Helm.
+    Access {
+        #[command(subcommand)]
+        cmd: access::AccessCmd,
     },
     /// Live view of the bus from the services' /metrics endpoints.
     Watch {
@@ -206,6 +219,7 @@ async fn main() -> anyhow::Result<()> {
                 .context("creating topics")?;
             eprintln!("{} topics present", all.len());
         }
+        Cmd::Access { cmd } => access::run(cmd).await?,
         Cmd::Catalogue { cmd } => match cmd {
             CatalogueCmd::Validate { file } => {
                 let c = catalogue::validate(&file)?;
@@ -217,7 +231,9 @@ async fn main() -> anyhow::Result<()> {
                 );
             }
             CatalogueCmd::Publish { file, config } => {
-                catalogue::publish(&load_kafka(config.as_deref())?, &file).await?;
+                let kafka = load_kafka(config.as_deref())?;
+                access::check(&kafka, Role::Operator).await?;
+                catalogue::publish(&kafka, &file).await?;
             }
             CatalogueCmd::Activate {
                 version,
@@ -225,6 +241,7 @@ async fn main() -> anyhow::Result<()> {
                 config,
             } => {
                 let kafka = load_kafka(config.as_deref())?;
+                access::check(&kafka, Role::Operator).await?;
                 if dry_run {
                     let d =
                         tokio::task::spawn_blocking(move || catalogue::dry_run(&kafka, version))
@@ -244,7 +261,9 @@ async fn main() -> anyhow::Result<()> {
                     config,
                 },
         } => {
-            entry::end(&load_kafka(config.as_deref())?, &record_id, reason, force).await?;
+            let kafka = load_kafka(config.as_deref())?;
+            access::check(&kafka, Role::Operator).await?;
+            entry::end(&kafka, &record_id, reason, force).await?;
         }
         Cmd::Subscribe {
             department,
@@ -269,6 +288,9 @@ async fn main() -> anyhow::Result<()> {
         } => {
             check_reason(outcome.into(), reason.as_deref())?;
             let (kafka, registry) = load_kafka_registry(config.as_deref())?;
+            let dep = credit_core::catalogue::department(&department)
+                .with_context(|| format!("unknown department {department:?}"))?;
+            access::check(&kafka, Role::Department(dep)).await?;
             let tracer = load_tracer(config.as_deref())?;
             let sender = FeedbackSender::new(&kafka, &registry, &department, tracer).await?;
             let fb = Feedback {
@@ -314,6 +336,7 @@ async fn subscribe(
     let dep = credit_core::catalogue::department(department)
         .with_context(|| format!("unknown department {department:?}"))?;
     let (kafka, registry) = load_kafka_registry(config)?;
+    access::check(&kafka, Role::Department(dep)).await?;
     let sender = match &ack {
         Some((outcome, reason)) => {
             check_reason(*outcome, reason.as_deref())?;
@@ -323,7 +346,7 @@ async fn subscribe(
         None => None,
     };
     let topic = kafka.naming().notices(dep.id);
-    let group = format!("{}.subscriber.{}", kafka.topic_prefix, dep.id);
+    let group = kafka.naming().subscriber_group(dep.id);
     let consumer: StreamConsumer =
         credit_runtime::kafka::consumer(&kafka, "credit-bus-subscriber", &group)
             .set("enable.auto.offset.store", "true")
@@ -527,7 +550,7 @@ fn load_tracer(file: Option<&std::path::Path>) -> anyhow::Result<credit_runtime:
 }
 
 /// The `[kafka]` section exactly as the services load it.
-fn load_kafka(file: Option<&std::path::Path>) -> anyhow::Result<KafkaConfig> {
+pub(crate) fn load_kafka(file: Option<&std::path::Path>) -> anyhow::Result<KafkaConfig> {
     let mut l = credit_runtime::config::Loader::new("", file);
     let kafka = l.section::<KafkaConfig>("kafka");
     Ok(l.finish(|| kafka)?)

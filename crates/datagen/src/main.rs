@@ -42,6 +42,25 @@ struct Args {
         default_value = "127.0.0.1:9092"
     )]
     brokers: String,
+    /// `plaintext` or `sasl_plaintext` / `sasl_ssl` (publishing as a department's own user).
+    #[arg(
+        long,
+        env = "CREDIT_BUS__KAFKA__SECURITY_PROTOCOL",
+        default_value = "plaintext"
+    )]
+    security_protocol: String,
+    #[arg(long, env = "CREDIT_BUS__KAFKA__SASL_MECHANISM")]
+    sasl_mechanism: Option<String>,
+    #[arg(long, env = "CREDIT_BUS__KAFKA__SASL_USERNAME")]
+    sasl_username: Option<String>,
+    /// From the environment only, never a flag (a flag shows in `ps`).
+    #[arg(
+        long,
+        env = "CREDIT_BUS__KAFKA__SASL_PASSWORD",
+        hide = true,
+        hide_env_values = true
+    )]
+    sasl_password: Option<String>,
 }
 
 fn ext(dept: &str) -> &'static str {
@@ -84,13 +103,23 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
 
-    let producer: FutureProducer = rdkafka::ClientConfig::new()
+    let mut config = rdkafka::ClientConfig::new();
+    config
         .set("bootstrap.servers", &args.brokers)
+        .set("security.protocol", &args.security_protocol)
         .set("linger.ms", "5")
         .set("queue.buffering.max.messages", "1000000")
-        .set("message.timeout.ms", "60000")
-        .create()
-        .context("creating producer")?;
+        .set("message.timeout.ms", "60000");
+    for (k, v) in [
+        ("sasl.mechanism", &args.sasl_mechanism),
+        ("sasl.username", &args.sasl_username),
+        ("sasl.password", &args.sasl_password),
+    ] {
+        if let Some(v) = v {
+            config.set(k, v);
+        }
+    }
+    let producer: FutureProducer = config.create().context("creating producer")?;
     let start = Instant::now();
     let mut sent: u64 = 0;
     let mut pending = Vec::with_capacity(10_000);

@@ -290,9 +290,12 @@ pub fn lag_by_partition(
 pub type Reader = rdkafka::consumer::BaseConsumer<BusContext>;
 
 /// A consumer for reading partitions to their end without a group: see [`read_to_end`].
+/// Its group id is [`credit_core::topics::Naming::reader_group`]: it joins
+/// nothing and commits nothing, but librdkafka looks the group's coordinator
+/// up, which a broker with ACLs allows only under the readers' prefix.
 pub fn reader(cfg: &KafkaConfig, client_id: &str) -> Result<Reader, rdkafka::error::KafkaError> {
     base(cfg, client_id)
-        .set("group.id", client_id)
+        .set("group.id", cfg.naming().reader_group(client_id))
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")
         .set("fetch.wait.max.ms", cfg.fetch_wait_max_ms.to_string())

@@ -9,6 +9,9 @@
 //! * [`errors`]: the error policy: retry, dead-letter or stop, and the retry helper.
 //! * [`dlq`]: dead letters from consumed messages to rdkafka records.
 //! * [`limits`]: record-size limits of broker, producer and service, checked at start.
+//! * [`read`]: reading partitions to their end (changelogs, compacted topics).
+//! * [`access`]: SCRAM users and ACLs of the access model applied to a broker;
+//!   the credentials check every service runs at start-up.
 //! * [`gap`]: offsets a broker skipped on resume, detected and re-read.
 //! * [`ops`]: `/metrics`, `/healthz`, `/readyz` on every service.
 //! * [`prom`]: reading a `/metrics` page back (live view, dashboard).
@@ -16,6 +19,7 @@
 //! * [`shutdown`]: SIGINT/SIGTERM into one cancellation token.
 //! * [`service`]: what every service binary's `main` does.
 
+pub mod access;
 pub mod acks;
 pub mod config;
 pub mod dlq;

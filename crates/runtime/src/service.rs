@@ -1,12 +1,14 @@
 //! What every service binary's `main` does, in one place: load the config
-//! (every problem printed, exit 2), start logs and metrics, optionally serve
-//! the ops endpoints, run until SIGTERM/SIGINT, and exit 1 if the service
-//! stopped on an error (logged with its cause).
+//! (every problem printed, exit 2), start logs and metrics, check the Kafka
+//! credentials (a user that cannot authenticate or may not see its topics:
+//! logged with the user and broker, exit 2, a "stop" that no restart fixes),
+//! optionally serve the ops endpoints, run until SIGTERM/SIGINT, and exit 1
+//! if the service stopped on an error (logged with its cause).
 
 use std::future::Future;
 use std::process::ExitCode;
 
-use crate::config::{ConfigError, TelemetryConfig};
+use crate::config::{ConfigError, KafkaConfig, TelemetryConfig};
 use crate::ops::Readiness;
 use crate::shutdown::Shutdown;
 use crate::telemetry::Telemetry;
@@ -21,13 +23,21 @@ pub struct Started<C> {
     pub ready: Readiness,
 }
 
-/// Runs a service binary. With `serve_ops`, `/metrics`, `/healthz` and
-/// `/readyz` are served on `telemetry.ops_listen` before the service starts
-/// (services that serve their own HTTP merge the ops routes themselves).
+/// How long the start-up check waits for a broker to answer at all; a broker
+/// that is down is the service's own retry logic's business, not a stop.
+const CHECK_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Runs a service binary. `kafka` names the service's Kafka settings and the
+/// topics its access role touches ([`crate::access::topics_of`]), checked
+/// before anything else ([`crate::access::check_credentials`]). With
+/// `serve_ops`, `/metrics`, `/healthz` and `/readyz` are served on
+/// `telemetry.ops_listen` before the service starts (services that serve
+/// their own HTTP merge the ops routes themselves).
 pub async fn main<C, F, Fut, E>(
     name: &'static str,
     config: Result<C, ConfigError>,
     telemetry: fn(&C) -> &TelemetryConfig,
+    kafka: fn(&C) -> (&KafkaConfig, Vec<String>),
     serve_ops: bool,
     run: F,
 ) -> ExitCode
@@ -51,6 +61,22 @@ where
             return ExitCode::FAILURE;
         }
     };
+    let (kcfg, topics) = kafka(&config);
+    let kcfg = kcfg.clone();
+    let checked = tokio::task::spawn_blocking(move || {
+        crate::access::check_credentials(&kcfg, &topics, CHECK_WAIT)
+    })
+    .await;
+    match checked {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) if e.is_stop() => {
+            tracing::error!(error = %e, service = name, class = "stop", "kafka credentials refused");
+            eprintln!("{name}: {e}");
+            return ExitCode::from(2);
+        }
+        Ok(Err(e)) => tracing::warn!(error = %e, "kafka not answering yet; starting anyway"),
+        Err(e) => tracing::warn!(error = %e, "kafka credentials check did not run"),
+    }
     let shutdown = crate::shutdown::on_signals();
     let ready = Readiness::default();
     if serve_ops {

@@ -128,7 +128,7 @@ ops_listen = {{ printf "0.0.0.0:%d" (int .opsPort) | toJson }}
 
 {{/*
 Topic names, exactly as crates/core/src/topics.rs derives them (Naming::all),
-one per line: records, engine commands and state, catalogue, rejected feedback,
+one per line: records, engine commands, state and dead letters, catalogue, rejected feedback,
 then per department notices, feedback and, for publishers, inbound and dlq.
 */}}
 {{- define "credit-bus.topics" -}}
@@ -136,6 +136,7 @@ then per department notices, feedback and, for publishers, inbound and dlq.
 {{ $p }}.records
 {{ $p }}.engine.commands
 {{ $p }}.engine.state
+{{ $p }}.engine.dlq
 {{ $p }}.catalogue
 {{ $p }}.feedback.rejected
 {{- range .Values.departments.all }}

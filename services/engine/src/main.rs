@@ -3,6 +3,8 @@
 use std::path::PathBuf;
 
 use clap::Parser;
+use credit_core::access::Role;
+use credit_core::topics::SCHEMAS;
 use credit_engine::Config;
 
 /// mimalloc: the engine allocates a few small strings per notice, and glibc's
@@ -25,6 +27,12 @@ async fn main() -> std::process::ExitCode {
         "credit-engine",
         Config::load(args.config.as_deref()),
         |c: &Config| &c.common.telemetry,
+        |c: &Config| {
+            (
+                &c.common.kafka,
+                credit_runtime::access::topics_of(&c.common.kafka, SCHEMAS, Role::Engine),
+            )
+        },
         true,
         |s| async move { credit_engine::run(s.config, s.telemetry, s.ready, s.shutdown).await },
     )

@@ -3,6 +3,8 @@
 use std::path::PathBuf;
 
 use clap::Parser;
+use credit_core::access::Role;
+use credit_core::topics::SCHEMAS;
 use credit_feedback::Config;
 
 #[derive(Parser)]
@@ -22,6 +24,12 @@ async fn main() -> std::process::ExitCode {
         "credit-feedback",
         Config::load(args.config.as_deref()),
         |c: &Config| &c.common.telemetry,
+        |c: &Config| {
+            (
+                &c.common.kafka,
+                credit_runtime::access::topics_of(&c.common.kafka, SCHEMAS, Role::Feedback),
+            )
+        },
         false,
         |s| async move { credit_feedback::run(s.config, s.telemetry, s.shutdown, None).await },
     )

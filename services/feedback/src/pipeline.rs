@@ -188,7 +188,10 @@ fn reader(
     kafka: &KafkaConfig,
 ) -> Result<credit_runtime::kafka::Reader, rdkafka::error::KafkaError> {
     credit_runtime::kafka::base(kafka, "credit-feedback-reader")
-        .set("group.id", "credit-feedback-reader")
+        .set(
+            "group.id",
+            kafka.naming().reader_group("credit-feedback-reader"),
+        )
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")
         .set("auto.offset.reset", "earliest")

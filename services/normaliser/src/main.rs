@@ -3,6 +3,8 @@
 use std::path::PathBuf;
 
 use clap::Parser;
+use credit_core::access::Role;
+use credit_core::topics::SCHEMAS;
 use credit_normaliser::Config;
 
 #[derive(Parser)]
@@ -23,6 +25,15 @@ async fn main() -> std::process::ExitCode {
         "credit-normaliser",
         Config::load(args.config.as_deref(), args.department.as_deref()),
         |c: &Config| &c.common.telemetry,
+        |c: &Config| {
+            // The department was validated with the config.
+            let topics = credit_core::catalogue::department(&c.normaliser.department)
+                .map(|d| {
+                    credit_runtime::access::topics_of(&c.common.kafka, SCHEMAS, Role::Normaliser(d))
+                })
+                .unwrap_or_default();
+            (&c.common.kafka, topics)
+        },
         true,
         |s| async move {
             credit_normaliser::run(s.config, s.telemetry, s.ready, s.shutdown)

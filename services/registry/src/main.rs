@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::Parser;
+use credit_core::access::Role;
 use credit_registry::Config;
 
 #[derive(Parser)]
@@ -20,6 +21,16 @@ async fn main() -> std::process::ExitCode {
         "credit-registry",
         Config::load(args.config.as_deref()),
         |c: &Config| &c.common.telemetry,
+        |c: &Config| {
+            (
+                &c.common.kafka,
+                credit_runtime::access::topics_of(
+                    &c.common.kafka,
+                    &c.registry.topic,
+                    Role::Registry,
+                ),
+            )
+        },
         false,
         |s| async move { credit_registry::run(s.config, s.telemetry, s.shutdown, None).await },
     )
