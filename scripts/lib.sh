@@ -4,6 +4,8 @@
 CB_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CB_RUN="${CB_RUN:-$CB_ROOT/.run}"
 mkdir -p "$CB_RUN"
+# Where cargo puts what it builds.
+CB_TARGET="${CARGO_TARGET_DIR:-$CB_ROOT/target}"
 export PATH="$HOME/.cargo/bin:$PATH"
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
@@ -11,8 +13,8 @@ log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 # Debian packages the build needs: cmake and libcurl headers for rdkafka's bundled
-# librdkafka (Debian's own librdkafka is too old to talk to tansu), and python3-pip
-# for the cross-check of the identifier validators.
+# librdkafka (Debian's own librdkafka is older than the one the bus is built and
+# tested with), and python3-pip for the cross-check of the identifier validators.
 ensure_system_packages() {
   local missing=()
   command -v cmake >/dev/null || missing+=(cmake)
@@ -48,16 +50,6 @@ ensure_helm_checks() {
   fi
 }
 
-# tansu 0.6: the Kafka-protocol broker these machines run (about 10 minutes to build
-# on 2 cores; cargo prints its progress). Skipped when already installed.
-ensure_tansu() {
-  if command -v tansu >/dev/null && tansu --version 2>/dev/null | grep -q '^tansu 0\.6'; then
-    return
-  fi
-  log "installing the tansu broker (cargo install, about 10 minutes on 2 cores)"
-  cargo install --locked tansu --version '^0.6' --features dynostore,libsql
-}
-
 wait_port() { # host port seconds
   local deadline=$(( $(date +%s) + $3 ))
   until (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; do
@@ -66,51 +58,22 @@ wait_port() { # host port seconds
   done
 }
 
-# start_broker PORT [STORAGE_URL]: tansu on loopback, in memory unless told otherwise.
-start_broker() {
-  local port=$1 storage=${2:-memory://tansu/}
-  log "starting tansu on 127.0.0.1:$port ($storage)"
-  tansu broker --listener-url "tcp://127.0.0.1:$port" --advertised-listener-url "tcp://127.0.0.1:$port" \
-    --storage-engine "$storage" >"$CB_RUN/tansu-$port.log" 2>&1 &
-  echo $! >"$CB_RUN/tansu-$port.pid"
-  wait_port 127.0.0.1 "$port" 30
-}
+# Apache Kafka: scripts/kafka.sh does the work (install, start, stop, kill9,
+# restart, status; see its header); these wrap it for scripts that source lib.sh.
+KAFKA_SH="$CB_ROOT/scripts/kafka.sh"
 
-# start_broker_auth PORT USER=PASSWORD...: tansu on loopback with SASL/SCRAM
-# authentication required, one user per argument (SCRAM-SHA-512). tansu keeps
-# users only in durable storage (memory:// accepts `tansu user create` and stores
-# nothing), so this one uses SQLite under $CB_RUN/tansu-auth-PORT; and it refuses
-# every unauthenticated request, `tansu user create` included, so users are
-# created on a first run without authentication, then tansu restarts with it.
-# tansu authenticates only: it enforces no ACLs (docs/security.md). Stop it with
-# stop_broker PORT. Passwords are passed to `tansu user create` as arguments
-# (visible in ps while it runs) and never logged here.
-start_broker_auth() {
-  local port=$1; shift
-  local dir="$CB_RUN/tansu-auth-$port" url="tcp://127.0.0.1:$port" pair
-  mkdir -p "$dir"
-  log "starting tansu with authentication on 127.0.0.1:$port (sqlite://$dir/tansu.db), users: $(for pair in "$@"; do printf '%s ' "${pair%%=*}"; done)"
-  local args=(broker --listener-url "$url" --advertised-listener-url "$url" --storage-engine sqlite://tansu.db --silent)
-  # tansu resolves sqlite:// URLs against its working directory.
-  (cd "$dir" && exec tansu "${args[@]}") >"$CB_RUN/tansu-$port.log" 2>&1 &
-  local open_pid=$!
-  wait_port 127.0.0.1 "$port" 30 || { kill "$open_pid" 2>/dev/null; return 1; }
-  for pair in "$@"; do
-    tansu user create --broker "$url" "${pair%%=*}" "${pair#*=}" >>"$CB_RUN/tansu-$port.log" 2>&1 \
-      || { echo "tansu user create ${pair%%=*} failed (see $CB_RUN/tansu-$port.log)" >&2; kill "$open_pid"; return 1; }
-  done
-  kill "$open_pid"; wait "$open_pid" 2>/dev/null
-  (cd "$dir" && exec tansu "${args[@]}" --authentication) >>"$CB_RUN/tansu-$port.log" 2>&1 &
-  echo $! >"$CB_RUN/tansu-$port.pid"
-  wait_port 127.0.0.1 "$port" 30
-}
+# Java 17 and Maven from Debian where missing, then the broker's jars (once).
+ensure_kafka() { "$KAFKA_SH" install; }
 
-stop_broker() {
-  local port=$1 pidfile="$CB_RUN/tansu-$1.pid"
-  [ -f "$pidfile" ] || return 0
-  kill "$(cat "$pidfile")" 2>/dev/null || true
-  rm -f "$pidfile"
-}
+# kafka_start NAME ARGS...: starts broker NAME (ARGS as for `kafka.sh start`)
+# and sets KAFKA_PID. Set the EXIT trap that calls `kafka_stop NAME` before
+# calling it: kafka.sh writes the pid file as soon as the JVM runs, so even an
+# interrupted start is stopped.
+kafka_start() { KAFKA_PID=$("$KAFKA_SH" start "$@"); }
+kafka_stop() { "$KAFKA_SH" stop "$1"; }
+
+# Where broker NAME keeps the password of its super user `admin`.
+kafka_admin_password_file() { echo "$CB_RUN/kafka-$1/admin.password"; }
 
 # Debian's chromium (and its driver) for the dashboard's browser test: a real
 # headless browser, from the distribution, since nothing else can be downloaded.
