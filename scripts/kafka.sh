@@ -16,6 +16,7 @@
 #   scripts/kafka.sh kill9 NAME     SIGKILL, wait until gone (crash tests)
 #   scripts/kafka.sh restart NAME   stop if running, start on the same data and ports
 #   scripts/kafka.sh status NAME    exit 0 when running
+#   scripts/kafka.sh delete NAME    SIGKILL if running, then remove its data and logs
 #
 # Listeners, all on 127.0.0.1:
 #   SASL_PLAINTEXT P   clients and the broker itself, SCRAM-SHA-512; user `admin`,
@@ -120,48 +121,6 @@ check_name() {
   [[ "$1" =~ ^[A-Za-z0-9._-]+$ ]] || die "broker name ${1:-(empty)} must be [A-Za-z0-9._-]+"
 }
 
-# Whether PID is the JVM this script started for DIR (and not a process that
-# got its number later).
-is_our_broker() {
-  local pid=$1 dir=$2
-  [ -r "/proc/$pid/cmdline" ] || return 1
-  # A zombie is gone for our purposes.
-  [ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" != Z ] || return 1
-  tr '\0' '\n' <"/proc/$pid/cmdline" | grep -qxF "$dir/server.properties"
-}
-
-# The running broker's pid, or nothing (a stale pid file is removed).
-running_pid() {
-  local dir=$1 pid
-  [ -f "$dir/kafka.pid" ] || return 0
-  pid=$(cat "$dir/kafka.pid")
-  if [[ "$pid" =~ ^[0-9]+$ ]] && is_our_broker "$pid" "$dir"; then
-    echo "$pid"
-  else
-    rm -f "$dir/kafka.pid"
-  fi
-}
-
-# Fails, naming the port, when anything is bound to 127.0.0.1:PORT. A bind
-# test, not a connect test: a listener that does not answer yet still takes
-# the port. SO_REUSEADDR as the JVM sets it, so connections of a broker that
-# just died (TIME_WAIT) do not count.
-check_port_free() {
-  local port=$1 what=$2 holder=""
-  if ! python3 - "$port" <<'EOF'; then
-import socket, sys
-s = socket.socket()
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-try:
-    s.bind(("127.0.0.1", int(sys.argv[1])))
-except OSError:
-    sys.exit(1)
-EOF
-    command -v ss >/dev/null && holder=$(ss -Htlnp "sport = :$port" 2>/dev/null | awk '{print $NF}' | head -n 1)
-    die "port $port ($what) on 127.0.0.1 is already in use${holder:+ by $holder}: not starting broker; stop what holds it or choose other ports"
-  fi
-}
-
 # Whether the Kafka listener on 127.0.0.1:PORT answers an ApiVersions request
 # with no error. A broker enables request processing on its listeners only
 # once it has registered with the controller, caught up with the metadata log
@@ -188,16 +147,6 @@ try:
 except OSError:
     sys.exit(1)
 EOF
-}
-
-print_log_tail() {
-  local dir=$1 f
-  for f in "$dir/kafka.out" "$dir/kafka.log"; do
-    [ -s "$f" ] || continue
-    printf -- '---- last lines of %s ----\n' "$f" >&2
-    tail -n 40 "$f" >&2
-  done
-  printf -- '----\n' >&2
 }
 
 random_token() { # N random bytes as URL-safe base64 without padding
@@ -327,11 +276,11 @@ cmd_start() {
   [ "$(cat "$KAFKA_LIB/.pom-sha256")" = "$(pom_hash)" ] \
     || die "kafka/pom.xml changed since kafka/lib was fetched: run scripts/kafka.sh install"
 
-  local running; running=$(running_pid "$dir")
+  local running; running=$(running_pid "$dir/kafka.pid" "$dir/server.properties")
   [ -z "$running" ] || die "broker $name is already running (pid $running): stop it first"
-  check_port_free "$sasl" "SASL client listener of broker $name"
-  [ -z "$plain" ] || check_port_free "$plain" "plaintext listener of broker $name"
-  check_port_free "$ctrl" "controller listener of broker $name"
+  check_port_free "$sasl" "SASL client listener of broker $name" || exit 1
+  [ -z "$plain" ] || check_port_free "$plain" "plaintext listener of broker $name" || exit 1
+  check_port_free "$ctrl" "controller listener of broker $name" || exit 1
 
   local jvm=(-Djava.awt.headless=true -Dlog4j2.configurationFile="$KAFKA_HOME/log4j2.xml"
     -cp "$KAFKA_LIB/*")
@@ -385,7 +334,7 @@ cmd_start() {
   while :; do
     if ! kill -0 "$pid" 2>/dev/null; then
       local status=0; wait "$pid" || status=$?
-      print_log_tail "$dir"
+      print_tail "$dir/kafka.out" "$dir/kafka.log"
       die "broker $name (pid $pid) died during start-up, exit status $status"
     fi
     if grep -qs 'Kafka Server started' "$dir/kafka.log" && answers "$sasl" \
@@ -393,7 +342,7 @@ cmd_start() {
       break
     fi
     if [ "$SECONDS" -ge "$deadline" ]; then
-      print_log_tail "$dir"
+      print_tail "$dir/kafka.out" "$dir/kafka.log"
       die "broker $name (pid $pid) not ready after $KAFKA_START_TIMEOUT s; killed it"
     fi
     sleep 0.2
@@ -406,35 +355,17 @@ cmd_start() {
 
 # ---------------------------------------------------------------- stop
 
-# Sends SIGNAL to broker NAME and waits until it is gone; SIGKILL after LIMIT s.
+# end_broker NAME SIGNAL LIMIT: SIGNAL, wait until gone, SIGKILL after LIMIT s.
 end_broker() {
-  local name=$1 signal=$2 limit=$3 dir pid
-  dir=$(broker_dir "$name")
-  pid=$(running_pid "$dir")
-  if [ -z "$pid" ]; then
-    log "broker $name is not running"
-    return 0
-  fi
-  kill "-$signal" "$pid" 2>/dev/null || true
-  local deadline=$((SECONDS + limit))
-  while is_our_broker "$pid" "$dir"; do
-    if [ "$SECONDS" -ge "$deadline" ]; then
-      log "broker $name (pid $pid) still running $limit s after SIG$signal: SIGKILL"
-      kill -KILL "$pid" 2>/dev/null || true
-      deadline=$((SECONDS + 10))
-      signal=KILL
-    fi
-    sleep 0.1
-  done
-  rm -f "$dir/kafka.pid"
-  log "broker $name stopped (SIG$signal)"
+  local dir; dir=$(broker_dir "$1")
+  end_process "broker $1" "$dir/kafka.pid" "$dir/server.properties" "$2" "$3"
 }
 
 cmd_status() {
   local name=${1:-}; [ -n "$name" ] || usage
   check_name "$name"
   local dir pid; dir=$(broker_dir "$name")
-  pid=$(running_pid "$dir")
+  pid=$(running_pid "$dir/kafka.pid" "$dir/server.properties")
   if [ -n "$pid" ]; then
     echo "broker $name running, pid $pid, $(tr '\n' ' ' <"$dir/ports")"
   elif [ -f "$dir/ports" ]; then
@@ -456,5 +387,9 @@ case $cmd in
     end_broker "$1" TERM "$KAFKA_STOP_TIMEOUT"
     cmd_start "$1" ;;
   status) cmd_status "$@" ;;
+  delete)
+    check_name "${1:-}"
+    end_broker "$1" KILL 10
+    rm -rf "$(broker_dir "$1")" ;;
   *) usage ;;
 esac

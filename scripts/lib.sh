@@ -58,6 +58,87 @@ wait_port() { # host port seconds
   done
 }
 
+# Processes the scripts start (brokers, databases) and stop again ---------------
+
+# check_port_free PORT WHAT: fails, naming the port, when anything is bound to
+# 127.0.0.1:PORT. A bind test, not a connect test: a server that does not
+# answer yet still holds the port. SO_REUSEADDR as servers set it, so the
+# TIME_WAIT connections of a server that just died do not count.
+check_port_free() {
+  local port=$1 what=$2 holder=""
+  if ! python3 - "$port" <<'EOF'; then
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+try:
+    s.bind(("127.0.0.1", int(sys.argv[1])))
+except OSError:
+    sys.exit(1)
+EOF
+    command -v ss >/dev/null && holder=$(ss -Htlnp "sport = :$port" 2>/dev/null | awk '{print $NF}' | head -n 1)
+    echo "port $port ($what) on 127.0.0.1 is already in use${holder:+ by $holder}: not starting; stop what holds it or choose another port" >&2
+    return 1
+  fi
+}
+
+# is_ours PID MARKER: whether PID is alive (not a zombie) and has MARKER as one
+# of its arguments, i.e. is the process a script started and not one that got
+# its number later.
+is_ours() {
+  local pid=$1 marker=$2
+  [ -r "/proc/$pid/cmdline" ] || return 1
+  [ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" != Z ] || return 1
+  tr '\0' '\n' <"/proc/$pid/cmdline" | grep -qxF -- "$marker"
+}
+
+# running_pid PIDFILE MARKER: the pid in PIDFILE when that process is ours and
+# alive; nothing otherwise (and a stale PIDFILE is removed).
+running_pid() {
+  local pidfile=$1 marker=$2 pid
+  [ -f "$pidfile" ] || return 0
+  pid=$(cat "$pidfile")
+  if [[ "$pid" =~ ^[0-9]+$ ]] && is_ours "$pid" "$marker"; then
+    echo "$pid"
+  else
+    rm -f "$pidfile"
+  fi
+}
+
+# end_process WHAT PIDFILE MARKER SIGNAL LIMIT: sends SIGNAL to the process of
+# PIDFILE (when it is ours) and waits until it is gone, with SIGKILL after
+# LIMIT seconds; removes PIDFILE.
+end_process() {
+  local what=$1 pidfile=$2 marker=$3 signal=$4 limit=$5 pid
+  pid=$(running_pid "$pidfile" "$marker")
+  if [ -z "$pid" ]; then
+    log "$what is not running"
+    return 0
+  fi
+  kill "-$signal" "$pid" 2>/dev/null || true
+  local deadline=$((SECONDS + limit))
+  while is_ours "$pid" "$marker"; do
+    if [ "$SECONDS" -ge "$deadline" ] && [ "$signal" != KILL ]; then
+      log "$what (pid $pid) still running $limit s after SIG$signal: SIGKILL"
+      kill -KILL "$pid" 2>/dev/null || true
+      signal=KILL
+    fi
+    sleep 0.1
+  done
+  rm -f "$pidfile"
+  log "$what stopped (SIG$signal)"
+}
+
+# print_tail FILE...: the last lines of each non-empty FILE, on stderr.
+print_tail() {
+  local f
+  for f in "$@"; do
+    [ -s "$f" ] || continue
+    printf -- '---- last lines of %s ----\n' "$f" >&2
+    tail -n 40 "$f" >&2
+  done
+  printf -- '----\n' >&2
+}
+
 # Apache Kafka: scripts/kafka.sh does the work (install, start, stop, kill9,
 # restart, status; see its header); these wrap it for scripts that source lib.sh.
 KAFKA_SH="$CB_ROOT/scripts/kafka.sh"
@@ -74,6 +155,9 @@ kafka_stop() { "$KAFKA_SH" stop "$1"; }
 
 # Where broker NAME keeps the password of its super user `admin`.
 kafka_admin_password_file() { echo "$CB_RUN/kafka-$1/admin.password"; }
+
+# PostgreSQL: scripts/postgres.sh (install, start NAME --port P, stop, status).
+ensure_postgres() { "$CB_ROOT/scripts/postgres.sh" install; }
 
 # Debian's chromium (and its driver) for the dashboard's browser test: a real
 # headless browser, from the distribution, since nothing else can be downloaded.

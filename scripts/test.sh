@@ -18,6 +18,7 @@ started=$SECONDS
 ensure_system_packages
 ensure_stdnum
 ensure_kafka
+ensure_postgres
 ensure_chromium
 ensure_browser_test_deps
 
@@ -33,8 +34,7 @@ CONTROLLER_PORT=${CREDIT_BUS_TEST_CONTROLLER_PORT:-19094}
 trap 'kafka_stop "$BROKER"' EXIT
 # A fresh broker: every run formats its own (a broker left by an earlier run
 # that was killed is stopped first; kafka.sh stops only what it started).
-kafka_stop "$BROKER"
-rm -rf "$CB_RUN/kafka-$BROKER"
+"$KAFKA_SH" delete "$BROKER"
 kafka_start "$BROKER" --sasl-port "$SASL_PORT" --plaintext-port "$PLAINTEXT_PORT" \
   --controller-port "$CONTROLLER_PORT"
 
