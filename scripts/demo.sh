@@ -25,16 +25,17 @@ export CREDIT_BUS__KAFKA__SECURITY_PROTOCOL=sasl_plaintext
 export CREDIT_BUS__KAFKA__SASL_MECHANISM=SCRAM-SHA-512
 export CREDIT_BUS__TELEMETRY__LOG_FILTER="warn"
 
-# as_kafka_user USER: the SASL login of a bus program, in the current shell
-# (call it in the subshell that then execs the program). Every program is the
-# broker's super user `admin` for now; per-service and per-department users
-# with their own ACLs replace it here and nowhere else.
-as_kafka_user() {
-  export CREDIT_BUS__KAFKA__SASL_USERNAME=admin
-  CREDIT_BUS__KAFKA__SASL_PASSWORD=$(cat "$(kafka_admin_password_file "$BROKER")")
-  export CREDIT_BUS__KAFKA__SASL_PASSWORD
+# kafka_login USER: the SASL login of a bus program as shell assignments.
+# Every program is the broker's super user `admin` for now; per-service and
+# per-department users with their own ACLs replace it here and nowhere else.
+kafka_login() {
   : "$1" # the program's own user, once users exist
+  printf 'export CREDIT_BUS__KAFKA__SASL_USERNAME=%q\nexport CREDIT_BUS__KAFKA__SASL_PASSWORD=%q\n' \
+    admin "$(cat "$(kafka_admin_password_file "$BROKER")")"
 }
+# as_kafka_user USER: logs the current shell in (call it in the subshell that
+# then execs the program).
+as_kafka_user() { eval "$(kafka_login "$1")"; }
 
 # What the demo started, in the order it stops them, and each pid's name.
 publishers=() services=() registry=()
@@ -98,6 +99,13 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 kafka_start "$BROKER" --sasl-port "$PORT" --controller-port "$((PORT + 2))"
+# For a person's own commands in another terminal (`. .run/demo.env`).
+(
+  umask 077
+  printf 'export CREDIT_BUS__KAFKA__%s=%q\n' BROKERS "$CREDIT_BUS__KAFKA__BROKERS" \
+    SECURITY_PROTOCOL "$CREDIT_BUS__KAFKA__SECURITY_PROTOCOL" SASL_MECHANISM "$CREDIT_BUS__KAFKA__SASL_MECHANISM"
+  kafka_login operator
+) >"$CB_RUN/demo.env"
 (as_kafka_user credit-bus && exec "$BIN/credit-bus" topics create)
 log "starting the schema registry on 127.0.0.1:8081"
 start_bg registry registry "$CB_RUN/registry.log" "$BIN/credit-registry"
@@ -144,7 +152,8 @@ for dept in finance tax market; do
 done
 
 wait_port 127.0.0.1 9200 30
-log "open http://127.0.0.1:9200 in a browser for the live dashboard (the terminal view follows)"
+log "open http://127.0.0.1:9200 in a browser for the live dashboard (the terminal view follows);"
+log "in another terminal, \`. $CB_RUN/demo.env\` lets credit-bus commands log in to the broker"
 sleep "${CREDIT_BUS_DEMO_PAUSE:-3}"
 
 # In the background, waited for: a SIGTERM to this script is handled at once

@@ -254,10 +254,9 @@ cmd_start() {
   # the metadata log at format time, so it cannot change afterwards.
   if [ -f "$dir/ports" ]; then
     local saved_sasl saved_plain saved_ctrl
-    # shellcheck disable=SC1091
-    saved_sasl=$(. "$dir/ports"; echo "$sasl_port")
-    saved_plain=$(. "$dir/ports"; echo "$plaintext_port")
-    saved_ctrl=$(. "$dir/ports"; echo "$controller_port")
+    saved_sasl=$(sed -n 's/^sasl_port=//p' "$dir/ports")
+    saved_plain=$(sed -n 's/^plaintext_port=//p' "$dir/ports")
+    saved_ctrl=$(sed -n 's/^controller_port=//p' "$dir/ports")
     if [ -z "$sasl$plain$ctrl" ]; then
       sasl=$saved_sasl plain=$saved_plain ctrl=$saved_ctrl
     elif [ "$sasl" != "$saved_sasl" ] || [ "$plain" != "$saved_plain" ] || [ "${ctrl:-$((sasl + 2))}" != "$saved_ctrl" ]; then

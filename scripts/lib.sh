@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034  # variables here are for the scripts that source it
 # Shared shell helpers for credit-bus scripts. Source it; do not run it.
 # Installs only what is missing, and says what it is doing.
 

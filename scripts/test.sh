@@ -26,7 +26,7 @@ log "building (tests start the service binaries themselves)"
 cargo build --workspace --all-targets
 "$CB_ROOT/scripts/check-helm.sh" # Helm chart, Grafana dashboard, alert rules: lint, template, schemas
 
-BROKER=test
+BROKER="test"
 SASL_PORT=${CREDIT_BUS_TEST_SASL_PORT:-19092}
 PLAINTEXT_PORT=${CREDIT_BUS_TEST_PLAINTEXT_PORT:-19093}
 CONTROLLER_PORT=${CREDIT_BUS_TEST_CONTROLLER_PORT:-19094}
