@@ -15,7 +15,7 @@ ensure_helm_checks
 
 # `credit-bus topics list`, when the CLI is built, is the reference topic list.
 TOPICS_FILE=""
-for bin in "$CB_ROOT/target/debug/credit-bus" "$CB_ROOT/target/release/credit-bus"; do
+for bin in "$CB_TARGET/debug/credit-bus" "$CB_TARGET/release/credit-bus"; do
   if [ -x "$bin" ]; then
     TOPICS_FILE="$CB_RUN/topics-list.txt"
     # Default prefix, whatever the caller's environment says.

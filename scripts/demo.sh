@@ -1,33 +1,114 @@
 #!/usr/bin/env bash
-# The whole system on one machine: installs what is missing, starts tansu, the
-# schema registry, one normaliser per publishing department and a sample-data
-# publisher (5% bad records), and shows the live view. Ctrl-C stops everything.
+# The whole system on one machine: installs what is missing, starts Apache
+# Kafka, the schema registry, one normaliser per publishing department, the
+# engine, the feedback tracker, the dashboard, three acknowledging departments
+# and a sample-data publisher (5% bad records), and shows the live view.
+# Ctrl-C (or SIGTERM) stops everything in order (publishers, services, then the
+# registry and the broker) within 10 s; a second Ctrl-C kills at once.
+#
+# Kafka: SASL/SCRAM client listener on 127.0.0.1:${CREDIT_BUS_DEMO_PORT:-9092},
+# controller on the port two above it; no plaintext client listener, as in
+# production. Every program authenticates (as_kafka_user below).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$CB_ROOT"
 
 ensure_system_packages
-ensure_tansu
+ensure_kafka
 log "building release binaries (first build takes a few minutes)"
 cargo build --release --bins
-BIN="$CB_ROOT/target/release"
+BIN="$CB_TARGET/release"
+BROKER=demo
 PORT=${CREDIT_BUS_DEMO_PORT:-9092}
 export CREDIT_BUS__KAFKA__BROKERS="127.0.0.1:$PORT"
+export CREDIT_BUS__KAFKA__SECURITY_PROTOCOL=sasl_plaintext
+export CREDIT_BUS__KAFKA__SASL_MECHANISM=SCRAM-SHA-512
 export CREDIT_BUS__TELEMETRY__LOG_FILTER="warn"
 
-pids=()
-cleanup() {
-  log "stopping"
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  wait "${pids[@]}" 2>/dev/null || true
-  stop_broker "$PORT"
+# kafka_login USER: the SASL login of a bus program as shell assignments.
+# Every program is the broker's super user `admin` for now; per-service and
+# per-department users with their own ACLs replace it here and nowhere else.
+kafka_login() {
+  : "$1" # the program's own user, once users exist
+  printf 'export CREDIT_BUS__KAFKA__SASL_USERNAME=%q\nexport CREDIT_BUS__KAFKA__SASL_PASSWORD=%q\n' \
+    admin "$(cat "$(kafka_admin_password_file "$BROKER")")"
 }
-trap cleanup EXIT INT TERM
+# as_kafka_user USER: logs the current shell in (call it in the subshell that
+# then execs the program).
+as_kafka_user() { eval "$(kafka_login "$1")"; }
 
-start_broker "$PORT"
-"$BIN/credit-bus" topics create
+# What the demo started, in the order it stops them, and each pid's name.
+publishers=() services=() registry=()
+declare -A names
+
+# start_bg GROUP USER LOG CMD...: runs CMD in the background as Kafka USER,
+# output to LOG (stdout to $STDOUT instead when set), its pid recorded in GROUP.
+# setsid: in a session of its own, so a Ctrl-C reaches only this script, which
+# then stops everything in order.
+start_bg() {
+  local -n group=$1
+  local user=$2 out=$3; shift 3
+  if [ -n "${STDOUT:-}" ]; then
+    (as_kafka_user "$user" && exec setsid "$@") >"$STDOUT" 2>"$out" &
+  else
+    (as_kafka_user "$user" && exec setsid "$@") >"$out" 2>&1 &
+  fi
+  group+=($!)
+  names[$!]=$(basename "$out" .log)
+}
+
+# stop_group LIMIT PID...: SIGTERM, then SIGKILL whatever still runs after LIMIT s.
+stop_group() {
+  local limit=$1; shift
+  [ $# -gt 0 ] || return 0
+  kill -TERM "$@" 2>/dev/null || true
+  local deadline=$((${EPOCHREALTIME/./} + limit * 1000000)) p alive
+  while :; do
+    alive=()
+    for p in "$@"; do kill -0 "$p" 2>/dev/null && alive+=("$p"); done
+    [ ${#alive[@]} -gt 0 ] || break
+    if [ "${EPOCHREALTIME/./}" -ge "$deadline" ]; then
+      log "still running ${limit} s after SIGTERM, killing: $(for p in "${alive[@]}"; do printf '%s(%s) ' "${names[$p]:-?}" "$p"; done)"
+      kill -KILL "${alive[@]}" 2>/dev/null || true
+      break
+    fi
+    sleep 0.1
+  done
+  wait "$@" 2>/dev/null || true
+}
+
+force_stop() {
+  trap '' INT TERM
+  log "stopping now (second interrupt)"
+  kill -KILL "${publishers[@]}" "${services[@]}" "${registry[@]}" 2>/dev/null || true
+  "$KAFKA_SH" kill9 "$BROKER" || true
+  exit 130
+}
+
+# Budget within 10 s: publishers 2, services 4, registry 1, broker 3.
+cleanup() {
+  trap force_stop INT TERM
+  log "stopping: publishers, services, registry, broker (Ctrl-C again to kill at once)"
+  stop_group 2 "${publishers[@]}"
+  stop_group 4 "${services[@]}"
+  stop_group 1 "${registry[@]}"
+  CREDIT_BUS_KAFKA_STOP_TIMEOUT=3 "$KAFKA_SH" stop "$BROKER"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+kafka_start "$BROKER" --sasl-port "$PORT" --controller-port "$((PORT + 2))"
+# For a person's own commands in another terminal (`. .run/demo.env`).
+(
+  umask 077
+  printf 'export CREDIT_BUS__KAFKA__%s=%q\n' BROKERS "$CREDIT_BUS__KAFKA__BROKERS" \
+    SECURITY_PROTOCOL "$CREDIT_BUS__KAFKA__SECURITY_PROTOCOL" SASL_MECHANISM "$CREDIT_BUS__KAFKA__SASL_MECHANISM"
+  kafka_login operator
+) >"$CB_RUN/demo.env"
+(as_kafka_user credit-bus && exec "$BIN/credit-bus" topics create)
 log "starting the schema registry on 127.0.0.1:8081"
-"$BIN/credit-registry" >"$CB_RUN/registry.log" 2>&1 & pids+=($!)
+start_bg registry registry "$CB_RUN/registry.log" "$BIN/credit-registry"
 wait_port 127.0.0.1 8081 60
 
 watch_args=()
@@ -38,7 +119,7 @@ port=9101
 for dept in courts gz-customs hp-customs tax market; do
   log "starting normaliser for $dept (ops on 127.0.0.1:$port)"
   CREDIT_BUS__TELEMETRY__OPS_LISTEN="127.0.0.1:$port" \
-    "$BIN/credit-normaliser" --department "$dept" >"$CB_RUN/normaliser-$dept.log" 2>&1 & pids+=($!)
+    start_bg services "normaliser-$dept" "$CB_RUN/normaliser-$dept.log" "$BIN/credit-normaliser" --department "$dept"
   watch_args+=(--service "$dept=http://127.0.0.1:$port")
   dash_args+=(--target "$dept=http://127.0.0.1:$port")
   port=$((port + 1))
@@ -46,32 +127,38 @@ done
 
 log "starting the joint-punishment engine (ops on 127.0.0.1:9110)"
 CREDIT_BUS__TELEMETRY__OPS_LISTEN="127.0.0.1:9110" CREDIT_BUS__ENGINE__INSTANCE_ID="engine-0" \
-  "$BIN/credit-engine" >"$CB_RUN/engine.log" 2>&1 & pids+=($!)
+  start_bg services engine "$CB_RUN/engine.log" "$BIN/credit-engine"
 watch_args+=(--service "engine=http://127.0.0.1:9110")
 dash_args+=(--target "engine=http://127.0.0.1:9110" --target "feedback=http://127.0.0.1:9120")
 
 log "starting the feedback tracker (ops and /report on 127.0.0.1:9120)"
 CREDIT_BUS__TELEMETRY__OPS_LISTEN="127.0.0.1:9120" \
-  "$BIN/credit-feedback" >"$CB_RUN/feedback.log" 2>&1 & pids+=($!)
+  start_bg services feedback "$CB_RUN/feedback.log" "$BIN/credit-feedback"
 watch_args+=(--service "feedback=http://127.0.0.1:9120")
 
+log "starting the live dashboard on 127.0.0.1:9200"
+start_bg services dashboard "$CB_RUN/dashboard.log" "$BIN/credit-dashboard" --listen 127.0.0.1:9200 "${dash_args[@]}"
+
 log "publishing sample department data (200 records/s per department, 5% bad)"
-"$BIN/credit-datagen" --brokers "127.0.0.1:$PORT" --count 0 --rate 200 --bad-share 0.05 \
-  >"$CB_RUN/datagen.log" 2>&1 & pids+=($!)
+start_bg publishers datagen "$CB_RUN/datagen.log" "$BIN/credit-datagen" --count 0 --rate 200 --bad-share 0.05
 
 # Three implementing departments answer their notices as they arrive, so the
 # feedback figures move; the others' notices stay open (and, after five working
 # days, overdue). `credit-bus feedback report` prints the tracker's table.
 for dept in finance tax market; do
   log "department $dept acknowledges its notices (credit-bus subscribe --ack applied)"
-  "$BIN/credit-bus" subscribe --department "$dept" --ack applied \
-    >/dev/null 2>"$CB_RUN/subscriber-$dept.log" & pids+=($!)
+  STDOUT=/dev/null start_bg publishers "$dept" "$CB_RUN/subscriber-$dept.log" \
+    "$BIN/credit-bus" subscribe --department "$dept" --ack applied
 done
 
-log "starting the live dashboard on 127.0.0.1:9200"
-"$BIN/credit-dashboard" --listen 127.0.0.1:9200 "${dash_args[@]}" >"$CB_RUN/dashboard.log" 2>&1 & pids+=($!)
 wait_port 127.0.0.1 9200 30
-log "open http://127.0.0.1:9200 in a browser for the live dashboard (the terminal view follows)"
+log "open http://127.0.0.1:9200 in a browser for the live dashboard (the terminal view follows);"
+log "in another terminal, \`. $CB_RUN/demo.env\` lets credit-bus commands log in to the broker"
 sleep "${CREDIT_BUS_DEMO_PAUSE:-3}"
 
-"$BIN/credit-bus" watch "${watch_args[@]}" ${CREDIT_BUS_DEMO_ITERATIONS:+--iterations "$CREDIT_BUS_DEMO_ITERATIONS"}
+# In the background, waited for: a SIGTERM to this script is handled at once
+# (bash runs a trap only after a foreground command ends).
+"$BIN/credit-bus" watch "${watch_args[@]}" ${CREDIT_BUS_DEMO_ITERATIONS:+--iterations "$CREDIT_BUS_DEMO_ITERATIONS"} &
+publishers+=($!)
+names[$!]=watch
+wait "$!"

@@ -1,9 +1,12 @@
+# shellcheck shell=bash disable=SC2034  # variables here are for the scripts that source it
 # Shared shell helpers for credit-bus scripts. Source it; do not run it.
 # Installs only what is missing, and says what it is doing.
 
 CB_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CB_RUN="${CB_RUN:-$CB_ROOT/.run}"
 mkdir -p "$CB_RUN"
+# Where cargo puts what it builds.
+CB_TARGET="${CARGO_TARGET_DIR:-$CB_ROOT/target}"
 export PATH="$HOME/.cargo/bin:$PATH"
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
@@ -11,8 +14,8 @@ log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 # Debian packages the build needs: cmake and libcurl headers for rdkafka's bundled
-# librdkafka (Debian's own librdkafka is too old to talk to tansu), and python3-pip
-# for the cross-check of the identifier validators.
+# librdkafka (Debian's own librdkafka is older than the one the bus is built and
+# tested with), and python3-pip for the cross-check of the identifier validators.
 ensure_system_packages() {
   local missing=()
   command -v cmake >/dev/null || missing+=(cmake)
@@ -48,16 +51,6 @@ ensure_helm_checks() {
   fi
 }
 
-# tansu 0.6: the Kafka-protocol broker these machines run (about 10 minutes to build
-# on 2 cores; cargo prints its progress). Skipped when already installed.
-ensure_tansu() {
-  if command -v tansu >/dev/null && tansu --version 2>/dev/null | grep -q '^tansu 0\.6'; then
-    return
-  fi
-  log "installing the tansu broker (cargo install, about 10 minutes on 2 cores)"
-  cargo install --locked tansu --version '^0.6' --features dynostore,libsql
-}
-
 wait_port() { # host port seconds
   local deadline=$(( $(date +%s) + $3 ))
   until (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; do
@@ -66,51 +59,106 @@ wait_port() { # host port seconds
   done
 }
 
-# start_broker PORT [STORAGE_URL]: tansu on loopback, in memory unless told otherwise.
-start_broker() {
-  local port=$1 storage=${2:-memory://tansu/}
-  log "starting tansu on 127.0.0.1:$port ($storage)"
-  tansu broker --listener-url "tcp://127.0.0.1:$port" --advertised-listener-url "tcp://127.0.0.1:$port" \
-    --storage-engine "$storage" >"$CB_RUN/tansu-$port.log" 2>&1 &
-  echo $! >"$CB_RUN/tansu-$port.pid"
-  wait_port 127.0.0.1 "$port" 30
+# Processes the scripts start (brokers, databases) and stop again ---------------
+
+# check_port_free PORT WHAT: fails, naming the port, when anything is bound to
+# 127.0.0.1:PORT. A bind test, not a connect test: a server that does not
+# answer yet still holds the port. SO_REUSEADDR as servers set it, so the
+# TIME_WAIT connections of a server that just died do not count.
+check_port_free() {
+  local port=$1 what=$2 holder=""
+  if ! python3 - "$port" <<'EOF'; then
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+try:
+    s.bind(("127.0.0.1", int(sys.argv[1])))
+except OSError:
+    sys.exit(1)
+EOF
+    command -v ss >/dev/null && holder=$(ss -Htlnp "sport = :$port" 2>/dev/null | awk '{print $NF}' | head -n 1)
+    echo "port $port ($what) on 127.0.0.1 is already in use${holder:+ by $holder}: not starting; stop what holds it or choose another port" >&2
+    return 1
+  fi
 }
 
-# start_broker_auth PORT USER=PASSWORD...: tansu on loopback with SASL/SCRAM
-# authentication required, one user per argument (SCRAM-SHA-512). tansu keeps
-# users only in durable storage (memory:// accepts `tansu user create` and stores
-# nothing), so this one uses SQLite under $CB_RUN/tansu-auth-PORT; and it refuses
-# every unauthenticated request, `tansu user create` included, so users are
-# created on a first run without authentication, then tansu restarts with it.
-# tansu authenticates only: it enforces no ACLs (docs/security.md). Stop it with
-# stop_broker PORT. Passwords are passed to `tansu user create` as arguments
-# (visible in ps while it runs) and never logged here.
-start_broker_auth() {
-  local port=$1; shift
-  local dir="$CB_RUN/tansu-auth-$port" url="tcp://127.0.0.1:$port" pair
-  mkdir -p "$dir"
-  log "starting tansu with authentication on 127.0.0.1:$port (sqlite://$dir/tansu.db), users: $(for pair in "$@"; do printf '%s ' "${pair%%=*}"; done)"
-  local args=(broker --listener-url "$url" --advertised-listener-url "$url" --storage-engine sqlite://tansu.db --silent)
-  # tansu resolves sqlite:// URLs against its working directory.
-  (cd "$dir" && exec tansu "${args[@]}") >"$CB_RUN/tansu-$port.log" 2>&1 &
-  local open_pid=$!
-  wait_port 127.0.0.1 "$port" 30 || { kill "$open_pid" 2>/dev/null; return 1; }
-  for pair in "$@"; do
-    tansu user create --broker "$url" "${pair%%=*}" "${pair#*=}" >>"$CB_RUN/tansu-$port.log" 2>&1 \
-      || { echo "tansu user create ${pair%%=*} failed (see $CB_RUN/tansu-$port.log)" >&2; kill "$open_pid"; return 1; }
-  done
-  kill "$open_pid"; wait "$open_pid" 2>/dev/null
-  (cd "$dir" && exec tansu "${args[@]}" --authentication) >>"$CB_RUN/tansu-$port.log" 2>&1 &
-  echo $! >"$CB_RUN/tansu-$port.pid"
-  wait_port 127.0.0.1 "$port" 30
+# is_ours PID MARKER: whether PID is alive (not a zombie) and has MARKER as one
+# of its arguments, i.e. is the process a script started and not one that got
+# its number later.
+is_ours() {
+  local pid=$1 marker=$2
+  [ -r "/proc/$pid/cmdline" ] || return 1
+  [ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" != Z ] || return 1
+  tr '\0' '\n' <"/proc/$pid/cmdline" | grep -qxF -- "$marker"
 }
 
-stop_broker() {
-  local port=$1 pidfile="$CB_RUN/tansu-$1.pid"
+# running_pid PIDFILE MARKER: the pid in PIDFILE when that process is ours and
+# alive; nothing otherwise (and a stale PIDFILE is removed).
+running_pid() {
+  local pidfile=$1 marker=$2 pid
   [ -f "$pidfile" ] || return 0
-  kill "$(cat "$pidfile")" 2>/dev/null || true
-  rm -f "$pidfile"
+  pid=$(cat "$pidfile")
+  if [[ "$pid" =~ ^[0-9]+$ ]] && is_ours "$pid" "$marker"; then
+    echo "$pid"
+  else
+    rm -f "$pidfile"
+  fi
 }
+
+# end_process WHAT PIDFILE MARKER SIGNAL LIMIT: sends SIGNAL to the process of
+# PIDFILE (when it is ours) and waits until it is gone, with SIGKILL after
+# LIMIT seconds; removes PIDFILE.
+end_process() {
+  local what=$1 pidfile=$2 marker=$3 signal=$4 limit=$5 pid
+  pid=$(running_pid "$pidfile" "$marker")
+  if [ -z "$pid" ]; then
+    log "$what is not running"
+    return 0
+  fi
+  kill "-$signal" "$pid" 2>/dev/null || true
+  local deadline=$((SECONDS + limit))
+  while is_ours "$pid" "$marker"; do
+    if [ "$SECONDS" -ge "$deadline" ] && [ "$signal" != KILL ]; then
+      log "$what (pid $pid) still running $limit s after SIG$signal: SIGKILL"
+      kill -KILL "$pid" 2>/dev/null || true
+      signal=KILL
+    fi
+    sleep 0.1
+  done
+  rm -f "$pidfile"
+  log "$what stopped (SIG$signal)"
+}
+
+# print_tail FILE...: the last lines of each non-empty FILE, on stderr.
+print_tail() {
+  local f
+  for f in "$@"; do
+    [ -s "$f" ] || continue
+    printf -- '---- last lines of %s ----\n' "$f" >&2
+    tail -n 40 "$f" >&2
+  done
+  printf -- '----\n' >&2
+}
+
+# Apache Kafka: scripts/kafka.sh does the work (install, start, stop, kill9,
+# restart, status; see its header); these wrap it for scripts that source lib.sh.
+KAFKA_SH="$CB_ROOT/scripts/kafka.sh"
+
+# Java 17 and Maven from Debian where missing, then the broker's jars (once).
+ensure_kafka() { "$KAFKA_SH" install; }
+
+# kafka_start NAME ARGS...: starts broker NAME (ARGS as for `kafka.sh start`)
+# and sets KAFKA_PID. Set the EXIT trap that calls `kafka_stop NAME` before
+# calling it: kafka.sh writes the pid file as soon as the JVM runs, so even an
+# interrupted start is stopped.
+kafka_start() { KAFKA_PID=$("$KAFKA_SH" start "$@"); }
+kafka_stop() { "$KAFKA_SH" stop "$1"; }
+
+# Where broker NAME keeps the password of its super user `admin`.
+kafka_admin_password_file() { echo "$CB_RUN/kafka-$1/admin.password"; }
+
+# PostgreSQL: scripts/postgres.sh (install, start NAME --port P, stop, status).
+ensure_postgres() { "$CB_ROOT/scripts/postgres.sh" install; }
 
 # Debian's chromium (and its driver) for the dashboard's browser test: a real
 # headless browser, from the distribution, since nothing else can be downloaded.

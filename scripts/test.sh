@@ -1,13 +1,24 @@
 #!/usr/bin/env bash
-# The whole test suite: installs what is missing, starts a tansu broker on a
-# private port, runs every unit, property and broker-backed test, stops the broker.
+# The whole test suite: installs what is missing, builds, checks the Helm chart,
+# starts one Apache Kafka broker for the whole run (fresh every run), runs every
+# test binary (all of them, even after a failure), prints one summary line and
+# every failing test, and stops the broker. Exits non-zero when anything failed.
+#
+# Ports (127.0.0.1; override to run several suites on one machine):
+#   CREDIT_BUS_TEST_SASL_PORT        19092  SASL/SCRAM client listener
+#   CREDIT_BUS_TEST_PLAINTEXT_PORT   19093  the tests' harness listener (plaintext,
+#                                           super user: tests only)
+#   CREDIT_BUS_TEST_CONTROLLER_PORT  19094  KRaft controller
+# Extra arguments go to the test binaries (e.g. a test name filter).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 cd "$CB_ROOT"
+started=$SECONDS
 
 ensure_system_packages
 ensure_stdnum
-ensure_tansu
+ensure_kafka
+ensure_postgres
 ensure_chromium
 ensure_browser_test_deps
 
@@ -15,14 +26,31 @@ log "building (tests start the service binaries themselves)"
 cargo build --workspace --all-targets
 "$CB_ROOT/scripts/check-helm.sh" # Helm chart, Grafana dashboard, alert rules: lint, template, schemas
 
-PORT=${CREDIT_BUS_TEST_PORT:-19092}
-start_broker "$PORT"
-trap 'stop_broker "$PORT"' EXIT
-export CREDIT_BUS_TEST_BROKERS="127.0.0.1:$PORT"
-export CREDIT_BUS_BIN_DIR="$CB_ROOT/target/debug"
+BROKER="test"
+SASL_PORT=${CREDIT_BUS_TEST_SASL_PORT:-19092}
+PLAINTEXT_PORT=${CREDIT_BUS_TEST_PLAINTEXT_PORT:-19093}
+CONTROLLER_PORT=${CREDIT_BUS_TEST_CONTROLLER_PORT:-19094}
+# The cleanup is in place before the broker starts, so an interrupted start is stopped too.
+trap 'kafka_stop "$BROKER"' EXIT
+# A fresh broker: every run formats its own (a broker left by an earlier run
+# that was killed is stopped first; kafka.sh stops only what it started).
+"$KAFKA_SH" delete "$BROKER"
+kafka_start "$BROKER" --sasl-port "$SASL_PORT" --plaintext-port "$PLAINTEXT_PORT" \
+  --controller-port "$CONTROLLER_PORT"
 
-log "running the test suite against $CREDIT_BUS_TEST_BROKERS"
-cargo test --workspace -- --test-threads 4 2>&1 | tee "$CB_RUN/test-output.log"
-# One closing line over every test binary (cargo's last line is often a doc-test
-# binary with 0 tests).
-awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' "$CB_RUN/test-output.log"
+# Tests reach the broker through the plaintext harness listener; the
+# authentication tests through the SASL listener as `admin`; tests that crash
+# and restart a broker of their own use kafka.sh with their own name and ports.
+export CB_RUN
+export CREDIT_BUS_TEST_BROKERS="127.0.0.1:$PLAINTEXT_PORT"
+export CREDIT_BUS_TEST_SASL_BROKERS="127.0.0.1:$SASL_PORT"
+CREDIT_BUS_TEST_ADMIN_PASSWORD_FILE=$(kafka_admin_password_file "$BROKER")
+export CREDIT_BUS_TEST_ADMIN_PASSWORD_FILE
+export CREDIT_BUS_KAFKA_SCRIPT="$KAFKA_SH"
+export CREDIT_BUS_BIN_DIR="$CB_TARGET/debug"
+
+log "running the test suite against Apache Kafka at $CREDIT_BUS_TEST_BROKERS (SASL $CREDIT_BUS_TEST_SASL_BROKERS)"
+status=0
+cargo test --workspace --no-fail-fast -- --test-threads 4 "$@" 2>&1 | tee "$CB_RUN/test-output.log" || status=$?
+log "suite finished in $((SECONDS - started)) s (output in $CB_RUN/test-output.log)"
+"$CB_ROOT/scripts/test-summary.sh" "$CB_RUN/test-output.log" "$status"

@@ -2,8 +2,10 @@
 //! registry topic and consumer groups, so tests run in parallel on one broker.
 //!
 //! The broker address comes from `CREDIT_BUS_TEST_BROKERS`, which
-//! `scripts/test.sh` sets after starting tansu. Without it the tests fail with
+//! `scripts/test.sh` sets after starting Apache Kafka (its plaintext harness
+//! listener, where every test may do anything). Without it the tests fail with
 //! that instruction: a broker test that silently skips would prove nothing.
+//! A test that must crash a broker starts one of its own ([`OwnBroker`]).
 
 pub mod engine;
 
@@ -44,6 +46,34 @@ pub fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// Three ports free on loopback now, for a server's listeners: below Linux's
+/// ephemeral range (32768-60999), where an outgoing connection's source port
+/// could take one between a broker's kill and its restart. Drawn from
+/// `CREDIT_BUS_TEST_LISTENER_PORTS` (`low-high`, default 24000-32000).
+pub fn listener_ports() -> [u16; 3] {
+    use rand::Rng;
+    let (low, high) = std::env::var("CREDIT_BUS_TEST_LISTENER_PORTS")
+        .ok()
+        .and_then(|r| {
+            let (l, h) = r.split_once('-')?;
+            Some((l.trim().parse().ok()?, h.trim().parse().ok()?))
+        })
+        .unwrap_or((24000u16, 32000u16));
+    let mut rng = rand::rng();
+    // Held together until the three are found, so they differ (a port held
+    // here cannot be bound twice).
+    let mut held = Vec::new();
+    for _ in 0..1000 {
+        if let Ok(l) = std::net::TcpListener::bind(("127.0.0.1", rng.random_range(low..high))) {
+            held.push(l);
+        }
+        if held.len() == 3 {
+            return [0, 1, 2].map(|i| held[i].local_addr().unwrap().port());
+        }
+    }
+    panic!("no three free ports in {low}-{high}");
 }
 
 /// A name no other test (or earlier run against the same broker) uses.
@@ -244,6 +274,82 @@ pub fn header<'m>(m: &'m OwnedMessage, key: &str) -> Option<&'m str> {
         .find(|h| h.key == key)
         .and_then(|h| h.value)
         .and_then(|v| std::str::from_utf8(v).ok())
+}
+
+/// `scripts/<name>` of this repository (`CREDIT_BUS_KAFKA_SCRIPT` names
+/// kafka.sh when set, as scripts/test.sh does).
+pub fn script(name: &str) -> std::path::PathBuf {
+    if name == "kafka.sh"
+        && let Some(p) = std::env::var_os("CREDIT_BUS_KAFKA_SCRIPT")
+    {
+        return p.into();
+    }
+    std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts")).join(name)
+}
+
+/// A Kafka broker of a test's own (not the suite's), started, killed and
+/// restarted through `scripts/kafka.sh` on ports of its own: for tests that
+/// crash the broker. Killed and its data deleted when dropped.
+pub struct OwnBroker {
+    pub name: String,
+    /// The plaintext harness listener (`host:port`), as `brokers()` is for the suite's.
+    pub brokers: String,
+}
+
+impl OwnBroker {
+    /// Formats and starts a broker; panics with kafka.sh's message (which
+    /// carries the end of the broker's log) when it does not come up.
+    pub fn start(prefix: &str) -> OwnBroker {
+        let name = unique(prefix);
+        let [sasl, plaintext, controller] = listener_ports();
+        let b = OwnBroker {
+            name,
+            brokers: format!("127.0.0.1:{plaintext}"),
+        };
+        b.run(&[
+            "start",
+            &b.name,
+            "--sasl-port",
+            &sasl.to_string(),
+            "--plaintext-port",
+            &plaintext.to_string(),
+            "--controller-port",
+            &controller.to_string(),
+        ]);
+        b
+    }
+
+    /// `kill -9` the broker and wait until it is gone.
+    pub fn kill9(&self) {
+        self.run(&["kill9", &self.name]);
+    }
+
+    /// Starts it again on the same data and ports; returns once it answers.
+    pub fn restart(&self) {
+        self.run(&["restart", &self.name]);
+    }
+
+    fn run(&self, args: &[&str]) {
+        let out = std::process::Command::new(script("kafka.sh"))
+            .args(args)
+            .output()
+            .expect("running scripts/kafka.sh");
+        assert!(
+            out.status.success(),
+            "kafka.sh {} failed ({}):\n{}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for OwnBroker {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(script("kafka.sh"))
+            .args(["delete", &self.name])
+            .output();
+    }
 }
 
 /// A child process killed (SIGKILL) and reaped when dropped, so a failing test

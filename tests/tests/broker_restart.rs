@@ -1,47 +1,20 @@
-//! Exactly once across a broker restart. This test runs its own tansu on durable
-//! (sqlite) storage, kills it with SIGKILL and starts it again while an engine
-//! works, then kills the engine too; every expected notice is on its
-//! department's topic exactly once, none missing and none unexpected.
+//! Exactly once across a broker restart. This test runs an Apache Kafka broker
+//! of its own (scripts/kafka.sh), kills it with SIGKILL and starts it again on
+//! the same data while an engine works, then kills the engine too; every
+//! expected notice is on its department's topic exactly once, none missing and
+//! none unexpected.
 //!
 //! It is its own test binary because it points `CREDIT_BUS_TEST_BROKERS` at its
 //! private broker for every helper it uses.
 
 use std::collections::BTreeSet;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use credit_bus_tests::engine::*;
 use credit_bus_tests::*;
 use credit_measures::Catalogue;
 use credit_measures::rules;
 use rdkafka::producer::FutureProducer;
-
-fn start_tansu(port: u16, dir: &std::path::Path) -> Proc {
-    let log = std::fs::File::create(dir.join("tansu.log")).unwrap();
-    let url = format!("tcp://127.0.0.1:{port}");
-    let p = Command::new("tansu")
-        .args([
-            "broker",
-            "--listener-url",
-            &url,
-            "--advertised-listener-url",
-            &url,
-        ])
-        // tansu reads the path after `sqlite://` as relative to its directory.
-        .args(["--storage-engine", "sqlite://tansu.db"])
-        .current_dir(dir)
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .map(Proc)
-        .expect("tansu on PATH: scripts/test.sh installs it");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "tansu did not listen on {port}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    p
-}
 
 /// The engine as a supervisor would run it: started again whenever it exits
 /// (it stops on errors it cannot ride out, such as a broker gone for long).
@@ -90,17 +63,15 @@ impl Supervised {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn notices_survive_a_broker_restart_exactly_once() {
-    let dir = std::env::temp_dir().join(unique("tansu-restart"));
+    let dir = std::env::temp_dir().join(unique("broker-restart"));
     std::fs::create_dir_all(&dir).unwrap();
-    let port = free_port();
-    let mut broker = start_tansu(port, &dir);
+    let broker = OwnBroker::start("restart");
     // SAFETY: the only test in this binary, set before any thread reads it.
-    unsafe { std::env::set_var("CREDIT_BUS_TEST_BROKERS", format!("127.0.0.1:{port}")) };
+    unsafe { std::env::set_var("CREDIT_BUS_TEST_BROKERS", &broker.brokers) };
 
     let prefix = unique("t-restart");
     let (naming, registry, schema_id) = setup(&prefix).await;
     let catalogue = Catalogue::parse(credit_measures::V1).unwrap();
-    // tansu on sqlite is about 20x slower than in memory: a smaller workload.
     let w = workload(900, schema_id, 11);
     let mut expected: BTreeSet<String> = BTreeSet::new();
     for e in &w.entries {
@@ -121,7 +92,7 @@ async fn notices_survive_a_broker_restart_exactly_once() {
     wait_for_progress(engine.port).await;
     broker.kill9();
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    broker = start_tansu(port, &dir);
+    broker.restart();
 
     // 2. Second chunk through the restarted broker; then the engine dies mid-stream.
     send_all(&producer, &naming.records(), chunks[1]).await;

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::Parser;
 use credit_core::catalogue::{self, publishing_departments};
-use credit_core::topics;
 use credit_datagen::{EXPECT_HEADER, Generator};
+use credit_runtime::config::{KafkaConfig, Loader};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 
@@ -32,35 +32,30 @@ struct Args {
     /// Write files `<dir>/<department>/<n>.<ext>` instead of publishing.
     #[arg(long)]
     out_dir: Option<PathBuf>,
-    /// Topic prefix (`kafka.topic_prefix` of the services).
-    #[arg(long, env = "CREDIT_BUS__KAFKA__TOPIC_PREFIX", default_value = topics::PREFIX)]
-    topic_prefix: String,
-    /// Bootstrap servers.
-    #[arg(
-        long,
-        env = "CREDIT_BUS__KAFKA__BROKERS",
-        default_value = "127.0.0.1:9092"
-    )]
-    brokers: String,
-    /// `plaintext` or `sasl_plaintext` / `sasl_ssl` (publishing as a department's own user).
-    #[arg(
-        long,
-        env = "CREDIT_BUS__KAFKA__SECURITY_PROTOCOL",
-        default_value = "plaintext"
-    )]
-    security_protocol: String,
-    #[arg(long, env = "CREDIT_BUS__KAFKA__SASL_MECHANISM")]
-    sasl_mechanism: Option<String>,
-    #[arg(long, env = "CREDIT_BUS__KAFKA__SASL_USERNAME")]
-    sasl_username: Option<String>,
-    /// From the environment only, never a flag (a flag shows in `ps`).
-    #[arg(
-        long,
-        env = "CREDIT_BUS__KAFKA__SASL_PASSWORD",
-        hide = true,
-        hide_env_values = true
-    )]
-    sasl_password: Option<String>,
+    /// TOML config file layered over the embedded defaults; its `[kafka]`
+    /// section (brokers, prefix, security) is read exactly as the services
+    /// read it, `CREDIT_BUS__KAFKA__*` environment variables included.
+    #[arg(long, env = "CREDIT_BUS_CONFIG")]
+    config: Option<PathBuf>,
+    /// Topic prefix: overrides `kafka.topic_prefix`.
+    #[arg(long)]
+    topic_prefix: Option<String>,
+    /// Bootstrap servers: override `kafka.brokers`.
+    #[arg(long)]
+    brokers: Option<String>,
+}
+
+/// The `[kafka]` section as the services load it, with the flags over it.
+fn load_kafka(args: &Args) -> anyhow::Result<KafkaConfig> {
+    let mut l = Loader::new("", args.config.as_deref());
+    if let Some(b) = &args.brokers {
+        l = l.set("kafka.brokers", b);
+    }
+    if let Some(p) = &args.topic_prefix {
+        l = l.set("kafka.topic_prefix", p);
+    }
+    let kafka = l.section::<KafkaConfig>("kafka");
+    Ok(l.finish(|| kafka)?)
 }
 
 fn ext(dept: &str) -> &'static str {
@@ -84,7 +79,6 @@ async fn main() -> anyhow::Result<()> {
         }
     };
     let mut gen_ = Generator::new(args.seed, args.bad_share);
-    let naming = topics::Naming::new(&args.topic_prefix);
 
     if let Some(dir) = &args.out_dir {
         for d in &depts {
@@ -103,23 +97,15 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
 
-    let mut config = rdkafka::ClientConfig::new();
-    config
-        .set("bootstrap.servers", &args.brokers)
-        .set("security.protocol", &args.security_protocol)
+    let kafka = load_kafka(&args)?;
+    let naming = kafka.naming();
+    // The shared client settings carry the security protocol and SASL login.
+    let producer: FutureProducer = credit_runtime::kafka::base(&kafka, "credit-datagen")
         .set("linger.ms", "5")
         .set("queue.buffering.max.messages", "1000000")
-        .set("message.timeout.ms", "60000");
-    for (k, v) in [
-        ("sasl.mechanism", &args.sasl_mechanism),
-        ("sasl.username", &args.sasl_username),
-        ("sasl.password", &args.sasl_password),
-    ] {
-        if let Some(v) = v {
-            config.set(k, v);
-        }
-    }
-    let producer: FutureProducer = config.create().context("creating producer")?;
+        .set("message.timeout.ms", "60000")
+        .create()
+        .context("creating producer")?;
     let start = Instant::now();
     let mut sent: u64 = 0;
     let mut pending = Vec::with_capacity(10_000);
