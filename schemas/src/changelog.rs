@@ -20,7 +20,7 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
 use credit_core::notice::NoticeKind;
-use credit_core::record::{ListType, SubjectType};
+use credit_core::record::{ListType, Severity, SubjectType};
 use credit_measures::Catalogue;
 use credit_measures::plan::{Duty, EndReason, Entry, PartitionState, Source};
 use rustc_hash::FxHashMap;
@@ -85,6 +85,11 @@ struct EntryValue<'a> {
     valid_from: i32,
     valid_until: Option<i32>,
     #[serde(borrow)]
+    severity: Cow<'a, str>,
+    #[serde(borrow)]
+    source_key: Cow<'a, str>,
+    digest: u64,
+    #[serde(borrow)]
     topic: Cow<'a, str>,
     partition: i32,
     offset: i64,
@@ -101,6 +106,7 @@ struct DutyValue<'a>(
     #[serde(borrow)] Cow<'a, str>,
     u32,
     bool,
+    Option<i32>,
 );
 
 /// Writes `e` as its changelog value, leaving its duties out when `catalogue`
@@ -119,6 +125,9 @@ pub fn write_entry(out: &mut Vec<u8>, e: &Entry, catalogue: Option<&Catalogue>) 
         decision_number: Cow::Borrowed(&e.decision_number),
         valid_from: e.valid_from,
         valid_until: e.valid_until,
+        severity: Cow::Borrowed(e.severity.symbol()),
+        source_key: Cow::Borrowed(&e.source_key),
+        digest: e.digest,
         topic: Cow::Borrowed(&e.source.topic),
         partition: e.source.partition,
         offset: e.source.offset,
@@ -133,6 +142,7 @@ pub fn write_entry(out: &mut Vec<u8>, e: &Entry, catalogue: Option<&Catalogue>) 
                         Cow::Borrowed(d.applied_as.as_str()),
                         d.generation,
                         d.active,
+                        d.until,
                     )
                 })
                 .collect()
@@ -189,6 +199,11 @@ pub fn read_entry(
         .copied()
         .find(|t| t.symbol() == v.subject_type)
         .ok_or_else(|| corrupt(key, format!("unknown subject type {:?}", v.subject_type)))?;
+    let severity = Severity::ALL
+        .iter()
+        .copied()
+        .find(|s| s.symbol() == v.severity)
+        .ok_or_else(|| corrupt(key, format!("unknown severity {:?}", v.severity)))?;
     let mut e = Entry {
         record_id: v.record_id.to_string(),
         department: v.department.into_owned(),
@@ -199,6 +214,9 @@ pub fn read_entry(
         decision_number: v.decision_number.into_owned(),
         valid_from: v.valid_from,
         valid_until: v.valid_until,
+        severity,
+        source_key: v.source_key.into_owned(),
+        digest: v.digest,
         source: Source {
             topic: v.topic.into_owned(),
             partition: v.partition,
@@ -211,7 +229,7 @@ pub fn read_entry(
     e.duties = match v.duties {
         Some(ds) => ds
             .into_iter()
-            .map(|DutyValue(m, d, k, generation, active)| {
+            .map(|DutyValue(m, d, k, generation, active, until)| {
                 Ok(Duty {
                     measure_id: m.as_ref().into(),
                     department: department(&d).ok_or_else(|| {
@@ -221,6 +239,7 @@ pub fn read_entry(
                         .ok_or_else(|| corrupt(&e.record_id, format!("unknown kind {k:?}")))?,
                     generation,
                     active,
+                    until,
                 })
             })
             .collect::<Result<_, ReplayError>>()?,
@@ -334,8 +353,11 @@ mod tests {
             subject_key: "91440101MA59UU8U0F".into(),
             subject_name: "广州\"某\"公司\\".into(),
             decision_number: "(2020)粤01执1号".into(),
-            valid_from: 19_000,
+            valid_from: 19_400,
             valid_until: i.is_multiple_of(2).then_some(20_000 + i as i32),
+            severity: Severity::ALL[i % Severity::ALL.len()],
+            source_key: format!("(2020)粤01执{i}号"),
+            digest: i as u64 * 31,
             source: Source {
                 topic: "credit.records".into(),
                 partition: 0,
@@ -413,12 +435,12 @@ mod tests {
             flush(&mut st, &cats, &mut log);
             same(&replay(&log, &cats), &st);
             for i in (0..n).step_by(end_every) {
-                st.plan_command(&EndEntry { record_id: format!("courts:0:{i}"), reason: EndReason::Repaired }).unwrap();
+                st.plan_command(&EndEntry { record_id: format!("courts:0:{i}"), reason: EndReason::Repaired }, &v1, 40_000).unwrap();
             }
             flush(&mut st, &cats, &mut log);
             same(&replay(&log, &cats), &st);
             if activate {
-                st.plan_activation(&v2);
+                st.plan_activation(&v2, 19_500);
                 flush(&mut st, &cats, &mut log);
                 same(&replay(&log, &cats), &st);
             }
@@ -427,7 +449,7 @@ mod tests {
             let mut back = replay(&log, &cats);
             same(&back, &st);
             proptest::prop_assert_eq!(back.plan_expiry(expire_on + 30), st.plan_expiry(expire_on + 30));
-            proptest::prop_assert_eq!(back.plan_activation(&v1), st.plan_activation(&v1));
+            proptest::prop_assert_eq!(back.plan_activation(&v1, 19_500), st.plan_activation(&v1, 19_500));
         }
     }
 

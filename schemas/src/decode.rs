@@ -22,6 +22,13 @@ pub struct RecordHead<'a> {
     pub info_kind: InfoKind,
     pub list_type: Option<ListType>,
     pub decision_number: &'a str,
+    pub severity: Severity,
+    /// FNV-1a over the body from the field after `record_id` up to the
+    /// attributes: what the department stated, not where the bus read it
+    /// (record id, lineage) nor the free-form attributes (a map, whose order
+    /// another encoder need not keep). A resend with the same digest says
+    /// the same thing.
+    pub digest: u64,
     /// Days since 1970-01-01.
     pub valid_from: i32,
     pub valid_until: Option<i32>,
@@ -91,10 +98,21 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// 64-bit FNV-1a: stable across builds and machines (the digest is stored).
+fn fnv1a(b: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for x in b {
+        h ^= u64::from(*x);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
 /// Decodes a body written with `credit_record.avsc`.
 pub fn record_head(body: &[u8]) -> Result<RecordHead<'_>, DecodeError> {
     let mut r = Reader { b: body };
     let record_id = r.string()?;
+    let content_start = body.len() - r.b.len();
     let department = r.string()?;
     r.string()?; // domain
     let subject_type = r.symbol(SubjectType::ALL)?;
@@ -119,7 +137,7 @@ pub fn record_head(body: &[u8]) -> Result<RecordHead<'_>, DecodeError> {
     }
     let valid_from = r.int()?;
     let valid_until = if r.present()? { Some(r.int()?) } else { None };
-    r.symbol(Severity::ALL)?;
+    let severity = r.symbol(Severity::ALL)?;
     if r.present()? {
         r.string()?; // legal_basis
     }
@@ -127,6 +145,7 @@ pub fn record_head(body: &[u8]) -> Result<RecordHead<'_>, DecodeError> {
     if r.present()? {
         r.long()?; // amount_fen
     }
+    let digest = fnv1a(&body[content_start..body.len() - r.b.len()]);
     // attributes: map blocks until a zero count; a negative count is followed
     // by the block's size in bytes.
     loop {
@@ -177,6 +196,8 @@ pub fn record_head(body: &[u8]) -> Result<RecordHead<'_>, DecodeError> {
         info_kind,
         list_type,
         decision_number,
+        severity,
+        digest,
         valid_from,
         valid_until,
         source_record_id,
@@ -210,6 +231,20 @@ mod tests {
             prop_assert_eq!(h.valid_from, r.valid_from);
             prop_assert_eq!(h.valid_until, r.valid_until);
             prop_assert_eq!(h.source_record_id, &*r.lineage.source_record_id);
+            prop_assert_eq!(h.severity, r.severity);
+            // The same record read elsewhere (another offset, topic) has the
+            // same digest; another decision number does not.
+            let mut moved = r.clone();
+            moved.lineage.source_offset += 1;
+            moved.lineage.source_partition += 1;
+            let mut b2 = Vec::new();
+            credit_record_body(&mut b2, &moved);
+            prop_assert_eq!(record_head(&b2).unwrap().digest, h.digest);
+            let mut changed = r.clone();
+            changed.decision_number = format!("{}x", r.decision_number).into();
+            let mut b3 = Vec::new();
+            credit_record_body(&mut b3, &changed);
+            prop_assert_ne!(record_head(&b3).unwrap().digest, h.digest);
             prop_assert_eq!(h.corrections, r.corrections);
             #[allow(deprecated)]
             let v = apache_avro::from_avro_datum(crate::credit_record_schema(), &mut &body[..], None);

@@ -128,11 +128,29 @@ pub fn by_department(ids: &[&String]) -> BTreeMap<String, usize> {
     out
 }
 
+/// Sends records or commands keyed by record id to `topic`, each to the
+/// partition of its record (`topics::record_partition`), as the normalisers
+/// and `credit-bus entry end` do.
 pub async fn send_all(p: &FutureProducer, topic: &str, items: &[(String, Vec<u8>)]) {
+    use rdkafka::producer::Producer;
+    let n = p
+        .client()
+        .fetch_metadata(Some(topic), Duration::from_secs(15))
+        .unwrap()
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic)
+        .map_or(0, |t| t.partitions().len() as i32);
+    assert!(n > 0, "{topic} has no partitions");
     let mut futs = Vec::with_capacity(items.len());
     for (k, v) in items {
         futs.push(
-            p.send_result(FutureRecord::to(topic).key(k).payload(v))
+            p.send_result(
+                FutureRecord::to(topic)
+                    .partition(credit_core::topics::record_partition(k, n))
+                    .key(k)
+                    .payload(v),
+            )
                 .map_err(|(e, _)| e)
                 .unwrap(),
         );

@@ -206,6 +206,19 @@ pub fn partition_of(key: &[u8], partitions: i32) -> i32 {
     ((murmur2(key) & 0x7fff_ffff) as u32 % partitions.max(1) as u32) as i32
 }
 
+/// The records-topic partition of a normalised record, and so the engine
+/// partition that holds its list entry and takes the commands that end it:
+/// every record read from one inbound partition of one department goes to one
+/// partition (murmur2 of the record id without its offset, `courts:3`). A
+/// department keys its inbound records by its own record id, so its resends
+/// of a record arrive on the same inbound partition and meet, in the engine,
+/// the entry they repeat or update. The records topic's partition count must
+/// not change while entries are held (as with any keyed Kafka state).
+pub fn record_partition(record_id: &str, partitions: i32) -> i32 {
+    let stream = record_id.rsplit_once(':').map_or(record_id, |(s, _)| s);
+    partition_of(stream.as_bytes(), partitions)
+}
+
 /// Kafka's `Utils.murmur2` (seed 0x9747b28c).
 pub fn murmur2(data: &[u8]) -> i32 {
     const M: u32 = 0x5bd1_e995;
@@ -276,6 +289,9 @@ mod tests {
         }
         for n in 1..10 {
             assert!((0..n).contains(&partition_of(b"courts:0:12", n)));
+            // One inbound partition's records share a records partition.
+            assert_eq!(record_partition("courts:3:12", n), record_partition("courts:3:99999", n));
+            assert_eq!(record_partition("courts:3:12", n), partition_of(b"courts:3", n));
         }
     }
 

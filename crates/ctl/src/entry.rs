@@ -46,7 +46,7 @@ pub enum Verdict {
 pub fn check(kafka: &KafkaConfig, record_id: &str) -> anyhow::Result<Verdict> {
     let naming = kafka.naming();
     let n = crate::catalogue::partitions(kafka, &naming.engine_commands())?;
-    let partition = credit_core::topics::partition_of(record_id.as_bytes(), n);
+    let partition = credit_core::topics::record_partition(record_id, n);
     let catalogues = crate::catalogue::published(kafka)?;
     let st = crate::catalogue::partition_state(kafka, &catalogues, partition)?;
     Ok(match st.entries.get(record_id) {
@@ -89,11 +89,14 @@ pub async fn end(
         reason: reason.into(),
     });
     let topic = kafka.naming().engine_commands();
+    let n = crate::catalogue::partitions(kafka, &topic)?;
     let producer: FutureProducer =
         credit_runtime::kafka::producer(kafka, "credit-bus-cli").create()?;
     producer
         .send(
             FutureRecord::to(&topic)
+                // The partition that holds the entry (and its record).
+                .partition(credit_core::topics::record_partition(record_id, n))
                 .key(command.key())
                 .payload(&command.to_json()),
             Duration::from_secs(15),

@@ -14,7 +14,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use credit_core::catalogue;
-use credit_core::record::{ListType, SubjectType};
+use credit_core::record::{ListType, Severity, SubjectType};
 use serde::Deserialize;
 
 /// The catalogue shipped with the bus.
@@ -55,6 +55,19 @@ impl Measure {
     }
 }
 
+/// How long a list entry of some lists and one severity stays published
+/// (DOMAIN.md, credit repair; national practice for administrative-penalty
+/// information): credit repair is refused before `min_months` have passed
+/// since the entry started, and the entry ends after `max_months` whatever
+/// end its department stated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Publication {
+    pub lists: Vec<ListType>,
+    pub severity: Severity,
+    pub min_months: u32,
+    pub max_months: u32,
+}
+
 /// One version of the catalogue.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Catalogue {
@@ -62,6 +75,7 @@ pub struct Catalogue {
     pub effective: String,
     pub description: String,
     pub measures: Vec<Measure>,
+    pub publication: Vec<Publication>,
 }
 
 /// Every problem in a catalogue version.
@@ -78,6 +92,17 @@ struct RawCatalogue {
     description: String,
     #[serde(default, rename = "measure")]
     measures: Vec<RawMeasure>,
+    #[serde(default)]
+    publication: Vec<RawPublication>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPublication {
+    lists: Vec<String>,
+    severity: String,
+    min_months: u32,
+    max_months: u32,
 }
 
 #[derive(Deserialize)]
@@ -225,6 +250,49 @@ impl Catalogue {
                 validity_months: m.validity_months,
             });
         }
+        let mut publication: Vec<Publication> = Vec::new();
+        for (i, p) in raw.publication.into_iter().enumerate() {
+            let at = format!("publication {}", i + 1);
+            let severity = Severity::ALL.iter().copied().find(|s| s.symbol() == p.severity);
+            if severity.is_none() {
+                problems.push(format!("{at}: unknown severity {:?}", p.severity));
+            }
+            let mut lists = Vec::new();
+            for l in &p.lists {
+                match ListType::ALL.iter().find(|t| t.symbol() == l) {
+                    None => problems.push(format!("{at}: unknown list type {l:?}")),
+                    Some(t) => {
+                        let taken = publication
+                            .iter()
+                            .any(|q| Some(q.severity) == severity && q.lists.contains(t));
+                        if taken || lists.contains(t) {
+                            problems.push(format!(
+                                "{at}: list {l} with severity {} has two publication periods",
+                                p.severity
+                            ));
+                        }
+                        lists.push(*t);
+                    }
+                }
+            }
+            if lists.is_empty() {
+                problems.push(format!("{at}: lists is empty"));
+            }
+            if p.max_months == 0 || p.min_months > p.max_months {
+                problems.push(format!(
+                    "{at}: needs 0 <= min_months <= max_months and max_months >= 1 (got {} and {})",
+                    p.min_months, p.max_months
+                ));
+            }
+            if let Some(severity) = severity {
+                publication.push(Publication {
+                    lists,
+                    severity,
+                    min_months: p.min_months,
+                    max_months: p.max_months,
+                });
+            }
+        }
         for list in DISHONESTY_LISTS.iter().chain(&RED_LISTS) {
             let n = measures.iter().filter(|m| m.lists.contains(list)).count();
             if n < MIN_MEASURES_PER_LIST {
@@ -240,6 +308,7 @@ impl Catalogue {
                 effective: raw.effective,
                 description: raw.description,
                 measures,
+                publication,
             })
         } else {
             Err(CatalogueError(problems))
@@ -248,6 +317,13 @@ impl Catalogue {
 
     pub fn measure(&self, id: &str) -> Option<&Measure> {
         self.measures.iter().find(|m| &*m.id == id)
+    }
+
+    /// The publication period of entries of `list` with `severity`, if one is set.
+    pub fn publication(&self, list: ListType, severity: Severity) -> Option<&Publication> {
+        self.publication
+            .iter()
+            .find(|p| p.severity == severity && p.lists.contains(&list))
     }
 }
 
@@ -301,6 +377,31 @@ mod tests {
         }
         // Plus "subject_types is empty", a consequence of the unknown one.
         assert_eq!(e.0.len(), 6, "{all}");
+    }
+
+    #[test]
+    fn publication_periods_are_validated() {
+        let c = Catalogue::parse(V1).unwrap();
+        let p = c
+            .publication(ListType::SeriousViolation, Severity::Serious)
+            .expect("serious violations have a period");
+        assert_eq!((p.min_months, p.max_months), (12, 36));
+        assert!(
+            c.publication(ListType::JudgementDefaulter, Severity::Serious)
+                .is_none(),
+            "judicial entries end when the judgement is performed"
+        );
+        let bad = format!(
+            "{V1}\n[[publication]]\nlists = [\"SERIOUS_VIOLATION\", \"NO_SUCH\"]\nseverity = \"SERIOUS\"\nmin_months = 40\nmax_months = 36\n"
+        );
+        let e = Catalogue::parse(&bad).unwrap_err().to_string();
+        for want in [
+            "unknown list type \"NO_SUCH\"",
+            "list SERIOUS_VIOLATION with severity SERIOUS has two publication periods",
+            "min_months <= max_months",
+        ] {
+            assert!(e.contains(want), "missing {want:?} in\n{e}");
+        }
     }
 
     #[test]

@@ -276,6 +276,7 @@ mod tests {
                 effective: "2020-10-01".into(),
                 description: String::new(),
                 measures,
+                publication: Vec::new(),
             }
         })
     }

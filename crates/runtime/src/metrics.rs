@@ -28,9 +28,8 @@ pub enum MetricName {
     SchemasRegistered,
     /// Notices acknowledged on department topics, by department and kind.
     NoticesSent,
-    /// Notices not resent because recovery found them already sent.
-    NoticesSuppressed,
-    /// Records and commands the engine could not use, by input.
+    /// Records and commands the engine could not use (dead-lettered), by input
+    /// (record, command, catalogue).
     EngineInputsRejected,
     /// Time to rebuild an engine partition's state.
     EngineRecoveryDuration,
@@ -69,6 +68,8 @@ pub enum MetricName {
     CodeConflictRatio,
     /// Time to commit one engine transaction (notices, changelog and input offsets).
     EngineCommitDuration,
+    /// List entries a department's resend changed (same record key, other content), by department.
+    EntriesUpdated,
 }
 
 impl MetricName {
@@ -79,7 +80,6 @@ impl MetricName {
         MetricName::ProcessingDuration,
         MetricName::SchemasRegistered,
         MetricName::NoticesSent,
-        MetricName::NoticesSuppressed,
         MetricName::EngineInputsRejected,
         MetricName::EngineRecoveryDuration,
         MetricName::EngineFanoutLatency,
@@ -97,6 +97,7 @@ impl MetricName {
         MetricName::CodeConflicts,
         MetricName::CodeConflictRatio,
         MetricName::EngineCommitDuration,
+        MetricName::EntriesUpdated,
     ];
 
     /// Instrument name given to the OpenTelemetry SDK.
@@ -108,7 +109,6 @@ impl MetricName {
             MetricName::ProcessingDuration => "credit_bus_processing_duration",
             MetricName::SchemasRegistered => "credit_bus_schemas_registered",
             MetricName::NoticesSent => "credit_bus_notices_sent",
-            MetricName::NoticesSuppressed => "credit_bus_notices_suppressed",
             MetricName::EngineInputsRejected => "credit_bus_engine_inputs_rejected",
             MetricName::EngineRecoveryDuration => "credit_bus_engine_recovery_duration",
             MetricName::EngineFanoutLatency => "credit_bus_engine_fanout_latency",
@@ -126,6 +126,7 @@ impl MetricName {
             MetricName::CodeConflicts => "credit_bus_code_conflicts",
             MetricName::CodeConflictRatio => "credit_bus_code_conflict_ratio",
             MetricName::EngineCommitDuration => "credit_bus_engine_commit_duration",
+            MetricName::EntriesUpdated => "credit_bus_entries_updated",
         }
     }
 
@@ -138,7 +139,6 @@ impl MetricName {
             MetricName::ProcessingDuration => "credit_bus_processing_duration_seconds",
             MetricName::SchemasRegistered => "credit_bus_schemas_registered_total",
             MetricName::NoticesSent => "credit_bus_notices_sent_total",
-            MetricName::NoticesSuppressed => "credit_bus_notices_suppressed_total",
             MetricName::EngineInputsRejected => "credit_bus_engine_inputs_rejected_total",
             MetricName::EngineRecoveryDuration => "credit_bus_engine_recovery_duration_seconds",
             MetricName::EngineFanoutLatency => "credit_bus_engine_fanout_latency_seconds",
@@ -156,6 +156,7 @@ impl MetricName {
             MetricName::CodeConflicts => "credit_bus_code_conflicts_total",
             MetricName::CodeConflictRatio => "credit_bus_code_conflict_ratio",
             MetricName::EngineCommitDuration => "credit_bus_engine_commit_duration_seconds",
+            MetricName::EntriesUpdated => "credit_bus_entries_updated_total",
         }
     }
 

@@ -10,9 +10,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use apache_avro::types::Value;
 use credit_core::ReasonCode;
-use credit_core::record::{InfoKind, ListType, SubjectType};
+use credit_core::record::InfoKind;
 use credit_measures::plan::{Input, Source};
 use credit_runtime::errors::{Class, Classify, Disposition, ErrorPolicy, Fault, RetryError};
 use credit_runtime::shutdown::Shutdown;
@@ -178,82 +177,25 @@ fn direct(body: &[u8], source: Source) -> Result<Input, InputError> {
         decision_number: h.decision_number.to_string(),
         valid_from: h.valid_from,
         valid_until: h.valid_until,
+        severity: h.severity,
+        source_key: h.source_record_id.to_string(),
+        digest: h.digest,
         source,
     })
 }
 
-fn field<'v>(fields: &'v [(String, Value)], name: &str) -> Option<&'v Value> {
-    fields
-        .iter()
-        .find(|(n, _)| n == name)
-        .map(|(_, v)| match v {
-            Value::Union(_, inner) => inner.as_ref(),
-            v => v,
-        })
-}
-
-fn string(v: Option<&Value>) -> Option<String> {
-    match v? {
-        Value::String(s) => Some(s.clone()),
-        _ => None,
-    }
-}
-
-fn symbol(v: Option<&Value>) -> Option<&str> {
-    match v? {
-        Value::Enum(_, s) => Some(s),
-        _ => None,
-    }
-}
-
-fn date(v: Option<&Value>) -> Option<i32> {
-    match v? {
-        Value::Date(d) | Value::Int(d) => Some(*d),
-        _ => None,
-    }
-}
-
-/// A body written with another version of the credit record, read through
-/// schema resolution into ours.
-fn resolved(
-    writer: &apache_avro::Schema,
-    body: &[u8],
-    source: Source,
-) -> Result<Input, InputError> {
+/// A body written with another version of the credit record: resolved into
+/// ours, written again with ours, and read like any other (so its digest is
+/// the one our own writer would give the same content).
+fn resolved(writer: &apache_avro::Schema, body: &[u8], source: Source) -> Result<Input, InputError> {
+    let ours = credit_schemas::credit_record_schema();
     #[allow(deprecated)]
-    let v = apache_avro::from_avro_datum(
-        writer,
-        &mut &body[..],
-        Some(credit_schemas::credit_record_schema()),
-    )
-    .map_err(|e| InputError::Body(e.to_string()))?;
-    let bad = |what: &str| InputError::Body(format!("resolved record has no valid {what}"));
-    let Value::Record(f) = v else {
-        return Err(bad("record"));
-    };
-    let Some(Value::Record(subject)) = field(&f, "subject") else {
-        return Err(bad("subject"));
-    };
-    let subject_type = symbol(field(subject, "type"))
-        .and_then(|s| SubjectType::ALL.iter().copied().find(|t| t.symbol() == s))
-        .ok_or_else(|| bad("subject type"))?;
-    let list_type = symbol(field(&f, "list_type"))
-        .and_then(|s| ListType::ALL.iter().copied().find(|t| t.symbol() == s));
-    let info = symbol(field(&f, "info_kind")).unwrap_or_default();
-    Ok(Input {
-        record_id: string(field(&f, "record_id")).ok_or_else(|| bad("record_id"))?,
-        department: string(field(&f, "department")).unwrap_or_default(),
-        list_type,
-        is_list_entry: info == InfoKind::DishonestyList.symbol()
-            || info == InfoKind::RedList.symbol(),
-        subject_type,
-        subject_key: string(field(subject, "key")).unwrap_or_default(),
-        subject_name: string(field(subject, "name")).unwrap_or_default(),
-        decision_number: string(field(&f, "decision_number")).unwrap_or_default(),
-        valid_from: date(field(&f, "valid_from")).ok_or_else(|| bad("valid_from"))?,
-        valid_until: date(field(&f, "valid_until")),
-        source,
-    })
+    let v = apache_avro::from_avro_datum(writer, &mut &body[..], Some(ours))
+        .map_err(|e| InputError::Body(e.to_string()))?;
+    #[allow(deprecated)]
+    let canonical =
+        apache_avro::to_avro_datum(ours, v).map_err(|e| InputError::Body(e.to_string()))?;
+    direct(&canonical, source)
 }
 
 #[cfg(test)]

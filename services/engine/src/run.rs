@@ -76,6 +76,9 @@ struct Instruments {
     commit: opentelemetry::metrics::Histogram<f64>,
     late: opentelemetry::metrics::Counter<u64>,
     expired: opentelemetry::metrics::Counter<u64>,
+    duplicates: opentelemetry::metrics::Counter<u64>,
+    updated: opentelemetry::metrics::Counter<u64>,
+    rejected: opentelemetry::metrics::Counter<u64>,
     catalogue: opentelemetry::metrics::Gauge<i64>,
 }
 
@@ -105,6 +108,18 @@ impl Instruments {
                 &m,
                 "List entries lifted because their validity ended, by department",
             ),
+            duplicates: MetricName::RecordsDuplicate.counter(
+                &m,
+                "Records a department resent unchanged (same record key and content digest), by department",
+            ),
+            updated: MetricName::EntriesUpdated.counter(
+                &m,
+                "List entries a department's resend changed (only the difference notified), by department",
+            ),
+            rejected: MetricName::EngineInputsRejected.counter(
+                &m,
+                "Records and commands the engine could not use (dead-lettered), by input",
+            ),
             catalogue: MetricName::CatalogueActiveVersion
                 .gauge(&m, "The newest catalogue version this engine has activated"),
         }
@@ -120,6 +135,10 @@ struct Pending {
     created_ms: Vec<i64>,
     late: BTreeMap<String, u64>,
     expired: BTreeMap<String, u64>,
+    duplicates: BTreeMap<String, u64>,
+    updated: BTreeMap<String, u64>,
+    /// Inputs dead-lettered, by input kind.
+    rejected: BTreeMap<&'static str, u64>,
 }
 
 /// An input that planned notices: its `process` span's context (each notice
@@ -137,6 +156,8 @@ struct Engine {
     changelog: String,
     dead_letters: String,
     catalogue_topic: (String, i32),
+    /// Partitions of the records and command topics (engine partitions).
+    partitions: i32,
     catalogues: BTreeMap<u32, Catalogue>,
     base_version: u32,
     outlets: Outlets,
@@ -198,6 +219,7 @@ impl Engine {
         for (key, error) in bad {
             if self.reported.insert(key.clone()) {
                 tracing::error!(key, error, topic = %self.catalogue_topic.0, "invalid catalogue version on the catalogue topic: never applied");
+                *self.pending.rejected.entry("catalogue").or_default() += 1;
                 self.policy.count(Class::new(
                     "catalogue_invalid",
                     Fault::Input,
@@ -391,8 +413,14 @@ impl Engine {
                         let st = self.states.get_mut(&p).expect("replayed before planning");
                         let catalogue = &self.catalogues[&st.catalogue_version];
                         let (outcome, ns) = st.plan_record(catalogue, input, today);
-                        if outcome == RecordOutcome::Late {
-                            *self.pending.late.entry(dept).or_default() += 1;
+                        let counter = match outcome {
+                            RecordOutcome::Late => Some(&mut self.pending.late),
+                            RecordOutcome::Duplicate => Some(&mut self.pending.duplicates),
+                            RecordOutcome::Updated => Some(&mut self.pending.updated),
+                            _ => None,
+                        };
+                        if let Some(c) = counter {
+                            *c.entry(dept).or_default() += 1;
                         }
                         Ok(ns)
                     }
@@ -400,9 +428,28 @@ impl Engine {
                 }
             } else {
                 match Command::parse(m.payload().unwrap_or_default()) {
+                    Ok(Command::End(c))
+                        if credit_core::topics::record_partition(&c.record_id, self.partitions) != p =>
+                    {
+                        Err((
+                            Class::new(
+                                "command_refused",
+                                Fault::Input,
+                                Disposition::DeadLetter(ReasonCode::RefusedCommand),
+                            ),
+                            ReasonCode::RefusedCommand,
+                            Some("record_id"),
+                            format!(
+                                "sent to partition {p}, but entry {} lives on partition {}: send commands with `credit-bus entry end`",
+                                c.record_id,
+                                credit_core::topics::record_partition(&c.record_id, self.partitions)
+                            ),
+                        ))
+                    }
                     Ok(Command::End(c)) => {
                         let st = self.states.get_mut(&p).expect("replayed before planning");
-                        st.plan_command(&c).map_err(|e| {
+                        let catalogue = &self.catalogues[&st.catalogue_version];
+                        st.plan_command(&c, catalogue, today).map_err(|e| {
                             (
                                 Class::new(
                                     "command_refused",
@@ -422,7 +469,7 @@ impl Engine {
                         match self.catalogues.get(&v) {
                             Some(new) => {
                                 let st = self.states.get_mut(&p).expect("replayed before planning");
-                                let ns = st.plan_activation(new);
+                                let ns = st.plan_activation(new, today);
                                 self.meta_dirty.insert(p);
                                 tracing::info!(
                                     partition = p,
@@ -526,6 +573,12 @@ impl Engine {
             .send(rec)
             .map_err(|e| Error::stop("dead-lettering", &e))?;
         self.policy.count(class);
+        let input = if m.topic() == self.records {
+            "record"
+        } else {
+            "command"
+        };
+        *self.pending.rejected.entry(input).or_default() += 1;
         tracing::warn!(
             topic = m.topic(),
             partition = m.partition(),
@@ -766,10 +819,19 @@ impl Engine {
                 .late
                 .add(n, &[KeyValue::new(label::DEPARTMENT, dept)]);
         }
-        for (dept, n) in p.expired {
+        for (input, n) in p.rejected {
             self.inst
-                .expired
-                .add(n, &[KeyValue::new(label::DEPARTMENT, dept)]);
+                .rejected
+                .add(n, &[KeyValue::new(label::INPUT, input)]);
+        }
+        for (counter, by_dept) in [
+            (&self.inst.expired, p.expired),
+            (&self.inst.duplicates, p.duplicates),
+            (&self.inst.updated, p.updated),
+        ] {
+            for (dept, n) in by_dept {
+                counter.add(n, &[KeyValue::new(label::DEPARTMENT, dept)]);
+            }
         }
     }
 }
@@ -779,7 +841,7 @@ fn topology(
     consumer: &Consumer_,
     naming: &Naming,
     schema_ids: Vec<u32>,
-) -> Result<((String, i32), Outlets), Error> {
+) -> Result<((String, i32), i32, Outlets), Error> {
     let meta = consumer
         .fetch_metadata(None, Duration::from_secs(15))
         .map_err(|e| Error::stop("reading metadata", &e))?;
@@ -826,6 +888,7 @@ fn topology(
         .collect();
     Ok((
         (naming.catalogue(), partitions(&naming.catalogue())),
+        np_records,
         Outlets::new(outlets),
     ))
 }
@@ -881,7 +944,7 @@ pub async fn run(
     let consumer: Consumer_ = cc
         .create_with_context(ctx)
         .map_err(|e| Error::stop("creating the consumer", &e))?;
-    let (catalogue_topic, outlets) = topology(&consumer, &naming, schema_ids)?;
+    let (catalogue_topic, partitions, outlets) = topology(&consumer, &naming, schema_ids)?;
     let transactional_id = naming.engine_transactional_id(&instance);
     let timeout = Duration::from_millis(config.engine.transaction_timeout_ms);
     let txn = Transactions::create(&kafka, &transactional_id, timeout)
@@ -908,6 +971,7 @@ pub async fn run(
         changelog: naming.engine_state(),
         dead_letters: naming.engine_dead_letters(),
         catalogue_topic,
+        partitions,
         catalogues: BTreeMap::from([(base_version, catalogue)]),
         base_version,
         outlets,

@@ -309,6 +309,8 @@ fn undeliverable(records_topic: &str, e: &KafkaError) -> Rejection {
 struct Sink<'a> {
     producer: &'a FutureProducer,
     records_topic: &'a str,
+    /// Partitions of the records topic (see `topics::record_partition`).
+    records_partitions: i32,
     dlq_topic: &'a str,
     writer: dlq::Writer<'a>,
     /// The producer's `message.max.bytes`: every dead letter fits it.
@@ -378,6 +380,7 @@ impl Sink<'_> {
             Output::Normalised { id } => {
                 let key = id.to_string();
                 let record = FutureRecord::to(self.records_topic)
+                    .partition(topics::record_partition(&key, self.records_partitions))
                     .key(key.as_bytes())
                     .payload(&buf[..]);
                 match self.send_and_wait(record).await {
@@ -523,6 +526,20 @@ pub async fn run(
     let consumer: StreamConsumer<credit_runtime::kafka::BusContext> =
         credit_runtime::kafka::consumer_with_lag(kafka, &connector, &group, &tel)?;
     consumer.subscribe(&[&inbound])?;
+    // Records go to the partition of their inbound partition's stream
+    // (`topics::record_partition`), so a department's resends of a record
+    // meet its entry in the engine.
+    let records_partitions = consumer
+        .fetch_metadata(Some(&records_topic), Duration::from_secs(15))?
+        .topics()
+        .iter()
+        .find(|t| t.name() == records_topic)
+        .map_or(0, |t| t.partitions().len() as i32);
+    if records_partitions == 0 {
+        return Err(Error::Config(format!(
+            "{records_topic} does not exist: run `credit-bus topics create`"
+        )));
+    }
     let producer: FutureProducer = producer_config.create()?;
     let inst = Instruments::new(&tel, dep.id);
     let batch_size = config.normaliser.batch_size;
@@ -535,6 +552,7 @@ pub async fn run(
     let sink = Sink {
         producer: &producer,
         records_topic: &records_topic,
+        records_partitions,
         dlq_topic: &dlq_topic,
         writer: dlq::Writer {
             connector: &connector,
@@ -612,6 +630,7 @@ pub async fn run(
                     let sending =
                         tracer.send(Some(processing.context()), &records_topic, Some(&key_buf));
                     let record = FutureRecord::to(&records_topic)
+                        .partition(topics::record_partition(&key_buf, records_partitions))
                         .key(key_buf.as_bytes())
                         .payload(&buf[..])
                         .headers(trace::headers(sending.context()));
