@@ -76,6 +76,8 @@ num.network.threads=2
 num.io.threads=4
 broker.session.timeout.ms=3000
 broker.heartbeat.interval.ms=500
+# Benchmarks delete their topics after each phase: free the disk at once.
+file.delete.delay.ms=1000
 EOF
   cat >"$dir/log4j2.properties" <<EOF
 rootLogger.level=INFO
@@ -92,6 +94,8 @@ EOF
 launch() { # dir
   local dir=$1 port
   port=$(cat "$dir/port")
+  # The jars it was started with, whatever this shell's environment says.
+  [ -f "$dir/libs" ] && LIBS=$(cat "$dir/libs")
   port_free "$port" || { echo "port $port is already taken: not starting a broker there" >&2; exit 1; }
   port_free $((port + 1)) || { echo "port $((port + 1)) is already taken" >&2; exit 1; }
   (kjava "$dir" kafka.Kafka "$dir/server.properties") >"$dir/stdout.log" 2>&1 &
@@ -111,6 +115,8 @@ case "${1:-}" in
   start)
     port=$2 dir=$3
     fetch_jars
+    mkdir -p "$dir"
+    echo "$LIBS" >"$dir/libs"
     if [ ! -f "$dir/data/meta.properties" ]; then
       configure "$port" "$dir"
       id=$(kjava "$dir" kafka.tools.StorageTool random-uuid)

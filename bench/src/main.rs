@@ -14,6 +14,8 @@
 
 mod e2e;
 mod fanout;
+mod procs;
+mod recovery;
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -57,6 +59,11 @@ enum Cmd {
     E2e(e2e::E2eArgs),
     /// The engine's fan-out through a real broker, beside a raw rdkafka produce.
     Fanout(fanout::FanoutArgs),
+    /// Time to resumed output after SIGKILL of a service or of the broker.
+    Recovery(recovery::RecoveryArgs),
+    /// The raw consume -> produce copy `e2e` runs as its baseline process.
+    #[command(hide = true)]
+    Copy(e2e::CopyArgs),
     /// In-process notice planning and Avro encoding, one core.
     Notices {
         /// List entries to fan out.
@@ -73,6 +80,8 @@ fn main() -> anyhow::Result<()> {
     match Args::parse().cmd {
         Cmd::Notices { entries } => notices(entries),
         Cmd::E2e(a) => tokio::runtime::Runtime::new()?.block_on(e2e::run(a))?,
+        Cmd::Recovery(a) => tokio::runtime::Runtime::new()?.block_on(recovery::run(a))?,
+        Cmd::Copy(a) => tokio::runtime::Runtime::new()?.block_on(e2e::copy_main(a))?,
         Cmd::Fanout(a) => tokio::runtime::Runtime::new()?.block_on(fanout::run(a))?,
         Cmd::Normalise {
             samples,
@@ -82,6 +91,22 @@ fn main() -> anyhow::Result<()> {
         } => normalise(samples, passes, department.as_deref(), bad_share),
     }
     Ok(())
+}
+
+/// One record's decode + validate + Avro encode with framing: the hot path
+/// per record. Not inlined, so `bench/callgrind.sh` counts the instructions
+/// inside it alone (`--toggle-collect`).
+#[inline(never)]
+fn normalise_one(
+    format: credit_core::catalogue::InboundFormat,
+    ctx: &Context<'_>,
+    value: &[u8],
+    buf: &mut Vec<u8>,
+) -> Result<(), credit_core::reject::Rejection> {
+    buf.clear();
+    adapters::normalise(format, ctx, value, |rec| {
+        encode::credit_record_framed(buf, 1, rec)
+    })
 }
 
 fn normalise(samples: usize, passes: usize, only: Option<&str>, bad_share: f64) {
@@ -111,10 +136,7 @@ fn normalise(samples: usize, passes: usize, only: Option<&str>, bad_share: f64) 
                         timestamp_ms: Some(1_700_000_000_000),
                         today,
                     };
-                    buf.clear();
-                    let r = adapters::normalise(format, &ctx, v, |rec| {
-                        encode::credit_record_framed(&mut buf, 1, rec)
-                    });
+                    let r = normalise_one(format, &ctx, v, &mut buf);
                     assert!(bad_share > 0.0 || r.is_ok(), "bench samples are valid");
                     black_box(&r);
                     black_box(&buf);
