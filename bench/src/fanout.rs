@@ -52,6 +52,7 @@ use tokio_util::sync::CancellationToken;
 use crate::e2e::{
     E2eArgs, common, copy_topic, cpu_seconds, kafka, metric, setup, start_registry, teardown,
 };
+use crate::procs::{thread_delta, threads_of};
 
 #[derive(clap::Args, Clone)]
 pub struct FanoutArgs {
@@ -531,10 +532,12 @@ async fn record_schema(registry: &str, naming: &Naming) -> anyhow::Result<u32> {
 
 /// One throughput measurement: notices/s and notices per CPU-second of this
 /// process.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 struct Rate {
     per_s: f64,
     per_cpu_s: f64,
+    /// CPU seconds per thread (name) of this process over the measurement.
+    threads: String,
 }
 
 /// The engine drains `w` from a fresh set of topics; the clock runs from the
@@ -575,19 +578,27 @@ async fn engine_round(
         let text = engine.tel.render()?;
         let sent = metric(&text, MetricName::NoticesSent.exported());
         if first.is_none() && metric(&text, &recovered) >= a.partitions as f64 {
-            first = Some((Instant::now(), cpu_seconds()));
+            first = Some((
+                Instant::now(),
+                cpu_seconds(),
+                threads_of(std::process::id()),
+            ));
             if std::env::var_os("BENCH_MARK").is_some() {
                 eprintln!("MARK engine draining");
             }
         }
         if sent as usize >= total {
-            break (Instant::now(), cpu_seconds());
+            break (
+                Instant::now(),
+                cpu_seconds(),
+                threads_of(std::process::id()),
+            );
         }
         if engine.handle.is_finished() {
             anyhow::bail!("engine stopped early: {:?}", engine.handle.await?);
         }
     };
-    let first = first.unwrap_or((last.0, cpu0));
+    let first = first.unwrap_or((last.0, cpu0, Default::default()));
     let secs = last.0.duration_since(first.0).as_secs_f64();
     engine.stop.cancel();
     engine.handle.await??;
@@ -595,6 +606,7 @@ async fn engine_round(
         Rate {
             per_s: total as f64 / secs,
             per_cpu_s: total as f64 / (last.1 - first.1).max(1e-9),
+            threads: thread_delta(&first.2, &last.2),
         },
         naming,
     ))
@@ -632,6 +644,7 @@ async fn raw_round(e: &E2eArgs, written: &[Written], prefix: &str) -> anyhow::Re
     }
     warm.wait().await?;
     let (cpu0, t) = (cpu_seconds(), Instant::now());
+    let threads0 = threads_of(std::process::id());
     if std::env::var_os("BENCH_MARK").is_some() {
         eprintln!("MARK raw copying");
     }
@@ -651,6 +664,7 @@ async fn raw_round(e: &E2eArgs, written: &[Written], prefix: &str) -> anyhow::Re
     Ok(Rate {
         per_s: written.len() as f64 / t.elapsed().as_secs_f64(),
         per_cpu_s: written.len() as f64 / (cpu_seconds() - cpu0).max(1e-9),
+        threads: thread_delta(&threads0, &threads_of(std::process::id())),
     })
 }
 
@@ -890,6 +904,8 @@ pub async fn run(a: FanoutArgs) -> anyhow::Result<()> {
             raw.per_cpu_s,
             engine.per_s / raw.per_s
         );
+        println!("        engine threads (CPU-s): {}", engine.threads);
+        println!("        raw threads (CPU-s):    {}", raw.threads);
         rounds.push((engine, raw));
     }
     registry.stop().await?;

@@ -214,13 +214,24 @@ pub fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
-/// "min / median / max" of a set of figures.
+/// "min / median / max" of a set of figures; figures not measured (NaN) are
+/// left out and counted.
 pub fn spread(v: &[f64], digits: usize) -> String {
-    let min = v.iter().copied().fold(f64::INFINITY, f64::min);
-    let max = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let got: Vec<f64> = v.iter().copied().filter(|x| !x.is_nan()).collect();
+    if got.is_empty() {
+        return "not measured".into();
+    }
+    let min = got.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = got.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let missing = v.len() - got.len();
     format!(
-        "{min:.digits$} / {:.digits$} / {max:.digits$}",
-        median(v.to_vec())
+        "{min:.digits$} / {:.digits$} / {max:.digits$}{}",
+        median(got),
+        if missing > 0 {
+            format!(" ({missing} not measured)")
+        } else {
+            String::new()
+        }
     )
 }
 

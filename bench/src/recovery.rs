@@ -176,36 +176,37 @@ async fn round(a: &RecoveryArgs, registry: &str, n: usize) -> anyhow::Result<Rou
     let e = e2e_args(a);
     let (prefix, naming) = setup(&e, &format!("rec{n}")).await?;
     let total = (a.rate * (a.steady_secs + a.max_secs + 10.0)).ceil() as usize;
-    let (input, records, outputs): (String, Vec<(String, Vec<u8>)>, Vec<(String, i32)>) =
-        match a.service {
-            Service::Engine => {
-                let client = credit_schemas::registry::RegistryClient::new(registry)?;
-                let schema = client
-                    .register(
-                        &credit_core::topics::value_subject(&naming.records()),
-                        credit_schemas::CREDIT_RECORD_AVSC,
-                    )
-                    .await?;
-                let w = credit_bus_tests::engine::workload(total, schema, 11 + n as u64);
-                let outs = credit_core::DEPARTMENTS
-                    .iter()
-                    .flat_map(|d| (0..a.notice_partitions).map(move |p| (d.id, p)))
-                    .map(|(d, p)| (naming.notices(d), p))
-                    .collect();
-                (naming.records(), w.records, outs)
-            }
-            Service::Normaliser => {
-                let mut g = Generator::new(11 + n as u64, 0.0);
-                let recs = (0..total)
-                    .map(|_| {
-                        let s = g.record("courts");
-                        (s.key, s.value)
-                    })
-                    .collect();
-                let outs = (0..a.partitions).map(|p| (naming.records(), p)).collect();
-                (naming.inbound("courts"), recs, outs)
-            }
-        };
+    // (input topic, records to publish as (key, value), output partitions)
+    type Plan = (String, Vec<(String, Vec<u8>)>, Vec<(String, i32)>);
+    let (input, records, outputs): Plan = match a.service {
+        Service::Engine => {
+            let client = credit_schemas::registry::RegistryClient::new(registry)?;
+            let schema = client
+                .register(
+                    &credit_core::topics::value_subject(&naming.records()),
+                    credit_schemas::CREDIT_RECORD_AVSC,
+                )
+                .await?;
+            let w = credit_bus_tests::engine::workload(total, schema, 11 + n as u64);
+            let outs = credit_core::DEPARTMENTS
+                .iter()
+                .flat_map(|d| (0..a.notice_partitions).map(move |p| (d.id, p)))
+                .map(|(d, p)| (naming.notices(d), p))
+                .collect();
+            (naming.records(), w.records, outs)
+        }
+        Service::Normaliser => {
+            let mut g = Generator::new(11 + n as u64, 0.0);
+            let recs = (0..total)
+                .map(|_| {
+                    let s = g.record("courts");
+                    (s.key, s.value)
+                })
+                .collect();
+            let outs = (0..a.partitions).map(|p| (naming.records(), p)).collect();
+            (naming.inbound("courts"), recs, outs)
+        }
+    };
     let ends = Ends::new(&a.brokers, &outputs, a.read_committed)?;
     let mut service = spawn_service(a, &prefix, registry)?;
 
@@ -291,7 +292,9 @@ async fn round(a: &RecoveryArgs, registry: &str, n: usize) -> anyhow::Result<Rou
     let base = samples.last().map_or(out_at_kill, |s| s.1).max(out_at_kill);
     let (mut resumed, mut full_rate, mut caught_up) = (None, None, None);
     let mut exits = 0;
-    while caught_up.is_none() && killed.elapsed().as_secs_f64() < a.max_secs {
+    while (caught_up.is_none() || full_rate.is_none())
+        && killed.elapsed().as_secs_f64() < a.max_secs
+    {
         tokio::time::sleep(Duration::from_millis(50)).await;
         sample(&mut samples);
         if let Err(e) = service.check() {
@@ -314,7 +317,10 @@ async fn round(a: &RecoveryArgs, registry: &str, n: usize) -> anyhow::Result<Rou
             }
         }
         let due = pre_rate * (now - killed).as_secs_f64();
-        if resumed.is_some() && (out - out_at_kill) as f64 >= due - 0.5 * pre_rate {
+        if resumed.is_some()
+            && caught_up.is_none()
+            && (out - out_at_kill) as f64 >= due - 0.5 * pre_rate
+        {
             caught_up = Some(now - killed);
         }
     }
