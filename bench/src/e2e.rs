@@ -157,10 +157,9 @@ pub(crate) async fn setup(a: &E2eArgs, tag: &str) -> anyhow::Result<(String, Nam
 }
 
 /// Deletes the topics [`setup`] created for `naming` once a phase is done
-/// with them and every client of theirs is gone: tansu keeps every topic's
-/// metadata in one document that it rewrites on each idempotent produce, so a
-/// broker holding several phases' topics answers later phases measurably
-/// slower than one holding a single bus's topics, as in production.
+/// with them and every client of theirs is gone: each phase starts from a
+/// broker holding about one bus's topics, and a run's log directory stays
+/// small (a million notices are about half a gigabyte).
 pub(crate) async fn teardown(a: &E2eArgs, naming: &Naming) -> anyhow::Result<()> {
     use rdkafka::admin::{AdminClient, AdminOptions};
     use rdkafka::client::DefaultClientContext;
@@ -244,9 +243,22 @@ fn read_back(
     ready.store(true, Ordering::Release);
     let mut seen = HashMap::with_capacity(n);
     let deadline = Instant::now() + Duration::from_secs(300);
+    let mut errors = 0;
     while seen.len() < n && Instant::now() < deadline {
         if let Some(m) = c.poll(Duration::from_millis(50)) {
-            let m = m?;
+            // A topic just created is unknown to the broker for a moment
+            // (KRaft propagates its metadata): say so and read on; what never
+            // arrives shows in the count read back.
+            let m = match m {
+                Ok(m) => m,
+                Err(e) => {
+                    errors += 1;
+                    if errors <= 3 {
+                        eprintln!("read-back of {topic}: {e}; reading on");
+                    }
+                    continue;
+                }
+            };
             let at = Instant::now();
             let key = m
                 .key()

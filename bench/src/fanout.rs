@@ -77,7 +77,7 @@ pub struct FanoutArgs {
     partitions: i32,
     /// Partitions of each department's notices topic, as `kafka.notice_partitions`
     /// (default 1, the deployment default): each partition a batch touches is a
-    /// produce request of its own, which tansu serves one at a time per connection.
+    /// produce request of its own (librdkafka sends one per partition).
     #[arg(long, default_value_t = 1)]
     notice_partitions: i32,
     #[arg(long, default_value_t = 2000)]
@@ -690,9 +690,7 @@ struct Latency {
 /// Entries published at `rate` for warm-up + measured seconds, through a raw
 /// fan-out (consume, produce as many records as the entry has notices, store
 /// offsets after the acks), then through the engine, each on fresh topics
-/// deleted afterwards (tansu's fetch lists every stored batch of a partition,
-/// so a run on topics another run filled with small batches is slower). Only
-/// entries published after the warm-up count.
+/// deleted afterwards. Only entries published after the warm-up count.
 async fn latency(
     a: &FanoutArgs,
     e: &E2eArgs,

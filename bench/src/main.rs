@@ -7,10 +7,15 @@
 //! Figures: records/s per core and per-record latency percentiles (p50/p99).
 //!
 //! `cargo run --release -p credit-bench -- e2e --brokers 127.0.0.1:9092` measures the
-//! normaliser through a real broker beside a raw rdkafka copy (see [`e2e`]).
+//! normaliser through a real broker beside a raw rdkafka copy and the Python
+//! normaliser of `bench/python` (see [`e2e`]).
 //!
 //! `cargo run --release -p credit-bench -- fanout --brokers 127.0.0.1:9092` measures
 //! the engine's fan-out beside a raw produce of as many notices (see [`fanout`]).
+//!
+//! `cargo run --release -p credit-bench -- recovery --brokers 127.0.0.1:9092` measures
+//! the time to resumed output after SIGKILL of a service or the broker (see
+//! [`recovery`]). `bench/run.sh` runs each against a broker of its own.
 
 mod e2e;
 mod fanout;
@@ -77,7 +82,11 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 fn main() -> anyhow::Result<()> {
-    match Args::parse().cmd {
+    let args = Args::parse();
+    if matches!(args.cmd, Cmd::Normalise { .. } | Cmd::Notices { .. }) {
+        println!("$ {}", procs::command_line());
+    }
+    match args.cmd {
         Cmd::Notices { entries } => notices(entries),
         Cmd::E2e(a) => tokio::runtime::Runtime::new()?.block_on(e2e::run(a))?,
         Cmd::Recovery(a) => tokio::runtime::Runtime::new()?.block_on(recovery::run(a))?,
