@@ -16,6 +16,10 @@
 //! contender's CPU (`/proc/<pid>/stat`) over the same window gives records per
 //! CPU-second; the broker's CPU too when `--broker-pid` is given.
 //!
+//! `BENCH_NORMALISER_BIN` runs another build of the normaliser (an A/B of a
+//! change); `BENCH_LINGER_MS` and `BENCH_FETCH_WAIT_MS` reach it as its
+//! `kafka.linger_ms` and `kafka.fetch_wait_max_ms`.
+//!
 //! Latency: fresh topics, records published at a fixed rate (half the
 //! normaliser's median throughput; the Python one at half its own), from
 //! handing a record to the producer to reading its output back.
@@ -493,7 +497,12 @@ fn spawn(a: &E2eArgs, c: Contender, t: &Topics, registry: &str) -> anyhow::Resul
             cmd
         }
         Contender::Normaliser => {
-            let mut cmd = Command::new(sibling("credit-normaliser")?);
+            // BENCH_NORMALISER_BIN: another build of the normaliser, for an A/B.
+            let bin = match std::env::var_os("BENCH_NORMALISER_BIN") {
+                Some(b) => b.into(),
+                None => sibling("credit-normaliser")?,
+            };
+            let mut cmd = Command::new(bin);
             cmd.env("CREDIT_BUS__KAFKA__BROKERS", &a.brokers)
                 .env("CREDIT_BUS__KAFKA__TOPIC_PREFIX", &t.prefix)
                 .env("CREDIT_BUS__KAFKA__PARTITIONS", a.partitions.to_string())
