@@ -1,15 +1,31 @@
-//! End-to-end through a real broker: the normaliser beside a raw rdkafka
-//! consume → produce copy of the same records, same partitions, same batching
-//! and acknowledgement rule (await every ack, then store offsets), same
-//! librdkafka settings, in the same run.
+//! End-to-end through a real broker: the normaliser beside two baselines that
+//! read the same records from the same broker, each in a process of its own:
 //!
-//! * Throughput: both drain the same pre-published backlog; the clock runs from
-//!   the first record read to the last output acknowledged. Also records per
-//!   CPU-second of this process (the broker's CPU is not counted).
-//! * Latency: fresh topics, records published at a fixed rate; latency is the
-//!   time from handing a record to the producer to reading its output back.
+//! * a raw rdkafka consume → produce copy (`credit-bench copy`): same
+//!   partitions, same batching and acknowledgement rule (await every ack, then
+//!   store offsets), same librdkafka settings;
+//! * the Python normaliser a department team would write
+//!   (`bench/python/normaliser.py`: confluent-kafka, fastavro, python-stdnum;
+//!   same checks, same Avro bytes, same dead letters).
+//!
+//! Throughput, in `--rounds` after a warm-up pass of each: every contender
+//! drains its own copy of the same pre-published backlog on fresh topics
+//! (deleted afterwards). The bench watches only the output topics' end offsets
+//! (one ListOffsets request every 5 ms), so the clock runs from the first
+//! output to the last, over the records output in between, and the
+//! contender's CPU (`/proc/<pid>/stat`) over the same window gives records per
+//! CPU-second; the broker's CPU too when `--broker-pid` is given.
+//!
+//! `BENCH_NORMALISER_BIN` runs another build of the normaliser (an A/B of a
+//! change); `BENCH_LINGER_MS` and `BENCH_FETCH_WAIT_MS` reach it as its
+//! `kafka.linger_ms` and `kafka.fetch_wait_max_ms`.
+//!
+//! Latency: fresh topics, records published at a fixed rate (half the
+//! normaliser's median throughput; the Python one at half its own), from
+//! handing a record to the producer to reading its output back.
 
 use std::collections::HashMap;
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -17,7 +33,6 @@ use std::time::{Duration, Instant};
 use credit_core::topics::Naming;
 use credit_datagen::Generator;
 use credit_runtime::config::{Common, KafkaConfig, RegistryConfig, TelemetryConfig};
-use credit_runtime::metrics::MetricName;
 use credit_runtime::telemetry::Telemetry;
 use futures::FutureExt;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, StreamConsumer};
@@ -25,6 +40,8 @@ use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
+
+use crate::procs::{Ends, Proc, sibling, spread, thread_delta, threads_of};
 
 #[derive(clap::Args, Clone)]
 pub struct E2eArgs {
@@ -56,6 +73,18 @@ pub struct E2eArgs {
     /// Share of bad records (dead-lettered) in the throughput backlog.
     #[arg(long, default_value_t = 0.05)]
     pub(crate) bad_share: f64,
+    /// Throughput rounds (each contender once per round, in turn).
+    #[arg(long, default_value_t = 3)]
+    pub(crate) rounds: usize,
+    /// Records of the warm-up pass of each contender (not counted).
+    #[arg(long, default_value_t = 50_000)]
+    pub(crate) warmup_records: usize,
+    /// The Python normaliser (run with `python3`); empty: leave it out.
+    #[arg(long, default_value = "bench/python/normaliser.py")]
+    pub(crate) python: String,
+    /// The broker's pid, to report its CPU beside each contender's.
+    #[arg(long)]
+    pub(crate) broker_pid: Option<u32>,
 }
 
 /// The embedded profile's client settings; `BENCH_LINGER_MS` and
@@ -132,10 +161,9 @@ pub(crate) async fn setup(a: &E2eArgs, tag: &str) -> anyhow::Result<(String, Nam
 }
 
 /// Deletes the topics [`setup`] created for `naming` once a phase is done
-/// with them and every client of theirs is gone: tansu keeps every topic's
-/// metadata in one document that it rewrites on each idempotent produce, so a
-/// broker holding several phases' topics answers later phases measurably
-/// slower than one holding a single bus's topics, as in production.
+/// with them and every client of theirs is gone: each phase starts from a
+/// broker holding about one bus's topics, and a run's log directory stays
+/// small (a million notices are about half a gigabyte).
 pub(crate) async fn teardown(a: &E2eArgs, naming: &Naming) -> anyhow::Result<()> {
     use rdkafka::admin::{AdminClient, AdminOptions};
     use rdkafka::client::DefaultClientContext;
@@ -189,127 +217,11 @@ async fn publish(
     Ok(out)
 }
 
-/// The baseline: consume → produce the same bytes, batch by batch, storing offsets
-/// after every ack, exactly as the normaliser does. Returns (first read, last ack).
-async fn copy_loop(
-    k: &KafkaConfig,
-    inbound: &str,
-    out: &str,
-    batch_size: usize,
-    n: usize,
-    stop: CancellationToken,
-) -> anyhow::Result<(Instant, Instant)> {
-    let consumer: StreamConsumer =
-        credit_runtime::kafka::consumer(k, "bench-copy", &format!("{out}.group")).create()?;
-    consumer.subscribe(&[inbound])?;
-    let producer: FutureProducer = credit_runtime::kafka::producer(k, "bench-copy").create()?;
-    let mut first = None;
-    let mut done = 0usize;
-    let mut key = String::with_capacity(32);
-    loop {
-        let m = tokio::select! {
-            _ = stop.cancelled() => anyhow::bail!("copy stopped after {done} of {n}"),
-            m = consumer.recv() => m,
-        };
-        first.get_or_insert_with(Instant::now);
-        let mut pending = Vec::with_capacity(batch_size);
-        let mut offsets: HashMap<i32, i64> = HashMap::new();
-        let mut next = Some(m);
-        let mut read = 0;
-        while let Some(m) = next.take() {
-            let msg = m?;
-            read += 1;
-            // The key carries the source position, as the normaliser's record id does.
-            key.clear();
-            key.push_str(itoa::Buffer::new().format(msg.partition()));
-            key.push(':');
-            key.push_str(itoa::Buffer::new().format(msg.offset()));
-            let mut rec = FutureRecord::<[u8], [u8]>::to(out).key(key.as_bytes());
-            if let Some(p) = msg.payload() {
-                rec = rec.payload(p);
-            }
-            pending.push(producer.send_result(rec).map_err(|(e, _)| e)?);
-            let o = offsets.entry(msg.partition()).or_insert(0);
-            *o = (*o).max(msg.offset() + 1);
-            if read < batch_size {
-                next = consumer.recv().now_or_never();
-            }
-        }
-        for f in pending {
-            f.await?.map_err(|(e, _)| e)?;
-        }
-        let mut tpl = TopicPartitionList::new();
-        for (p, o) in &offsets {
-            tpl.add_partition_offset(inbound, *p, Offset::Offset(*o))?;
-        }
-        consumer.store_offsets(&tpl)?;
-        done += read;
-        if done >= n {
-            let _ = consumer.commit_consumer_state(CommitMode::Async);
-            return Ok((first.unwrap_or_else(Instant::now), Instant::now()));
-        }
-    }
-}
-
 pub(crate) fn metric(text: &str, name: &str) -> f64 {
     text.lines()
         .filter(|l| l.starts_with(name))
         .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
         .sum()
-}
-
-/// Runs the normaliser until `n` records are acknowledged; returns (first read, last ack).
-async fn normaliser_until(
-    a: &E2eArgs,
-    prefix: &str,
-    registry: &str,
-    n: usize,
-    started: impl FnOnce(),
-) -> anyhow::Result<(
-    Instant,
-    Instant,
-    CancellationToken,
-    tokio::task::JoinHandle<Result<(), credit_normaliser::Error>>,
-)> {
-    let config = credit_normaliser::Config {
-        common: common(kafka(a, prefix), registry),
-        normaliser: credit_normaliser::NormaliserConfig {
-            department: a.department.clone(),
-            batch_size: a.batch_size,
-            max_record_bytes: credit_normaliser::DEFAULT_MAX_RECORD_BYTES,
-        },
-    };
-    let tel = Telemetry::new("credit-normaliser")?;
-    let stop = CancellationToken::new();
-    let handle = tokio::spawn(credit_normaliser::run(
-        config,
-        tel.clone(),
-        Default::default(),
-        stop.clone(),
-    ));
-    started();
-    let mut first = None;
-    loop {
-        // Polling the exporter every 5 ms bounds the timing error at 5 ms per end.
-        tokio::time::sleep(Duration::from_millis(5)).await;
-        let text = tel.render()?;
-        if first.is_none() && metric(&text, MetricName::RecordsIn.exported()) > 0.0 {
-            first = Some(Instant::now());
-        }
-        let acked = metric(&text, MetricName::RecordsOut.exported())
-            + metric(&text, MetricName::RecordsDeadLettered.exported());
-        if acked as usize >= n {
-            return Ok((
-                first.unwrap_or_else(Instant::now),
-                Instant::now(),
-                stop,
-                handle,
-            ));
-        }
-        if handle.is_finished() {
-            anyhow::bail!("normaliser stopped early: {:?}", handle.await?);
-        }
-    }
 }
 
 /// Reads `topic` from the beginning (no group, no rebalance wait) and records when
@@ -335,9 +247,22 @@ fn read_back(
     ready.store(true, Ordering::Release);
     let mut seen = HashMap::with_capacity(n);
     let deadline = Instant::now() + Duration::from_secs(300);
+    let mut errors = 0;
     while seen.len() < n && Instant::now() < deadline {
         if let Some(m) = c.poll(Duration::from_millis(50)) {
-            let m = m?;
+            // A topic just created is unknown to the broker for a moment
+            // (KRaft propagates its metadata): say so and read on; what never
+            // arrives shows in the count read back.
+            let m = match m {
+                Ok(m) => m,
+                Err(e) => {
+                    errors += 1;
+                    if errors <= 3 {
+                        eprintln!("read-back of {topic}: {e}; reading on");
+                    }
+                    continue;
+                }
+            };
             let at = Instant::now();
             let key = m
                 .key()
@@ -389,148 +314,457 @@ pub(crate) async fn start_registry(
     credit_registry::spawn(config, Telemetry::new("credit-registry")?).await
 }
 
+/// The raw copy as a process of its own (`credit-bench copy`).
+#[derive(clap::Args, Clone)]
+pub struct CopyArgs {
+    #[arg(long)]
+    brokers: String,
+    #[arg(long)]
+    inbound: String,
+    #[arg(long)]
+    out: String,
+    #[arg(long)]
+    group: String,
+    #[arg(long, default_value_t = 5000)]
+    batch_size: usize,
+}
+
+/// Runs the raw copy until SIGTERM.
+pub async fn copy_main(c: CopyArgs) -> anyhow::Result<()> {
+    let mut k = KafkaConfig::local(&c.brokers, "bench", 1);
+    k.extra = kafka(&args_for_env(&c.brokers), "bench").extra;
+    let stop = CancellationToken::new();
+    let s = stop.clone();
+    tokio::spawn(async move {
+        if let Ok(mut t) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            t.recv().await;
+        }
+        s.cancel();
+    });
+    copy_loop(&k, &c.inbound, &c.out, &c.group, c.batch_size, stop).await
+}
+
+/// E2eArgs with only the brokers set, for [`kafka`]'s environment overrides.
+fn args_for_env(brokers: &str) -> E2eArgs {
+    E2eArgs {
+        brokers: brokers.to_string(),
+        department: "courts".into(),
+        records: 0,
+        latency_records: 0,
+        latency_rate: 0,
+        partitions: 1,
+        notice_partitions: 1,
+        batch_size: 1,
+        bad_share: 0.0,
+        rounds: 0,
+        warmup_records: 0,
+        python: String::new(),
+        broker_pid: None,
+    }
+}
+
+/// The baseline: consume → produce the same bytes, batch by batch, storing offsets
+/// after every ack, exactly as the normaliser does, until `stop`.
+async fn copy_loop(
+    k: &KafkaConfig,
+    inbound: &str,
+    out: &str,
+    group: &str,
+    batch_size: usize,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
+    let consumer: StreamConsumer =
+        credit_runtime::kafka::consumer(k, "bench-copy", group).create()?;
+    consumer.subscribe(&[inbound])?;
+    let producer: FutureProducer = credit_runtime::kafka::producer(k, "bench-copy").create()?;
+    let mut key = String::with_capacity(32);
+    loop {
+        let m = tokio::select! {
+            _ = stop.cancelled() => break,
+            m = consumer.recv() => m,
+        };
+        let mut pending = Vec::with_capacity(batch_size);
+        let mut offsets: HashMap<i32, i64> = HashMap::new();
+        let mut next = Some(m);
+        let mut read = 0;
+        while let Some(m) = next.take() {
+            let msg = m?;
+            read += 1;
+            // The key carries the source position, as the normaliser's record id does.
+            key.clear();
+            key.push_str(itoa::Buffer::new().format(msg.partition()));
+            key.push(':');
+            key.push_str(itoa::Buffer::new().format(msg.offset()));
+            let mut rec = FutureRecord::<[u8], [u8]>::to(out).key(key.as_bytes());
+            if let Some(p) = msg.payload() {
+                rec = rec.payload(p);
+            }
+            pending.push(producer.send_result(rec).map_err(|(e, _)| e)?);
+            let o = offsets.entry(msg.partition()).or_insert(0);
+            *o = (*o).max(msg.offset() + 1);
+            if read < batch_size {
+                next = consumer.recv().now_or_never();
+            }
+        }
+        for f in pending {
+            f.await?.map_err(|(e, _)| e)?;
+        }
+        let mut tpl = TopicPartitionList::new();
+        for (p, o) in &offsets {
+            tpl.add_partition_offset(inbound, *p, Offset::Offset(*o))?;
+        }
+        consumer.store_offsets(&tpl)?;
+    }
+    let _ = consumer.commit_consumer_state(CommitMode::Sync);
+    Ok(())
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Contender {
+    Copy,
+    Normaliser,
+    Python,
+}
+
+impl Contender {
+    fn label(self) -> &'static str {
+        match self {
+            Contender::Copy => "raw rdkafka copy",
+            Contender::Normaliser => "normaliser (Rust)",
+            Contender::Python => "Python normaliser",
+        }
+    }
+}
+
+/// A contender's topics: its input and its outputs.
+struct Topics {
+    prefix: String,
+    inbound: String,
+    outputs: Vec<String>,
+    all: Vec<String>,
+}
+
+fn topics(a: &E2eArgs, c: Contender, tag: &str) -> Topics {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let prefix = format!("bench-{tag}-{}", nanos % 1_000_000_000);
+    let n = Naming::new(&prefix);
+    let outputs = match c {
+        Contender::Copy => vec![copy_topic(&prefix)],
+        _ => vec![n.records(), n.dlq(&a.department)],
+    };
+    let mut all = outputs.clone();
+    all.push(n.inbound(&a.department));
+    Topics {
+        inbound: n.inbound(&a.department),
+        prefix,
+        outputs,
+        all,
+    }
+}
+
+async fn delete_topics(a: &E2eArgs, topics: &[String]) -> anyhow::Result<()> {
+    use rdkafka::admin::{AdminClient, AdminOptions};
+    use rdkafka::client::DefaultClientContext;
+    let admin: AdminClient<DefaultClientContext> =
+        credit_runtime::kafka::base(&kafka(a, "x"), "bench-teardown").create()?;
+    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    for r in admin.delete_topics(&names, &opts).await? {
+        if let Err((topic, code)) = r {
+            anyhow::bail!("deleting {topic}: {code}");
+        }
+    }
+    Ok(())
+}
+
+/// Starts a contender reading `t.inbound`.
+fn spawn(a: &E2eArgs, c: Contender, t: &Topics, registry: &str) -> anyhow::Result<Proc> {
+    let n = Naming::new(&t.prefix);
+    let cmd = match c {
+        Contender::Copy => {
+            let mut cmd = Command::new(std::env::current_exe()?);
+            cmd.args(["copy", "--brokers", &a.brokers, "--inbound", &t.inbound])
+                .args([
+                    "--out",
+                    &t.outputs[0],
+                    "--group",
+                    &format!("{}.copy", t.prefix),
+                ])
+                .args(["--batch-size", &a.batch_size.to_string()]);
+            cmd
+        }
+        Contender::Normaliser => {
+            // BENCH_NORMALISER_BIN: another build of the normaliser, for an A/B.
+            let bin = match std::env::var_os("BENCH_NORMALISER_BIN") {
+                Some(b) => b.into(),
+                None => sibling("credit-normaliser")?,
+            };
+            let mut cmd = Command::new(bin);
+            cmd.env("CREDIT_BUS__KAFKA__BROKERS", &a.brokers)
+                .env("CREDIT_BUS__KAFKA__TOPIC_PREFIX", &t.prefix)
+                .env("CREDIT_BUS__KAFKA__PARTITIONS", a.partitions.to_string())
+                .env("CREDIT_BUS__REGISTRY__URL", registry)
+                .env("CREDIT_BUS__NORMALISER__DEPARTMENT", &a.department)
+                .env(
+                    "CREDIT_BUS__NORMALISER__BATCH_SIZE",
+                    a.batch_size.to_string(),
+                )
+                .env("CREDIT_BUS__TELEMETRY__LOG_FILTER", "warn")
+                .env("CREDIT_BUS__TELEMETRY__LOG_FORMAT", "pretty");
+            if let Ok(v) = std::env::var("BENCH_LINGER_MS") {
+                cmd.env("CREDIT_BUS__KAFKA__LINGER_MS", v);
+            }
+            if let Ok(v) = std::env::var("BENCH_FETCH_WAIT_MS") {
+                cmd.env("CREDIT_BUS__KAFKA__FETCH_WAIT_MAX_MS", v);
+            }
+            cmd
+        }
+        Contender::Python => {
+            anyhow::ensure!(
+                a.department == "courts",
+                "the Python normaliser handles the courts' format only"
+            );
+            let mut cmd = Command::new("python3");
+            cmd.arg(&a.python)
+                .args(["--brokers", &a.brokers, "--inbound", &t.inbound])
+                .args(["--records", &n.records(), "--dlq", &n.dlq(&a.department)])
+                .args([
+                    "--registry",
+                    registry,
+                    "--group",
+                    &format!("{}.py", t.prefix),
+                ])
+                .args(["--batch-size", &a.batch_size.to_string()])
+                .stdout(std::process::Stdio::null());
+            cmd
+        }
+    };
+    Proc::spawn(c.label(), cmd)
+}
+
+/// One contender draining one backlog.
+#[derive(Clone)]
+struct Drain {
+    /// Records output in the measured window, and the window.
+    records: i64,
+    secs: f64,
+    cpu: f64,
+    broker_cpu: f64,
+    threads: String,
+}
+
+impl Drain {
+    fn rate(&self) -> f64 {
+        self.records as f64 / self.secs
+    }
+    fn per_cpu(&self) -> f64 {
+        self.records as f64 / self.cpu.max(1e-9)
+    }
+}
+
+/// Publishes `n` records to fresh topics, starts contender `c` on them and
+/// measures from its first output to its last; deletes the topics after.
+async fn drain(
+    a: &E2eArgs,
+    c: Contender,
+    n: usize,
+    registry: &str,
+    tag: &str,
+) -> anyhow::Result<Drain> {
+    let t = topics(a, c, tag);
+    credit_runtime::kafka::ensure_topics(&kafka(a, &t.prefix), &t.all).await?;
+    publish(a, &t.inbound, n, a.bad_share, 0).await?;
+    let parts: Vec<(String, i32)> = t
+        .outputs
+        .iter()
+        .flat_map(|o| (0..a.partitions).map(move |p| (o.clone(), p)))
+        .collect();
+    let ends = Ends::new(&a.brokers, &parts, false)?;
+    let broker_cpu = || a.broker_pid.map_or(f64::NAN, crate::procs::cpu_of);
+    let mut p = spawn(a, c, &t, registry)?;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let mut first = None;
+    let last = loop {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let out = ends.sum()?;
+        if first.is_none() && out > 0 {
+            first = Some((
+                Instant::now(),
+                out,
+                p.cpu(),
+                broker_cpu(),
+                threads_of(p.pid()),
+            ));
+        }
+        if out >= n as i64 {
+            break (
+                Instant::now(),
+                out,
+                p.cpu(),
+                broker_cpu(),
+                threads_of(p.pid()),
+            );
+        }
+        p.check()?;
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "{} output {out} of {n} in 600 s",
+            c.label()
+        );
+    };
+    p.stop();
+    delete_topics(a, &t.all).await?;
+    let first = first.expect("set before the last output");
+    Ok(Drain {
+        records: last.1 - first.1,
+        secs: last.0.duration_since(first.0).as_secs_f64(),
+        cpu: last.2 - first.2,
+        broker_cpu: last.3 - first.3,
+        threads: thread_delta(&first.4, &last.4),
+    })
+}
+
+/// Latency of contender `c` at `rate` records/s: publish time to read-back time.
+async fn latency(
+    a: &E2eArgs,
+    c: Contender,
+    rate: u64,
+    registry: &str,
+) -> anyhow::Result<(f64, f64, usize)> {
+    let t = topics(a, c, "lat");
+    credit_runtime::kafka::ensure_topics(&kafka(a, &t.prefix), &t.all).await?;
+    let m = a.latency_records;
+    let ready = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let (b, out, ready, parts) = (
+            a.brokers.clone(),
+            t.outputs[0].clone(),
+            ready.clone(),
+            a.partitions,
+        );
+        std::thread::spawn(move || read_back(&b, &out, parts, m, ready))
+    };
+    let mut p = spawn(a, c, &t, registry)?;
+    while !ready.load(Ordering::Acquire) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The contender joins its group and registers its schema first.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    p.check()?;
+    let sent = publish(a, &t.inbound, m, 0.0, rate).await?;
+    let got = reader
+        .join()
+        .map_err(|_| anyhow::anyhow!("reader panicked"))??;
+    p.stop();
+    delete_topics(a, &t.all).await?;
+    Ok(percentiles(&sent, &got))
+}
+
 pub async fn run(a: E2eArgs) -> anyhow::Result<()> {
     let n = a.records;
+    println!("$ {}", crate::procs::command_line());
     println!(
-        "end-to-end through the broker at {}: department {}, {n} records ({}% bad), {} partitions, batch {}",
+        "end-to-end through the broker at {}: department {}, {n} records ({}% bad), {} partitions, batch {}, {} rounds after a warm-up of {} records each",
         a.brokers,
         a.department,
         a.bad_share * 100.0,
         a.partitions,
-        a.batch_size
-    );
-    let (prefix, naming) = setup(&a, "tp").await?;
-    let registry = start_registry(&a, &prefix).await?;
-    let inbound = naming.inbound(&a.department);
-    let t = Instant::now();
-    publish(&a, &inbound, n, a.bad_share, 0).await?;
-    println!(
-        "  published the backlog in {:.2}s",
-        t.elapsed().as_secs_f64()
-    );
-
-    let cpu0 = cpu_seconds();
-    let (f, l) = copy_loop(
-        &kafka(&a, &prefix),
-        &inbound,
-        &copy_topic(&prefix),
         a.batch_size,
-        n,
-        CancellationToken::new(),
-    )
-    .await?;
-    let copy_cpu = cpu_seconds() - cpu0;
-    let copy_rate = n as f64 / l.duration_since(f).as_secs_f64();
+        a.rounds,
+        a.warmup_records
+    );
+    let mut contenders = vec![Contender::Copy, Contender::Normaliser];
+    if !a.python.is_empty() {
+        contenders.push(Contender::Python);
+    }
+    let registry = start_registry(&a, &format!("bench-e2e-reg-{}", std::process::id())).await?;
+    let url = registry.url();
+    for &c in &contenders {
+        let w = drain(&a, c, a.warmup_records, &url, "warm").await?;
+        println!("  warm-up {:<20} {:>9.0} records/s", c.label(), w.rate());
+    }
+    println!(
+        "{:<7}{:<20}{:>12}{:>16}{:>14}{:>16}   per-thread CPU",
+        "round", "contender", "records/s", "records/CPU-s", "CPU-s", "broker CPU-s"
+    );
+    let mut all: Vec<Vec<Drain>> = vec![Vec::new(); contenders.len()];
+    for round in 1..=a.rounds.max(1) {
+        for (i, &c) in contenders.iter().enumerate() {
+            let d = drain(&a, c, n, &url, &format!("r{round}")).await?;
+            println!(
+                "{:<7}{:<20}{:>12.0}{:>16.0}{:>14.2}{:>16.2}   {}",
+                round,
+                c.label(),
+                d.rate(),
+                d.per_cpu(),
+                d.cpu,
+                d.broker_cpu,
+                d.threads
+            );
+            all[i].push(d);
+        }
+    }
+    println!("min / median / max over {} rounds:", a.rounds.max(1));
+    for (i, &c) in contenders.iter().enumerate() {
+        let rates: Vec<f64> = all[i].iter().map(Drain::rate).collect();
+        let cpu: Vec<f64> = all[i].iter().map(Drain::per_cpu).collect();
+        println!(
+            "  {:<20} records/s {}   records/CPU-s {}",
+            c.label(),
+            spread(&rates, 0),
+            spread(&cpu, 0)
+        );
+    }
+    // Ratios within each round (the host drifts between rounds).
+    let ratio = |x: usize, y: usize, f: fn(&Drain) -> f64| -> Vec<f64> {
+        all[x]
+            .iter()
+            .zip(&all[y])
+            .map(|(p, q)| f(p) / f(q))
+            .collect()
+    };
+    let goals = [
+        (1, 0, "normaliser / raw copy", 0.9),
+        (1, 2, "normaliser / Python", 10.0),
+    ];
+    for (x, y, what, goal) in goals {
+        if y >= contenders.len() {
+            continue;
+        }
+        println!(
+            "  {what:<24} per CPU-s {} (goal >= {goal}), wall-clock {}",
+            spread(&ratio(x, y, Drain::per_cpu), 3),
+            spread(&ratio(x, y, Drain::rate), 3)
+        );
+    }
 
-    let cpu0 = cpu_seconds();
-    let (f, l, stop, handle) = normaliser_until(&a, &prefix, &registry.url(), n, || ()).await?;
-    let norm_cpu = cpu_seconds() - cpu0;
-    let norm_rate = n as f64 / l.duration_since(f).as_secs_f64();
-    stop.cancel();
-    handle.await??;
-
-    // Latency at a fixed rate, each side on fresh topics so neither sees a backlog.
+    let median_rate = |i: usize| crate::procs::median(all[i].iter().map(Drain::rate).collect());
     let rate = if a.latency_rate > 0 {
         a.latency_rate
     } else {
-        (norm_rate / 2.0) as u64
+        (median_rate(1) / 2.0) as u64
     };
-    let lat = |tag: &'static str| {
-        let a = a.clone();
-        async move { setup(&a, tag).await }
-    };
-    let m = a.latency_records;
-
-    let (p2, n2) = lat("lc").await?;
-    let ready = Arc::new(AtomicBool::new(false));
-    let out = copy_topic(&p2);
-    let reader = {
-        let (b, out, ready, parts) = (a.brokers.clone(), out.clone(), ready.clone(), a.partitions);
-        std::thread::spawn(move || read_back(&b, &out, parts, m, ready))
-    };
-    let stop = CancellationToken::new();
-    let copier = {
-        let (k, inb, out, bs, stop) = (
-            kafka(&a, &p2),
-            n2.inbound(&a.department),
-            out.clone(),
-            a.batch_size,
-            stop.clone(),
+    println!(
+        "latency, publish -> output read back, {} records each (no bad ones):",
+        a.latency_records
+    );
+    for (i, &c) in contenders.iter().enumerate() {
+        // The Python normaliser cannot keep up with half the Rust one's
+        // rate: it is measured at half its own.
+        let r = if c == Contender::Python && a.latency_rate == 0 {
+            (median_rate(i) / 2.0) as u64
+        } else {
+            rate
+        };
+        let (p50, p99, got) = latency(&a, c, r, &url).await?;
+        println!(
+            "  {:<20} at {r:>7} records/s: p50 {p50:>7.1} ms, p99 {p99:>7.1} ms ({got} read back)",
+            c.label()
         );
-        tokio::spawn(async move { copy_loop(&k, &inb, &out, bs, m, stop).await })
-    };
-    while !ready.load(Ordering::Acquire) {
-        tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    // Give the copy's consumer group time to join before the clock matters.
-    tokio::time::sleep(Duration::from_secs(4)).await;
-    let sent = publish(&a, &n2.inbound(&a.department), m, 0.0, rate).await?;
-    let got = reader
-        .join()
-        .map_err(|_| anyhow::anyhow!("reader panicked"))??;
-    let (c50, c99, cn) = percentiles(&sent, &got);
-    stop.cancel();
-    let _ = copier.await;
-
-    let (p3, n3) = lat("ln").await?;
-    let ready = Arc::new(AtomicBool::new(false));
-    let reader = {
-        let (b, out, ready, parts) = (a.brokers.clone(), n3.records(), ready.clone(), a.partitions);
-        std::thread::spawn(move || read_back(&b, &out, parts, m, ready))
-    };
-    let config = credit_normaliser::Config {
-        common: common(kafka(&a, &p3), &registry.url()),
-        normaliser: credit_normaliser::NormaliserConfig {
-            department: a.department.clone(),
-            batch_size: a.batch_size,
-            max_record_bytes: credit_normaliser::DEFAULT_MAX_RECORD_BYTES,
-        },
-    };
-    let stop = CancellationToken::new();
-    let norm = tokio::spawn(credit_normaliser::run(
-        config,
-        Telemetry::new("credit-normaliser")?,
-        Default::default(),
-        stop.clone(),
-    ));
-    while !ready.load(Ordering::Acquire) {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    tokio::time::sleep(Duration::from_secs(4)).await;
-    let sent = publish(&a, &n3.inbound(&a.department), m, 0.0, rate).await?;
-    let got = reader
-        .join()
-        .map_err(|_| anyhow::anyhow!("reader panicked"))??;
-    let (n50, n99, nn) = percentiles(&sent, &got);
-    stop.cancel();
-    norm.await??;
     registry.stop().await?;
-
-    println!(
-        "{:<22}{:>12}{:>22}{:>10}{:>10}",
-        "", "records/s", "records/CPU-s (bench)", "p50 ms", "p99 ms"
-    );
-    println!(
-        "{:<22}{:>12.0}{:>22.0}{:>10.1}{:>10.1}",
-        "raw rdkafka copy",
-        copy_rate,
-        n as f64 / copy_cpu.max(1e-9),
-        c50,
-        c99
-    );
-    println!(
-        "{:<22}{:>12.0}{:>22.0}{:>10.1}{:>10.1}",
-        "normaliser",
-        norm_rate,
-        n as f64 / norm_cpu.max(1e-9),
-        n50,
-        n99
-    );
-    println!(
-        "{:<22}{:>12.3}",
-        "ratio (normaliser/copy)",
-        norm_rate / copy_rate
-    );
-    println!("  latency at {rate} records/s, {m} records each ({cn} and {nn} read back)");
     Ok(())
 }

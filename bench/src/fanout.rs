@@ -21,7 +21,10 @@
 //!   its own histogram of input timestamp to last notice acknowledged over the
 //!   same window), each on fresh topics.
 //!
-//! Restart tansu before a run: what it holds slows it down (docs/engine.md).
+//! A warm-up round of each (`--warmup-records`) comes first, not counted:
+//! a fresh Kafka broker's first consumer group and producer ids take seconds.
+//! `--read-committed` reads notices back with `isolation.level=read_committed`
+//! (for an engine whose output is transactional).
 //!
 //! `BENCH_MARK=1` prints a line to
 //! stderr as each measured phase starts, for a profiler to attach.
@@ -46,6 +49,7 @@ use tokio_util::sync::CancellationToken;
 use crate::e2e::{
     E2eArgs, common, copy_topic, cpu_seconds, kafka, metric, setup, start_registry, teardown,
 };
+use crate::procs::{thread_delta, threads_of};
 
 #[derive(clap::Args, Clone)]
 pub struct FanoutArgs {
@@ -70,7 +74,7 @@ pub struct FanoutArgs {
     partitions: i32,
     /// Partitions of each department's notices topic, as `kafka.notice_partitions`
     /// (default 1, the deployment default): each partition a batch touches is a
-    /// produce request of its own, which tansu serves one at a time per connection.
+    /// produce request of its own (librdkafka sends one per partition).
     #[arg(long, default_value_t = 1)]
     notice_partitions: i32,
     #[arg(long, default_value_t = 2000)]
@@ -81,6 +85,25 @@ pub struct FanoutArgs {
     /// Records/s in the latency run; 0: half the measured entry rate.
     #[arg(long, default_value_t = 0.0)]
     latency_rate: f64,
+    /// Read notices back with `isolation.level=read_committed`: an engine
+    /// with transactional output has acknowledged a notice once its
+    /// transaction is committed.
+    #[arg(long)]
+    read_committed: bool,
+    /// Records of an engine round and a raw round before the measured ones
+    /// (group coordinator, producer ids, log segments, caches), not counted;
+    /// 0: none.
+    #[arg(long, default_value_t = 20_000)]
+    warmup_records: usize,
+}
+
+/// The isolation level readers of notices use.
+fn isolation(a: &FanoutArgs) -> &'static str {
+    if a.read_committed {
+        "read_committed"
+    } else {
+        "read_uncommitted"
+    }
 }
 
 fn args(a: &FanoutArgs) -> E2eArgs {
@@ -94,6 +117,10 @@ fn args(a: &FanoutArgs) -> E2eArgs {
         notice_partitions: a.notice_partitions,
         batch_size: a.batch_size,
         bad_share: 0.0,
+        rounds: a.rounds,
+        warmup_records: 0,
+        python: String::new(),
+        broker_pid: None,
     }
 }
 
@@ -177,9 +204,11 @@ fn read_back(
     partitions: i32,
     (want, segments): (usize, usize),
     ready: Arc<AtomicBool>,
+    isolation: &str,
 ) -> anyhow::Result<HashMap<String, Instant>> {
     let c: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
+        .set("isolation.level", isolation)
         .set("fetch.wait.max.ms", "10")
         .set("enable.auto.commit", "false")
         .set("group.id", "bench-fanout-read-back")
@@ -188,9 +217,20 @@ fn read_back(
     for d in credit_core::DEPARTMENTS {
         let t = naming.notices(d.id);
         for p in 0..partitions {
-            // tansu may answer a little below the end: the key filter drops
-            // what an earlier run left there.
-            let (_, high) = c.fetch_watermarks(&t, p, Duration::from_secs(10))?;
+            // A topic just created may not be known to the broker's
+            // metadata for a moment (KRaft propagates it): retry.
+            let mut tries = 0;
+            let (_, high) = loop {
+                match c.fetch_watermarks(&t, p, Duration::from_secs(10)) {
+                    Ok(w) => break w,
+                    Err(e) if tries < 30 => {
+                        tries += 1;
+                        eprintln!("read-back: watermarks of {t}/{p}: {e}; retrying");
+                        std::thread::sleep(Duration::from_millis(500));
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            };
             tpl.add_partition_offset(&t, p, Offset::Offset(high))?;
         }
     }
@@ -233,7 +273,10 @@ fn spawn_read_back(
         ready.clone(),
     );
     (
-        std::thread::spawn(move || read_back(&b, &n, p, want, r)),
+        {
+            let iso = isolation(a);
+            std::thread::spawn(move || read_back(&b, &n, p, want, r, iso))
+        },
         ready,
     )
 }
@@ -269,10 +312,12 @@ fn read_all(
     naming: &Naming,
     partitions: i32,
     want: usize,
+    isolation: &str,
 ) -> anyhow::Result<Vec<Written>> {
     use rdkafka::message::Headers;
     let c: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
+        .set("isolation.level", isolation)
         .set("fetch.wait.max.ms", "10")
         .set("enable.auto.commit", "false")
         .set("group.id", "bench-fanout-read-all")
@@ -476,10 +521,12 @@ async fn record_schema(registry: &str, naming: &Naming) -> anyhow::Result<u32> {
 
 /// One throughput measurement: notices/s and notices per CPU-second of this
 /// process.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 struct Rate {
     per_s: f64,
     per_cpu_s: f64,
+    /// CPU seconds per thread (name) of this process over the measurement.
+    threads: String,
 }
 
 /// The engine drains `w` from a fresh set of topics; the clock runs from the
@@ -520,19 +567,27 @@ async fn engine_round(
         let text = engine.tel.render()?;
         let sent = metric(&text, MetricName::NoticesSent.exported());
         if first.is_none() && metric(&text, &recovered) >= a.partitions as f64 {
-            first = Some((Instant::now(), cpu_seconds()));
+            first = Some((
+                Instant::now(),
+                cpu_seconds(),
+                threads_of(std::process::id()),
+            ));
             if std::env::var_os("BENCH_MARK").is_some() {
                 eprintln!("MARK engine draining");
             }
         }
         if sent as usize >= total {
-            break (Instant::now(), cpu_seconds());
+            break (
+                Instant::now(),
+                cpu_seconds(),
+                threads_of(std::process::id()),
+            );
         }
         if engine.handle.is_finished() {
             anyhow::bail!("engine stopped early: {:?}", engine.handle.await?);
         }
     };
-    let first = first.unwrap_or((last.0, cpu0));
+    let first = first.unwrap_or((last.0, cpu0, Default::default()));
     let secs = last.0.duration_since(first.0).as_secs_f64();
     engine.stop.cancel();
     engine.handle.await??;
@@ -540,6 +595,7 @@ async fn engine_round(
         Rate {
             per_s: total as f64 / secs,
             per_cpu_s: total as f64 / (last.1 - first.1).max(1e-9),
+            threads: thread_delta(&first.2, &last.2),
         },
         naming,
     ))
@@ -558,7 +614,26 @@ async fn raw_round(e: &E2eArgs, written: &[Written], prefix: &str) -> anyhow::Re
         .collect();
     let raw: AckProducer = credit_runtime::kafka::producer(&kafka(e, prefix), "bench-raw")
         .create_with_context(AckContext)?;
+    // Topics just created take a moment to be served (KRaft propagates
+    // their metadata, and the producer waits for its id): one record to
+    // every partition first, as the engine's recovery has looked up every
+    // output partition before its clock starts.
+    let warm = Acks::new();
+    for t in &topics {
+        for p in 0..e.notice_partitions {
+            warm.send(
+                &raw,
+                BaseRecord::to(t)
+                    .partition(p)
+                    .key("warm-up")
+                    .payload("warm-up"),
+            )
+            .await?;
+        }
+    }
+    warm.wait().await?;
     let (cpu0, t) = (cpu_seconds(), Instant::now());
+    let threads0 = threads_of(std::process::id());
     if std::env::var_os("BENCH_MARK").is_some() {
         eprintln!("MARK raw copying");
     }
@@ -578,6 +653,7 @@ async fn raw_round(e: &E2eArgs, written: &[Written], prefix: &str) -> anyhow::Re
     Ok(Rate {
         per_s: written.len() as f64 / t.elapsed().as_secs_f64(),
         per_cpu_s: written.len() as f64 / (cpu_seconds() - cpu0).max(1e-9),
+        threads: thread_delta(&threads0, &threads_of(std::process::id())),
     })
 }
 
@@ -603,9 +679,7 @@ struct Latency {
 /// Entries published at `rate` for warm-up + measured seconds, through a raw
 /// fan-out (consume, produce as many records as the entry has notices, store
 /// offsets after the acks), then through the engine, each on fresh topics
-/// deleted afterwards (tansu's fetch lists every stored batch of a partition,
-/// so a run on topics another run filled with small batches is slower). Only
-/// entries published after the warm-up count.
+/// deleted afterwards. Only entries published after the warm-up count.
 async fn latency(
     a: &FanoutArgs,
     e: &E2eArgs,
@@ -644,6 +718,11 @@ async fn latency(
         tokio::spawn(async move { raw_fanout_loop(&k, &input, &n, fanout, sample, bs, stop).await })
     };
     while !ready.load(Ordering::Acquire) {
+        anyhow::ensure!(
+            !reader.is_finished(),
+            "the read-back consumer stopped before it was assigned: {:?}",
+            reader.join().map(|r| r.map(|m| m.len()))
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     // Give the copy's consumer group time to join before the clock matters.
@@ -671,6 +750,11 @@ async fn latency(
     let (reader, ready) = spawn_read_back(a, &naming, (total, 5));
     let engine = start_engine(a, &prefix, registry)?;
     while !ready.load(Ordering::Acquire) {
+        anyhow::ensure!(
+            !reader.is_finished(),
+            "the read-back consumer stopped before it was assigned: {:?}",
+            reader.join().map(|r| r.map(|m| m.len()))
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     // Let the engine join its group and recover its partitions first: the
@@ -720,6 +804,7 @@ async fn latency(
 pub async fn run(a: FanoutArgs) -> anyhow::Result<()> {
     let e = args(&a);
     // The registry creates its own store topic; the records subject needs no topic.
+    println!("$ {}", crate::procs::command_line());
     let registry = start_registry(&e, &format!("bench-reg-{}", std::process::id())).await?;
     let schema = record_schema(&registry.url(), &Naming::new("bench-reg")).await?;
     let w = credit_bus_tests::engine::workload(a.records, schema, 5);
@@ -734,6 +819,26 @@ pub async fn run(a: FanoutArgs) -> anyhow::Result<()> {
         a.batch_size,
         a.rounds
     );
+    if a.warmup_records > 0 {
+        let w0 = credit_bus_tests::engine::workload(a.warmup_records, schema, 4);
+        let total0 = expected_notices(&w0);
+        let (engine, naming) = engine_round(&a, &e, &registry.url(), &w0, total0, 99).await?;
+        let written0 = read_all(
+            &a.brokers,
+            &naming,
+            a.notice_partitions,
+            total0,
+            isolation(&a),
+        )?;
+        teardown(&e, &naming).await?;
+        let (raw_prefix, raw_naming) = setup(&e, "fw").await?;
+        let raw = raw_round(&e, &written0, &raw_prefix).await?;
+        teardown(&e, &raw_naming).await?;
+        println!(
+            "warm-up ({} records, {total0} notices, not counted): engine {:.0} notices/s, raw {:.0} records/s",
+            a.warmup_records, engine.per_s, raw.per_s
+        );
+    }
     // Rounds alternate the engine and the baseline, each on topics of their
     // own, deleted once done, so a drift of the host or the broker shows as
     // spread, not as a ratio, and the broker holds about one bus's topics at
@@ -754,7 +859,13 @@ pub async fn run(a: FanoutArgs) -> anyhow::Result<()> {
     for round in 0..a.rounds.max(1) {
         let (engine, naming) = engine_round(&a, &e, &registry.url(), &w, total, round).await?;
         if written.is_empty() {
-            written = read_all(&a.brokers, &naming, a.notice_partitions, total)?;
+            written = read_all(
+                &a.brokers,
+                &naming,
+                a.notice_partitions,
+                total,
+                isolation(&a),
+            )?;
         }
         teardown(&e, &naming).await?;
         if lat.is_none() {
@@ -777,6 +888,8 @@ pub async fn run(a: FanoutArgs) -> anyhow::Result<()> {
             raw.per_cpu_s,
             engine.per_s / raw.per_s
         );
+        println!("        engine threads (CPU-s): {}", engine.threads);
+        println!("        raw threads (CPU-s):    {}", raw.threads);
         rounds.push((engine, raw));
     }
     registry.stop().await?;
@@ -784,6 +897,15 @@ pub async fn run(a: FanoutArgs) -> anyhow::Result<()> {
     let engine_rate = median(rounds.iter().map(|(e, _)| e.per_s).collect());
     let entry_rate = engine_rate * w.records.len() as f64 / total as f64;
     let mean = written.iter().map(|w| w.payload.len()).sum::<usize>() as f64 / total as f64;
+    let rates = |f: fn(&(Rate, Rate)) -> f64| rounds.iter().map(f).collect::<Vec<f64>>();
+    println!(
+        "min / median / max over {} rounds: engine {} notices/s ({} per CPU-s), raw {} records/s ({} per CPU-s)",
+        rounds.len(),
+        crate::procs::spread(&rates(|r| r.0.per_s), 0),
+        crate::procs::spread(&rates(|r| r.0.per_cpu_s), 0),
+        crate::procs::spread(&rates(|r| r.1.per_s), 0),
+        crate::procs::spread(&rates(|r| r.1.per_cpu_s), 0),
+    );
     println!(
         "ratio (engine/raw): median {:.3}, min {:.3}, max {:.3}",
         median(ratios.clone()),

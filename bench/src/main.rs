@@ -7,13 +7,20 @@
 //! Figures: records/s per core and per-record latency percentiles (p50/p99).
 //!
 //! `cargo run --release -p credit-bench -- e2e --brokers 127.0.0.1:9092` measures the
-//! normaliser through a real broker beside a raw rdkafka copy (see [`e2e`]).
+//! normaliser through a real broker beside a raw rdkafka copy and the Python
+//! normaliser of `bench/python` (see [`e2e`]).
 //!
 //! `cargo run --release -p credit-bench -- fanout --brokers 127.0.0.1:9092` measures
 //! the engine's fan-out beside a raw produce of as many notices (see [`fanout`]).
+//!
+//! `cargo run --release -p credit-bench -- recovery --brokers 127.0.0.1:9092` measures
+//! the time to resumed output after SIGKILL of a service or the broker (see
+//! [`recovery`]). `bench/run.sh` runs each against a broker of its own.
 
 mod e2e;
 mod fanout;
+mod procs;
+mod recovery;
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -57,6 +64,11 @@ enum Cmd {
     E2e(e2e::E2eArgs),
     /// The engine's fan-out through a real broker, beside a raw rdkafka produce.
     Fanout(fanout::FanoutArgs),
+    /// Time to resumed output after SIGKILL of a service or of the broker.
+    Recovery(recovery::RecoveryArgs),
+    /// The raw consume -> produce copy `e2e` runs as its baseline process.
+    #[command(hide = true)]
+    Copy(e2e::CopyArgs),
     /// In-process notice planning and Avro encoding, one core.
     Notices {
         /// List entries to fan out.
@@ -70,9 +82,15 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 fn main() -> anyhow::Result<()> {
-    match Args::parse().cmd {
+    let args = Args::parse();
+    if matches!(args.cmd, Cmd::Normalise { .. } | Cmd::Notices { .. }) {
+        println!("$ {}", procs::command_line());
+    }
+    match args.cmd {
         Cmd::Notices { entries } => notices(entries),
         Cmd::E2e(a) => tokio::runtime::Runtime::new()?.block_on(e2e::run(a))?,
+        Cmd::Recovery(a) => tokio::runtime::Runtime::new()?.block_on(recovery::run(a))?,
+        Cmd::Copy(a) => tokio::runtime::Runtime::new()?.block_on(e2e::copy_main(a))?,
         Cmd::Fanout(a) => tokio::runtime::Runtime::new()?.block_on(fanout::run(a))?,
         Cmd::Normalise {
             samples,
@@ -82,6 +100,22 @@ fn main() -> anyhow::Result<()> {
         } => normalise(samples, passes, department.as_deref(), bad_share),
     }
     Ok(())
+}
+
+/// One record's decode + validate + Avro encode with framing: the hot path
+/// per record. Not inlined, so `bench/callgrind.sh` counts the instructions
+/// inside it alone (`--toggle-collect`).
+#[inline(never)]
+fn normalise_one(
+    format: credit_core::catalogue::InboundFormat,
+    ctx: &Context<'_>,
+    value: &[u8],
+    buf: &mut Vec<u8>,
+) -> Result<(), credit_core::reject::Rejection> {
+    buf.clear();
+    adapters::normalise(format, ctx, value, |rec| {
+        encode::credit_record_framed(buf, 1, rec)
+    })
 }
 
 fn normalise(samples: usize, passes: usize, only: Option<&str>, bad_share: f64) {
@@ -111,10 +145,7 @@ fn normalise(samples: usize, passes: usize, only: Option<&str>, bad_share: f64) 
                         timestamp_ms: Some(1_700_000_000_000),
                         today,
                     };
-                    buf.clear();
-                    let r = adapters::normalise(format, &ctx, v, |rec| {
-                        encode::credit_record_framed(&mut buf, 1, rec)
-                    });
+                    let r = normalise_one(format, &ctx, v, &mut buf);
                     assert!(bad_share > 0.0 || r.is_ok(), "bench samples are valid");
                     black_box(&r);
                     black_box(&buf);
@@ -228,6 +259,9 @@ fn notices(n: usize) {
             decision_number: "(2020)粤0106执123号".into(),
             valid_from: 19_000,
             valid_until: None,
+            severity: credit_core::record::Severity::Serious,
+            source_key: format!("(2020)粤0106执{i}号"),
+            digest: i as u64,
             source: Source {
                 topic: "credit.records".into(),
                 partition: 1,

@@ -151,8 +151,8 @@ pub async fn send_all(p: &FutureProducer, topic: &str, items: &[(String, Vec<u8>
                     .key(k)
                     .payload(v),
             )
-                .map_err(|(e, _)| e)
-                .unwrap(),
+            .map_err(|(e, _)| e)
+            .unwrap(),
         );
     }
     for f in futs {

@@ -290,8 +290,14 @@ mod tests {
         for n in 1..10 {
             assert!((0..n).contains(&partition_of(b"courts:0:12", n)));
             // One inbound partition's records share a records partition.
-            assert_eq!(record_partition("courts:3:12", n), record_partition("courts:3:99999", n));
-            assert_eq!(record_partition("courts:3:12", n), partition_of(b"courts:3", n));
+            assert_eq!(
+                record_partition("courts:3:12", n),
+                record_partition("courts:3:99999", n)
+            );
+            assert_eq!(
+                record_partition("courts:3:12", n),
+                partition_of(b"courts:3", n)
+            );
         }
     }
 

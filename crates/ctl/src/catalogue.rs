@@ -141,7 +141,7 @@ pub fn dry_run(kafka: &KafkaConfig, version: u32) -> anyhow::Result<DryRun> {
     let mut out = DryRun::new();
     for p in 0..n {
         let mut st = partition_state(kafka, &catalogues, p)?;
-        for n in st.plan_activation(&new) {
+        for n in st.plan_activation(&new, credit_runtime::today()) {
             let e = out
                 .entry((n.department.to_string(), n.measure_id.to_string()))
                 .or_default();

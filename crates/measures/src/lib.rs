@@ -253,7 +253,10 @@ impl Catalogue {
         let mut publication: Vec<Publication> = Vec::new();
         for (i, p) in raw.publication.into_iter().enumerate() {
             let at = format!("publication {}", i + 1);
-            let severity = Severity::ALL.iter().copied().find(|s| s.symbol() == p.severity);
+            let severity = Severity::ALL
+                .iter()
+                .copied()
+                .find(|s| s.symbol() == p.severity);
             if severity.is_none() {
                 problems.push(format!("{at}: unknown severity {:?}", p.severity));
             }

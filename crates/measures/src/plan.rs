@@ -328,9 +328,7 @@ pub enum CommandError {
         "no active or ended entry {0} on this partition: the record was never a list entry here"
     )]
     UnknownEntry(String),
-    #[error(
-        "{0} is not a reason an operator can give; use repaired, expired or withdrawn"
-    )]
+    #[error("{0} is not a reason an operator can give; use repaired, expired or withdrawn")]
     NotAnOperatorReason(&'static str),
     #[error(
         "credit repair of {record_id} is possible from {from}: a {severity} entry of this list stays published at least {months} months"
@@ -371,8 +369,10 @@ impl PartitionState {
     /// Adds an entry read back from the changelog.
     pub fn restore(&mut self, e: Entry) {
         if !e.source_key.is_empty() {
-            self.by_source
-                .insert((e.department.clone(), e.source_key.clone()), e.record_id.clone());
+            self.by_source.insert(
+                (e.department.clone(), e.source_key.clone()),
+                e.record_id.clone(),
+            );
         }
         let id = e.record_id.clone();
         self.entries.insert(id.clone(), e);
@@ -442,7 +442,13 @@ impl PartitionState {
             subject_name: r.subject_name,
             decision_number: r.decision_number,
             valid_from: r.valid_from,
-            valid_until: published_until(catalogue, list_type, r.severity, r.valid_from, r.valid_until),
+            valid_until: published_until(
+                catalogue,
+                list_type,
+                r.severity,
+                r.valid_from,
+                r.valid_until,
+            ),
             severity: r.severity,
             source_key: r.source_key,
             digest: r.digest,
@@ -508,7 +514,13 @@ impl PartitionState {
         e.subject_name = r.subject_name;
         e.decision_number = r.decision_number;
         e.valid_from = r.valid_from;
-        e.valid_until = published_until(catalogue, list_type, r.severity, r.valid_from, r.valid_until);
+        e.valid_until = published_until(
+            catalogue,
+            list_type,
+            r.severity,
+            r.valid_from,
+            r.valid_until,
+        );
         e.severity = r.severity;
         e.digest = r.digest;
         e.source = r.source;
@@ -543,7 +555,13 @@ impl PartitionState {
         for i in 0..e.duties.len() {
             if e.duties[i].active {
                 e.duties[i].active = false;
-                planned.push(Planned::new(e, &record_id, &e.duties[i], kind, Some(reason)));
+                planned.push(Planned::new(
+                    e,
+                    &record_id,
+                    &e.duties[i],
+                    kind,
+                    Some(reason),
+                ));
             }
         }
         e.ended = Some(reason);
@@ -668,7 +686,12 @@ fn published_until(
 /// active duty no longer bound is lifted for `reason`, each bound (measure,
 /// department) without an active duty is applied (under the next generation
 /// if it was applied before), unless its measure's validity already ended.
-fn move_duties(e: &mut Entry, catalogue: &Catalogue, reason: EndReason, today: i32) -> Vec<Planned> {
+fn move_duties(
+    e: &mut Entry,
+    catalogue: &Catalogue,
+    reason: EndReason,
+    today: i32,
+) -> Vec<Planned> {
     let record_id: Arc<str> = e.record_id.as_str().into();
     let mut planned = Vec::new();
     let mut wanted = rules::targets(
@@ -691,7 +714,13 @@ fn move_duties(e: &mut Entry, catalogue: &Catalogue, reason: EndReason, today: i
         };
         if wanted.remove(&t).is_none() {
             e.duties[i].active = false;
-            planned.push(Planned::new(e, &record_id, &e.duties[i], NoticeKind::Lift, Some(reason)));
+            planned.push(Planned::new(
+                e,
+                &record_id,
+                &e.duties[i],
+                NoticeKind::Lift,
+                Some(reason),
+            ));
         }
     }
     for (t, kind) in wanted {
@@ -953,27 +982,69 @@ mod tests {
         let c = v1();
         type Change = fn(&mut Input);
         let cases: [(&str, Change, RecordOutcome, usize, usize, bool); 6] = [
-            ("identical resend", |_| {}, RecordOutcome::Duplicate, 0, 0, true),
-            ("name corrected", |r| {
-                r.subject_name = "广州某某有限公司".into();
-                r.digest = 8;
-            }, RecordOutcome::Updated, 0, 0, true),
-            ("list changed", |r| {
-                r.list_type = Some(ListType::WageArrears);
-                r.digest = 9;
-            }, RecordOutcome::Updated, 1, 1, true),
-            ("no longer an entry", |r| {
-                r.is_list_entry = false;
-                r.digest = 10;
-            }, RecordOutcome::Updated, 0, 1, false),
-            ("subject type corrected", |r| {
-                r.subject_type = SubjectType::NaturalPerson;
-                r.digest = 11;
-            }, RecordOutcome::Updated, 1, 1, true),
-            ("ended in the past", |r| {
-                r.valid_until = Some(TODAY - 1);
-                r.digest = 12;
-            }, RecordOutcome::Updated, 0, 0, true),
+            (
+                "identical resend",
+                |_| {},
+                RecordOutcome::Duplicate,
+                0,
+                0,
+                true,
+            ),
+            (
+                "name corrected",
+                |r| {
+                    r.subject_name = "广州某某有限公司".into();
+                    r.digest = 8;
+                },
+                RecordOutcome::Updated,
+                0,
+                0,
+                true,
+            ),
+            (
+                "list changed",
+                |r| {
+                    r.list_type = Some(ListType::WageArrears);
+                    r.digest = 9;
+                },
+                RecordOutcome::Updated,
+                1,
+                1,
+                true,
+            ),
+            (
+                "no longer an entry",
+                |r| {
+                    r.is_list_entry = false;
+                    r.digest = 10;
+                },
+                RecordOutcome::Updated,
+                0,
+                1,
+                false,
+            ),
+            (
+                "subject type corrected",
+                |r| {
+                    r.subject_type = SubjectType::NaturalPerson;
+                    r.digest = 11;
+                },
+                RecordOutcome::Updated,
+                1,
+                1,
+                true,
+            ),
+            (
+                "ended in the past",
+                |r| {
+                    r.valid_until = Some(TODAY - 1);
+                    r.digest = 12;
+                },
+                RecordOutcome::Updated,
+                0,
+                0,
+                true,
+            ),
         ];
         for (name, change, outcome, applies, lifts, active) in cases {
             let mut s = PartitionState::new(1);
@@ -1006,14 +1077,18 @@ mod tests {
             assert_eq!(ids.len(), n, "{name}");
             let e = &s.entries["courts:0:1"];
             assert_eq!(e.ended.is_none(), active, "{name}");
-            assert_eq!(e.duties.iter().any(|d| d.active), active && o != RecordOutcome::Duplicate || active, "{name}");
+            assert_eq!(e.duties.iter().any(|d| d.active), active, "{name}");
             // The entry keeps its identity; what it says is the latest version.
             assert_eq!(s.entry_of("courts", &first.source_key), Some("courts:0:1"));
             if o == RecordOutcome::Updated {
                 assert_eq!(e.source.offset, 10, "{name}");
             }
             // The same resend once more (or the bus replaying it) changes nothing.
-            assert_eq!(s.plan_record(&c, again, TODAY), (RecordOutcome::Duplicate, Vec::new()), "{name}");
+            assert_eq!(
+                s.plan_record(&c, again, TODAY),
+                (RecordOutcome::Duplicate, Vec::new()),
+                "{name}"
+            );
             if name == "ended in the past" {
                 let l = s.plan_expiry(TODAY);
                 assert_eq!(l.len(), sent.len(), "{name}: lifted as expired at once");
@@ -1036,10 +1111,16 @@ mod tests {
         r.valid_until = Some(TODAY + 5000);
         let (_, sent) = s.plan_record(&c, r, TODAY);
         let e = &s.entries["market:0:1"];
-        assert_eq!(e.valid_until, Some(add_months(TODAY - 30, 36) - 1), "cut to 36 months");
+        assert_eq!(
+            e.valid_until,
+            Some(add_months(TODAY - 30, 36) - 1),
+            "cut to 36 months"
+        );
         let too_early = s.plan_command(&end("market:0:1", EndReason::Repaired), &c, TODAY);
         match too_early {
-            Err(CommandError::TooEarly { months, ref from, .. }) => {
+            Err(CommandError::TooEarly {
+                months, ref from, ..
+            }) => {
                 assert_eq!(months, 12);
                 assert_eq!(*from, credit_core::date::format(add_months(TODAY - 30, 12)));
             }
@@ -1047,19 +1128,41 @@ mod tests {
         }
         // Withdrawal after an objection is not bound by the period.
         let mut w = PartitionState::new(1);
-        let mut r2 = input("market:0:2", Some(ListType::SeriousViolation), SubjectType::LegalPerson);
+        let mut r2 = input(
+            "market:0:2",
+            Some(ListType::SeriousViolation),
+            SubjectType::LegalPerson,
+        );
         r2.valid_from = TODAY - 30;
         w.plan_record(&c, r2, TODAY);
-        assert!(!w.plan_command(&end("market:0:2", EndReason::Withdrawn), &c, TODAY).unwrap().is_empty());
+        assert!(
+            !w.plan_command(&end("market:0:2", EndReason::Withdrawn), &c, TODAY)
+                .unwrap()
+                .is_empty()
+        );
         // A year later repair is granted.
         let later = add_months(TODAY - 30, 12);
-        let lifts = s.plan_command(&end("market:0:1", EndReason::Repaired), &c, later).unwrap();
+        let lifts = s
+            .plan_command(&end("market:0:1", EndReason::Repaired), &c, later)
+            .unwrap();
         assert_eq!(lifts.len(), sent.len());
         // Judgement defaulters: no period, repair at once, no cut end.
         let mut j = PartitionState::new(1);
-        j.plan_record(&c, input("courts:0:3", Some(ListType::JudgementDefaulter), SubjectType::LegalPerson), TODAY);
+        j.plan_record(
+            &c,
+            input(
+                "courts:0:3",
+                Some(ListType::JudgementDefaulter),
+                SubjectType::LegalPerson,
+            ),
+            TODAY,
+        );
         assert_eq!(j.entries["courts:0:3"].valid_until, None);
-        assert!(!j.plan_command(&end("courts:0:3", EndReason::Repaired), &c, TODAY).unwrap().is_empty());
+        assert!(
+            !j.plan_command(&end("courts:0:3", EndReason::Repaired), &c, TODAY)
+                .unwrap()
+                .is_empty()
+        );
     }
 
     /// A measure with `validity_months` is lifted on its own, the day after
@@ -1070,19 +1173,37 @@ mod tests {
         let m = c
             .measures
             .iter()
-            .find(|m| m.validity_months.is_some() && m.lists.contains(&ListType::JudgementDefaulter) && m.subject_types.contains(&SubjectType::LegalPerson))
+            .find(|m| {
+                m.validity_months.is_some()
+                    && m.lists.contains(&ListType::JudgementDefaulter)
+                    && m.subject_types.contains(&SubjectType::LegalPerson)
+            })
             .expect("v1 has a measure with a validity");
         let months = m.validity_months.unwrap();
         let mut s = PartitionState::new(1);
-        let r = input("courts:0:1", Some(ListType::JudgementDefaulter), SubjectType::LegalPerson);
+        let r = input(
+            "courts:0:1",
+            Some(ListType::JudgementDefaulter),
+            SubjectType::LegalPerson,
+        );
         let start = r.valid_from;
         let (_, sent) = s.plan_record(&c, r, TODAY);
         let last = add_months(start, months) - 1;
-        assert!(s.plan_expiry(last).is_empty(), "still valid on its last day");
+        assert!(
+            s.plan_expiry(last).is_empty(),
+            "still valid on its last day"
+        );
         let lifted = s.plan_expiry(last + 1);
-        let with_validity = sent.iter().filter(|n| c.measure(&n.measure_id).unwrap().validity_months == Some(months)).count();
+        let with_validity = sent
+            .iter()
+            .filter(|n| c.measure(&n.measure_id).unwrap().validity_months == Some(months))
+            .count();
         assert_eq!(lifted.len(), with_validity);
-        assert!(lifted.iter().all(|n| c.measure(&n.measure_id).unwrap().validity_months.is_some()));
+        assert!(
+            lifted
+                .iter()
+                .all(|n| c.measure(&n.measure_id).unwrap().validity_months.is_some())
+        );
         assert!(s.plan_expiry(last + 400).len() <= sent.len() - with_validity);
         assert!(s.entries["courts:0:1"].ended.is_none() || sent.len() == with_validity);
     }

@@ -187,7 +187,11 @@ fn direct(body: &[u8], source: Source) -> Result<Input, InputError> {
 /// A body written with another version of the credit record: resolved into
 /// ours, written again with ours, and read like any other (so its digest is
 /// the one our own writer would give the same content).
-fn resolved(writer: &apache_avro::Schema, body: &[u8], source: Source) -> Result<Input, InputError> {
+fn resolved(
+    writer: &apache_avro::Schema,
+    body: &[u8],
+    source: Source,
+) -> Result<Input, InputError> {
     let ours = credit_schemas::credit_record_schema();
     #[allow(deprecated)]
     let v = apache_avro::from_avro_datum(writer, &mut &body[..], Some(ours))

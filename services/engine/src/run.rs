@@ -429,7 +429,8 @@ impl Engine {
             } else {
                 match Command::parse(m.payload().unwrap_or_default()) {
                     Ok(Command::End(c))
-                        if credit_core::topics::record_partition(&c.record_id, self.partitions) != p =>
+                        if credit_core::topics::record_partition(&c.record_id, self.partitions)
+                            != p =>
                     {
                         Err((
                             Class::new(
@@ -442,7 +443,10 @@ impl Engine {
                             format!(
                                 "sent to partition {p}, but entry {} lives on partition {}: send commands with `credit-bus entry end`",
                                 c.record_id,
-                                credit_core::topics::record_partition(&c.record_id, self.partitions)
+                                credit_core::topics::record_partition(
+                                    &c.record_id,
+                                    self.partitions
+                                )
                             ),
                         ))
                     }

@@ -117,16 +117,22 @@ fn required<'a>(field: &'static str, v: Option<Cow<'a, str>>) -> Result<Cow<'a, 
 
 /// An optional text field, trimmed; blank counts as absent.
 fn optional(v: Option<Cow<'_, str>>) -> Option<Cow<'_, str>> {
-    let s = v?;
-    let t = s.trim();
-    if t.is_empty() {
-        return None;
+    match v? {
+        Cow::Borrowed(b) => {
+            let t = b.trim();
+            (!t.is_empty()).then_some(Cow::Borrowed(t))
+        }
+        Cow::Owned(o) => {
+            let t = o.trim();
+            if t.is_empty() {
+                None
+            } else if t.len() == o.len() {
+                Some(Cow::Owned(o))
+            } else {
+                Some(Cow::Owned(t.to_string()))
+            }
+        }
     }
-    Some(match s {
-        Cow::Borrowed(b) => Cow::Borrowed(b.trim()),
-        Cow::Owned(o) if t.len() == o.len() => Cow::Owned(o),
-        Cow::Owned(o) => Cow::Owned(o.trim().to_string()),
-    })
 }
 
 /// Checks that the whole value is UTF-8 once, with SIMD, so the parsers after it
