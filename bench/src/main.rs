@@ -144,6 +144,7 @@ fn normalise(samples: usize, passes: usize, only: Option<&str>, bad_share: f64) 
                         offset: (pass * samples + i * 64 + j) as i64,
                         timestamp_ms: Some(1_700_000_000_000),
                         today,
+                        key: None,
                     };
                     let r = normalise_one(format, &ctx, v, &mut buf);
                     assert!(bad_share > 0.0 || r.is_ok(), "bench samples are valid");

@@ -39,6 +39,29 @@ pub struct RecordHead<'a> {
     pub corrections: Corrections,
 }
 
+impl RecordHead<'_> {
+    /// What the engine plans from: `credit_measures::plan::Input`, the
+    /// record being at `source` on the records topic.
+    pub fn to_input(&self, source: credit_measures::plan::Source) -> credit_measures::plan::Input {
+        credit_measures::plan::Input {
+            record_id: self.record_id.to_string(),
+            department: self.department.to_string(),
+            list_type: self.list_type,
+            is_list_entry: matches!(self.info_kind, InfoKind::DishonestyList | InfoKind::RedList),
+            subject_type: self.subject_type,
+            subject_key: self.subject_key.to_string(),
+            subject_name: self.subject_name.to_string(),
+            decision_number: self.decision_number.to_string(),
+            valid_from: self.valid_from,
+            valid_until: self.valid_until,
+            severity: self.severity,
+            source_key: self.source_record_id.to_string(),
+            digest: self.digest,
+            source,
+        }
+    }
+}
+
 /// Why a body does not decode.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("credit record body: {0}")]

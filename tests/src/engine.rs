@@ -93,6 +93,7 @@ pub fn workload(n: usize, schema_id: u32, seed: u64) -> Workload {
             offset: i as i64,
             timestamp_ms: None,
             today: credit_runtime::today(),
+            key: Some(&s.key),
         };
         let mut buf = Vec::new();
         let entry =
@@ -255,4 +256,86 @@ pub fn assert_exactly_once(
         doubled.is_empty(),
         "notices sent more than once: {doubled:?}"
     );
+}
+
+/// The engine's planning run in the test itself, as the reference: every
+/// record and command fed to a `credit_measures::plan::PartitionState` per
+/// engine partition, in the order the test sends them, under the shipped
+/// catalogue and today. The engine, through Kafka with its kills and
+/// restarts, must send exactly the notices this plans. (The planning itself
+/// is proven by its own unit and property tests.)
+pub struct Oracle {
+    states: BTreeMap<i32, credit_measures::plan::PartitionState>,
+    partitions: i32,
+    catalogue: credit_measures::Catalogue,
+    today: i32,
+    pub notices: std::collections::BTreeSet<String>,
+}
+
+impl Oracle {
+    pub fn new(partitions: i32) -> Oracle {
+        Oracle {
+            states: BTreeMap::new(),
+            partitions,
+            catalogue: credit_measures::Catalogue::parse(credit_measures::V1).unwrap(),
+            today: credit_runtime::today(),
+            notices: Default::default(),
+        }
+    }
+
+    fn state(&mut self, record_id: &str) -> &mut credit_measures::plan::PartitionState {
+        let p = credit_core::topics::record_partition(record_id, self.partitions);
+        self.states
+            .entry(p)
+            .or_insert_with(|| credit_measures::plan::PartitionState::new(1))
+    }
+
+    fn add(&mut self, planned: Vec<credit_measures::plan::Planned>) {
+        for n in planned {
+            assert!(
+                self.notices.insert(n.notice_id.clone()),
+                "the reference planned {} twice",
+                n.notice_id
+            );
+        }
+    }
+
+    /// A framed normalised record, as sent to the records topic.
+    pub fn record(&mut self, record_id: &str, framed: &[u8]) {
+        let (_, body) = credit_schemas::wire::split(framed).expect("framed");
+        let head = credit_schemas::decode::record_head(body).expect("decodable");
+        let input = head.to_input(credit_measures::plan::Source {
+            topic: "records".into(),
+            partition: 0,
+            offset: 0,
+        });
+        let (catalogue, today) = (self.catalogue.clone(), self.today);
+        let planned = self
+            .state(record_id)
+            .plan_record(&catalogue, input, today)
+            .1;
+        self.add(planned);
+    }
+
+    /// An operator's end command (refusals plan nothing, as in the engine).
+    pub fn end(&mut self, record_id: &str, reason: credit_measures::plan::EndReason) {
+        let (catalogue, today) = (self.catalogue.clone(), self.today);
+        let c = credit_measures::plan::EndEntry {
+            record_id: record_id.to_string(),
+            reason,
+        };
+        let planned = self
+            .state(record_id)
+            .plan_command(&c, &catalogue, today)
+            .unwrap_or_default();
+        self.add(planned);
+    }
+
+    /// Whether the entry of `record_id` is active in the reference.
+    pub fn is_active(&mut self, record_id: &str) -> bool {
+        self.state(record_id)
+            .entries
+            .get(record_id)
+            .is_some_and(|e| e.ended.is_none())
+    }
 }

@@ -10,9 +10,7 @@ use std::time::Duration;
 
 use credit_bus_tests::engine::*;
 use credit_bus_tests::*;
-use credit_core::notice::NoticeKind;
-use credit_measures::Catalogue;
-use credit_measures::rules;
+use credit_measures::plan::EndReason;
 use rand::{Rng, SeedableRng};
 use rdkafka::producer::FutureProducer;
 
@@ -32,7 +30,6 @@ async fn two_engines_with_kill_9s_send_every_notice_exactly_once() {
 async fn chaos(instances: usize) {
     let prefix = unique("t-engine");
     let (naming, registry, schema_id) = setup(&prefix).await;
-    let catalogue = Catalogue::parse(credit_measures::V1).unwrap();
     let w = workload(
         std::env::var("ENGINE_TEST_RECORDS")
             .ok()
@@ -85,12 +82,19 @@ async fn chaos(instances: usize) {
         resumed_ms.push(started.elapsed().as_millis());
     }
 
-    let mut expected: BTreeSet<String> = BTreeSet::new();
-    for e in &w.entries {
-        for (t, k) in rules::targets(&catalogue, e) {
-            expected.insert(rules::notice_id(&t, k, 1));
-        }
+    // What the engine must send: the planning itself, run here as reference
+    // over the same records (duplicates included) in the same order.
+    let mut oracle = Oracle::new(kafka_config(&prefix).partitions);
+    for (id, bytes) in chunks.iter().flatten() {
+        oracle.record(id, bytes);
     }
+    let mut expected: BTreeSet<String> = oracle.notices.clone();
+    assert!(
+        expected.len() > w.entries.len(),
+        "the workload's entries plan notices ({} for {} entries)",
+        expected.len(),
+        w.entries.len()
+    );
     // Wait until every applying notice is out before ending entries: commands for
     // records the engine has not seen yet are refused (and counted).
     let seen = read_notices(
@@ -115,20 +119,24 @@ async fn chaos(instances: usize) {
     // End some entries: repaired (lift) and withdrawn (withdrawal), with a kill in between.
     let mut commands = Vec::new();
     for (i, e) in w.entries.iter().enumerate().filter(|(i, _)| i % 10 == 0) {
-        let reason = if i % 30 == 0 { "withdrawn" } else { "repaired" };
-        let kind = if reason == "withdrawn" {
-            NoticeKind::Withdrawal
+        let reason = if i % 30 == 0 {
+            EndReason::Withdrawn
         } else {
-            NoticeKind::Lift
+            EndReason::Repaired
         };
-        for (t, _) in rules::targets(&catalogue, e) {
-            expected.insert(rules::notice_id(&t, kind, 1));
-        }
+        oracle.end(&e.record_id, reason);
+        let reason = reason.as_str();
         let body = serde_json::json!({"record_id": e.record_id, "reason": reason})
             .to_string()
             .into_bytes();
         commands.push((e.record_id.clone(), body));
     }
+    expected = oracle.notices.clone();
+    assert!(
+        expected.iter().any(|n| n.contains("/lift/"))
+            && expected.iter().any(|n| n.contains("/withdrawal/")),
+        "the commands lift and withdraw"
+    );
     let half = commands.len() / 2;
     send_all(&producer, &naming.engine_commands(), &commands[..half]).await;
     tokio::time::sleep(Duration::from_millis(500)).await;

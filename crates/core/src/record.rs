@@ -185,15 +185,26 @@ pub struct Context<'a> {
     pub timestamp_ms: Option<i64>,
     /// Today, in days since 1970-01-01 (birth dates after it are invalid).
     pub today: i32,
+    /// The inbound record's key: by the bus's convention the department's
+    /// own record id (UTF-8, non-empty), when it sent one.
+    pub key: Option<&'a str>,
 }
 
 impl<'a> Context<'a> {
-    pub fn lineage(&self, source_record_id: Cow<'a, str>) -> Lineage<'a> {
+    /// Where the record came from. Its `source_record_id` is the department's
+    /// own record id: the inbound key when there is one, else the id the
+    /// content names (`named`: a case code, a decision number). It is what a
+    /// resend of the same record shares (the engine deduplicates by it), so a
+    /// key is preferred: one court case can list several defaulters.
+    pub fn lineage(&self, named: Cow<'a, str>) -> Lineage<'a> {
         Lineage {
             source_topic: Cow::Borrowed(self.source_topic),
             source_partition: self.partition,
             source_offset: self.offset,
-            source_record_id,
+            source_record_id: match self.key {
+                Some(k) if !k.trim().is_empty() => Cow::Borrowed(k),
+                _ => named,
+            },
             source_timestamp_ms: self.timestamp_ms,
         }
     }

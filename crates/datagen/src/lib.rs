@@ -239,13 +239,19 @@ impl Generator {
     pub fn record(&mut self, department: &str) -> Sample {
         let dep = catalogue::department(department).expect("known department");
         self.seq += 1;
-        match dep.inbound {
+        let mut s = match dep.inbound {
             Some(InboundFormat::CourtsJson) => self.courts(dep.id),
             Some(InboundFormat::CustomsXml) => self.customs(dep.id),
             Some(InboundFormat::TaxCsv) => self.tax(dep.id),
             Some(InboundFormat::MarketJson) => self.market(dep.id),
             None => panic!("{department} publishes no inbound format"),
-        }
+        };
+        // The department's own record id, unique per record as real systems'
+        // are: the document number it names is not (a case lists several
+        // defaulters, a random number repeats), and the engine takes two
+        // records under one key for versions of one record.
+        s.key = format!("{}#{:08}", s.key, self.seq);
+        s
     }
 
     fn courts(&mut self, dept: &'static str) -> Sample {

@@ -11,7 +11,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use credit_core::ReasonCode;
-use credit_core::record::InfoKind;
 use credit_measures::plan::{Input, Source};
 use credit_runtime::errors::{Class, Classify, Disposition, ErrorPolicy, Fault, RetryError};
 use credit_runtime::shutdown::Shutdown;
@@ -164,24 +163,9 @@ impl Decoder {
 }
 
 fn direct(body: &[u8], source: Source) -> Result<Input, InputError> {
-    let h =
-        credit_schemas::decode::record_head(body).map_err(|e| InputError::Body(e.to_string()))?;
-    Ok(Input {
-        record_id: h.record_id.to_string(),
-        department: h.department.to_string(),
-        list_type: h.list_type,
-        is_list_entry: matches!(h.info_kind, InfoKind::DishonestyList | InfoKind::RedList),
-        subject_type: h.subject_type,
-        subject_key: h.subject_key.to_string(),
-        subject_name: h.subject_name.to_string(),
-        decision_number: h.decision_number.to_string(),
-        valid_from: h.valid_from,
-        valid_until: h.valid_until,
-        severity: h.severity,
-        source_key: h.source_record_id.to_string(),
-        digest: h.digest,
-        source,
-    })
+    credit_schemas::decode::record_head(body)
+        .map(|h| h.to_input(source))
+        .map_err(|e| InputError::Body(e.to_string()))
 }
 
 /// A body written with another version of the credit record: resolved into
@@ -232,6 +216,7 @@ mod tests {
                     offset: i,
                     timestamp_ms: None,
                     today: credit_runtime::today(),
+                    key: None,
                 };
                 let mut body = Vec::new();
                 credit_normaliser::adapters::normalise(d.inbound.unwrap(), &ctx, &s.value, |r| {

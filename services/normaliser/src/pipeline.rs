@@ -257,6 +257,7 @@ fn process(
         offset: msg.offset(),
         timestamp_ms: msg.timestamp().to_millis(),
         today,
+        key: msg.key().and_then(|k| std::str::from_utf8(k).ok()),
     };
     let value = msg.payload().unwrap_or(&[]);
     let result = if value.len() > route.max_bytes {

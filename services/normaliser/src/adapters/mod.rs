@@ -210,6 +210,7 @@ mod tests {
             offset: 7,
             timestamp_ms: Some(1_600_000_000_000),
             today: credit_core::date::days_from_civil(2024, 6, 1),
+            key: None,
         }
     }
 
