@@ -102,10 +102,13 @@ kafka_start "$BROKER" --sasl-port "$PORT" --controller-port "$((PORT + 2))"
 # For a person's own commands in another terminal (`. .run/demo.env`).
 (
   umask 077
-  printf 'export CREDIT_BUS__KAFKA__%s=%q\n' BROKERS "$CREDIT_BUS__KAFKA__BROKERS" \
-    SECURITY_PROTOCOL "$CREDIT_BUS__KAFKA__SECURITY_PROTOCOL" SASL_MECHANISM "$CREDIT_BUS__KAFKA__SASL_MECHANISM"
-  kafka_login operator
-) >"$CB_RUN/demo.env"
+  rm -f "$CB_RUN/demo.env"
+  {
+    printf 'export CREDIT_BUS__KAFKA__%s=%q\n' BROKERS "$CREDIT_BUS__KAFKA__BROKERS" \
+      SECURITY_PROTOCOL "$CREDIT_BUS__KAFKA__SECURITY_PROTOCOL" SASL_MECHANISM "$CREDIT_BUS__KAFKA__SASL_MECHANISM"
+    kafka_login operator
+  } >"$CB_RUN/demo.env"
+)
 (as_kafka_user credit-bus && exec "$BIN/credit-bus" topics create)
 log "starting the schema registry on 127.0.0.1:8081"
 start_bg registry registry "$CB_RUN/registry.log" "$BIN/credit-registry"

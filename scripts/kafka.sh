@@ -51,13 +51,6 @@ KAFKA_STOP_TIMEOUT=${CREDIT_BUS_KAFKA_STOP_TIMEOUT:-30}
 # they are created; one node gains nothing from more than a few.
 KAFKA_INTERNAL_PARTITIONS=${CREDIT_BUS_KAFKA_INTERNAL_PARTITIONS:-4}
 
-die() { printf 'kafka.sh: %s\n' "$*" >&2; exit 1; }
-
-usage() {
-  sed -n '/^#   scripts/,/^#$/p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
-  exit 2
-}
-
 # ---------------------------------------------------------------- install
 
 # The first java on PATH when it is 17 or newer, else Debian's OpenJDK 17.
@@ -116,10 +109,6 @@ cmd_install() {
 # ---------------------------------------------------------------- helpers
 
 broker_dir() { echo "$CB_RUN/kafka-$1"; }
-
-check_name() {
-  [[ "$1" =~ ^[A-Za-z0-9._-]+$ ]] || die "broker name ${1:-(empty)} must be [A-Za-z0-9._-]+"
-}
 
 # Whether the Kafka listener on 127.0.0.1:PORT answers an ApiVersions request
 # with no error. A broker enables request processing on its listeners only
@@ -222,15 +211,6 @@ EOF
 
 # ---------------------------------------------------------------- start
 
-# The broker being started, for the EXIT trap (globals: the trap runs after
-# cmd_start's locals are gone).
-STARTING_PID="" STARTING_DIR="" STARTED=""
-abandon_start() {
-  [ -z "$STARTED" ] || return 0
-  [ -z "$STARTING_PID" ] || kill -KILL "$STARTING_PID" 2>/dev/null || true
-  [ -z "$STARTING_DIR" ] || rm -f "$STARTING_DIR/kafka.pid"
-}
-
 cmd_start() {
   local name=${1:-}; [ -n "$name" ] || usage; shift
   check_name "$name"
@@ -308,12 +288,8 @@ cmd_start() {
   fi
 
   log "starting broker $name: SASL 127.0.0.1:$sasl${plain:+, plaintext 127.0.0.1:$plain}, controller 127.0.0.1:$ctrl (log $dir/kafka.log)"
-  local pid
   # Until the broker answers, a failure or an interrupt here kills it again.
-  STARTING_DIR=$dir
-  trap abandon_start EXIT
-  trap 'exit 130' INT
-  trap 'exit 143' TERM
+  guard_start "$dir/kafka.pid"
   # The previous run's logs stay beside (.1): what a crashed broker said is
   # still there after its restart.
   local f
@@ -325,28 +301,16 @@ cmd_start() {
   # shellcheck disable=SC2086
   setsid "$java" $KAFKA_HEAP -Dcredit.kafka.log="$dir/kafka.log" "${jvm[@]}" \
     kafka.Kafka "$dir/server.properties" </dev/null >"$dir/kafka.out" 2>&1 &
-  pid=$!
-  STARTING_PID=$pid
-  echo "$pid" >"$dir/kafka.pid"
-
-  local deadline=$((SECONDS + KAFKA_START_TIMEOUT))
-  while :; do
-    if ! kill -0 "$pid" 2>/dev/null; then
-      local status=0; wait "$pid" || status=$?
-      print_tail "$dir/kafka.out" "$dir/kafka.log"
-      die "broker $name (pid $pid) died during start-up, exit status $status"
-    fi
-    if grep -qs 'Kafka Server started' "$dir/kafka.log" && answers "$sasl" \
-      && { [ -z "$plain" ] || answers "$plain"; }; then
-      break
-    fi
-    if [ "$SECONDS" -ge "$deadline" ]; then
-      print_tail "$dir/kafka.out" "$dir/kafka.log"
-      die "broker $name (pid $pid) not ready after $KAFKA_START_TIMEOUT s; killed it"
-    fi
-    sleep 0.2
-  done
-  STARTED=1
+  local pid=$!
+  guard_pid "$pid"
+  # Ready: the start-up line logged, and every client listener answering.
+  kafka_ready() {
+    grep -qs 'Kafka Server started' "$dir/kafka.log" && answers "$sasl" \
+      && { [ -z "$plain" ] || answers "$plain"; }
+  }
+  await_ready "broker $name" "$pid" "$KAFKA_START_TIMEOUT" kafka_ready "$dir/kafka.out" "$dir/kafka.log" \
+    || exit 1
+  start_succeeded
   local us=$((${EPOCHREALTIME/./} - t0))
   log "broker $name ready in $((us / 1000000)).$((us / 100000 % 10)) s (pid $pid)"
   echo "$pid"

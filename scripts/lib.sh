@@ -129,6 +129,59 @@ end_process() {
   log "$what stopped (SIG$signal)"
 }
 
+# For the server scripts (kafka.sh, postgres.sh): die MESSAGE, usage (their
+# header's command lines), check_name NAME.
+die() { printf '%s: %s\n' "$(basename "$0")" "$*" >&2; exit 1; }
+usage() {
+  sed -n '/^#   scripts/,/^#$/p' "$0" | sed 's/^# \{0,1\}//' >&2
+  exit 2
+}
+check_name() {
+  [[ "$1" =~ ^[A-Za-z0-9._-]+$ ]] || die "name ${1:-(empty)} must be [A-Za-z0-9._-]+"
+}
+
+# A server being started (guard_start PIDFILE, launch, guard_pid PID) is killed
+# again, and its pid file removed, when the starting script exits (failure,
+# Ctrl-C, SIGTERM) before start_succeeded.
+# Globals: the EXIT trap runs after the starting function's locals are gone.
+STARTING_PID="" STARTING_PIDFILE=""
+guard_start() { # PIDFILE
+  STARTING_PIDFILE=$1
+  trap abandon_start EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+}
+abandon_start() {
+  [ -n "$STARTING_PIDFILE" ] || return 0
+  [ -z "$STARTING_PID" ] || kill -KILL "$STARTING_PID" 2>/dev/null || true
+  rm -f "$STARTING_PIDFILE"
+}
+# guard_pid PID: the started process, written to the pid file.
+guard_pid() { STARTING_PID=$1; echo "$1" >"$STARTING_PIDFILE"; }
+start_succeeded() { STARTING_PIDFILE=""; }
+
+# await_ready WHAT PID TIMEOUT CHECK LOG...: runs CHECK (a command, no
+# arguments) until it succeeds; fails, with the end of each LOG, when PID (a
+# child of this shell) dies first or TIMEOUT seconds pass.
+await_ready() {
+  local what=$1 pid=$2 timeout=$3 check=$4; shift 4
+  local deadline=$((SECONDS + timeout))
+  until "$check"; do
+    if ! kill -0 "$pid" 2>/dev/null; then
+      local status=0; wait "$pid" || status=$?
+      print_tail "$@"
+      echo "$what (pid $pid) died during start-up, exit status $status" >&2
+      return 1
+    fi
+    if [ "$SECONDS" -ge "$deadline" ]; then
+      print_tail "$@"
+      echo "$what (pid $pid) not ready after $timeout s; killed it" >&2
+      return 1
+    fi
+    sleep 0.2
+  done
+}
+
 # print_tail FILE...: the last lines of each non-empty FILE, on stderr.
 print_tail() {
   local f

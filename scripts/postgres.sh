@@ -22,13 +22,6 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 PG_START_TIMEOUT=${CREDIT_BUS_PG_START_TIMEOUT:-60}
 PG_STOP_TIMEOUT=${CREDIT_BUS_PG_STOP_TIMEOUT:-30}
 
-die() { printf 'postgres.sh: %s\n' "$*" >&2; exit 1; }
-
-usage() {
-  sed -n '/^#   scripts/,/^#$/p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
-  exit 2
-}
-
 # Debian installs the server programs outside PATH, per major version.
 pg_bin() {
   local d
@@ -62,17 +55,6 @@ as_server() {
 }
 
 server_dir() { echo "$CB_RUN/pg-$1"; }
-
-check_name() {
-  [[ "$1" =~ ^[A-Za-z0-9._-]+$ ]] || die "server name ${1:-(empty)} must be [A-Za-z0-9._-]+"
-}
-
-STARTING_PID="" STARTING_DIR="" STARTED=""
-abandon_start() {
-  [ -z "$STARTED" ] || return 0
-  [ -z "$STARTING_PID" ] || kill -KILL "$STARTING_PID" 2>/dev/null || true
-  [ -z "$STARTING_DIR" ] || rm -f "$STARTING_DIR/postgres.pid"
-}
 
 cmd_start() {
   local name=${1:-}; [ -n "$name" ] || usage; shift
@@ -112,10 +94,7 @@ cmd_start() {
   fi
 
   log "starting PostgreSQL server $name on 127.0.0.1:$port (log $dir/postgres.log)"
-  STARTING_DIR=$dir
-  trap abandon_start EXIT
-  trap 'exit 130' INT
-  trap 'exit 143' TERM
+  guard_start "$dir/postgres.pid"
   [ ! -f "$dir/postgres.log" ] || mv -f "$dir/postgres.log" "$dir/postgres.log.1"
   # setsid: out of the terminal's process group (a Ctrl-C goes to the script
   # that started it, which stops it in order). No Unix socket: TCP on
@@ -126,23 +105,11 @@ cmd_start() {
       -c unix_socket_directories= -c logging_collector=off
   ) </dev/null >"$dir/postgres.log" 2>&1 &
   local pid=$!
-  STARTING_PID=$pid
-  echo "$pid" >"$dir/postgres.pid"
-
-  local deadline=$((SECONDS + PG_START_TIMEOUT))
-  until pg_isready -q -h 127.0.0.1 -p "$port" -t 2; do
-    if ! kill -0 "$pid" 2>/dev/null; then
-      local status=0; wait "$pid" || status=$?
-      print_tail "$dir/postgres.log"
-      die "PostgreSQL server $name (pid $pid) died during start-up, exit status $status"
-    fi
-    if [ "$SECONDS" -ge "$deadline" ]; then
-      print_tail "$dir/postgres.log"
-      die "PostgreSQL server $name (pid $pid) not ready after $PG_START_TIMEOUT s; killed it"
-    fi
-    sleep 0.2
-  done
-  STARTED=1
+  guard_pid "$pid"
+  pg_ready() { pg_isready -q -h 127.0.0.1 -p "$port" -t 2; }
+  await_ready "PostgreSQL server $name" "$pid" "$PG_START_TIMEOUT" pg_ready "$dir/postgres.log" \
+    || exit 1
+  start_succeeded
   log "PostgreSQL server $name ready on 127.0.0.1:$port (pid $pid; postgresql://postgres@127.0.0.1:$port/postgres)"
   echo "$pid"
 }

@@ -126,6 +126,6 @@ EOF
 
 case ${1:-} in
   --self-test) self_test ;;
-  "" | -*) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+  "" | -*) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
   *) summarise "$@" ;;
 esac

@@ -173,11 +173,74 @@ impl Registry {
     }
 }
 
-/// Creates every data topic under `naming`.
+/// Creates every data topic under `naming`, and returns once the broker's
+/// metadata lists them all.
 pub async fn create_topics(prefix: &str) {
-    credit_runtime::kafka::ensure_topics(&kafka_config(prefix), &Naming::new(prefix).all())
+    let topics = Naming::new(prefix).all();
+    credit_runtime::kafka::ensure_topics(&kafka_config(prefix), &topics)
         .await
         .expect("creating topics");
+    tokio::task::spawn_blocking(move || wait_for_topics(&topics, Duration::from_secs(30)))
+        .await
+        .unwrap();
+}
+
+/// Partition counts of the topics whose names start with `prefix`, as the
+/// broker's metadata lists them now.
+pub fn partition_counts(prefix: &str) -> BTreeMap<String, usize> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .create()
+        .unwrap();
+    let meta = c.fetch_metadata(None, Duration::from_secs(15)).unwrap();
+    meta.topics()
+        .iter()
+        .filter(|t| t.name().starts_with(prefix) && t.error().is_none())
+        .map(|t| (t.name().to_string(), t.partitions().len()))
+        .collect()
+}
+
+/// Waits until the broker's metadata lists every topic of `topics`. Kafka
+/// answers CreateTopics once its controller has committed them; its broker
+/// lists them a moment later, when it has applied that metadata.
+pub fn wait_for_topics(topics: &[String], timeout: Duration) {
+    let prefix = common_prefix(topics);
+    let deadline = Instant::now() + timeout;
+    loop {
+        let listed = partition_counts(&prefix);
+        let missing: Vec<_> = topics.iter().filter(|t| !listed.contains_key(*t)).collect();
+        if missing.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} topics not in the broker's metadata {timeout:?} after their creation, e.g. {:?}",
+            missing.len(),
+            &missing[..missing.len().min(3)]
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn common_prefix(names: &[String]) -> String {
+    let Some(first) = names.first() else {
+        return String::new();
+    };
+    let mut len = first.len();
+    for n in names {
+        len = len.min(
+            first
+                .bytes()
+                .zip(n.bytes())
+                .take_while(|(a, b)| a == b)
+                .count(),
+        );
+    }
+    // On a char boundary: topic names here are ASCII, but be safe.
+    while !first.is_char_boundary(len) {
+        len -= 1;
+    }
+    first[..len].to_string()
 }
 
 pub fn producer() -> FutureProducer {

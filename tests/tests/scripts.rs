@@ -15,6 +15,23 @@ fn run(script_name: &str, args: &[&str]) -> Output {
         .unwrap_or_else(|e| panic!("running scripts/{script_name}: {e}"))
 }
 
+/// `kafka.sh start NAME` on the SASL, plaintext and controller ports given.
+fn kafka_start(name: &str, [sasl, plaintext, controller]: [u16; 3], more: &[&str]) -> Output {
+    let ports = [sasl, plaintext, controller].map(|p| p.to_string());
+    let mut args = vec![
+        "start",
+        name,
+        "--sasl-port",
+        &ports[0],
+        "--plaintext-port",
+        &ports[1],
+        "--controller-port",
+        &ports[2],
+    ];
+    args.extend_from_slice(more);
+    run("kafka.sh", &args)
+}
+
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
@@ -27,19 +44,7 @@ fn kafka_start_refuses_a_port_that_is_taken() {
         let ports = listener_ports();
         let holder = TcpListener::bind(("127.0.0.1", ports[taken])).unwrap();
         let name = unique("port-taken");
-        let out = run(
-            "kafka.sh",
-            &[
-                "start",
-                &name,
-                "--sasl-port",
-                &ports[0].to_string(),
-                "--plaintext-port",
-                &ports[1].to_string(),
-                "--controller-port",
-                &ports[2].to_string(),
-            ],
-        );
+        let out = kafka_start(&name, ports, &[]);
         let err = stderr(&out);
         assert!(
             !out.status.success(),
@@ -90,18 +95,10 @@ fn postgres_start_refuses_a_port_that_is_taken() {
 fn kafka_start_reports_a_broker_that_dies_with_its_log() {
     let ports = listener_ports();
     let name = unique("dies");
-    let out = run(
-        "kafka.sh",
-        &[
-            "start",
-            &name,
-            "--sasl-port",
-            &ports[0].to_string(),
-            "--controller-port",
-            &ports[2].to_string(),
-            "--property",
-            "authorizer.class.name=no.such.Authorizer",
-        ],
+    let out = kafka_start(
+        &name,
+        ports,
+        &["--property", "authorizer.class.name=no.such.Authorizer"],
     );
     let err = stderr(&out);
     assert!(
@@ -121,7 +118,7 @@ fn kafka_start_reports_a_broker_that_dies_with_its_log() {
         !status.status.success(),
         "a broker runs after a failed start"
     );
-    for p in [ports[0], ports[2]] {
+    for p in ports {
         assert!(
             TcpListener::bind(("127.0.0.1", p)).is_ok(),
             "port {p} still held after the failed start"

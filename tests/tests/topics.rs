@@ -7,21 +7,6 @@ use std::time::Duration;
 
 use credit_bus_tests::*;
 use credit_core::topics::Naming;
-use rdkafka::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-
-fn partition_counts(prefix: &str) -> std::collections::BTreeMap<String, usize> {
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
-        .create()
-        .unwrap();
-    let meta = c.fetch_metadata(None, Duration::from_secs(15)).unwrap();
-    meta.topics()
-        .iter()
-        .filter(|t| t.name().starts_with(&format!("{prefix}.")))
-        .map(|t| (t.name().to_string(), t.partitions().len()))
-        .collect()
-}
 
 #[test]
 fn topics_create_sizes_notice_and_feedback_topics_apart() {
@@ -43,7 +28,8 @@ fn topics_create_sizes_notice_and_feedback_topics_apart() {
             String::from_utf8_lossy(&out.stderr)
         );
         let naming = Naming::new(&prefix);
-        let got = partition_counts(&prefix);
+        wait_for_topics(&naming.all(), Duration::from_secs(30));
+        let got = partition_counts(&format!("{prefix}."));
         let want: std::collections::BTreeMap<String, usize> = naming
             .all()
             .into_iter()
