@@ -318,3 +318,94 @@ async fn duplicate_codes_are_counted_once_across_restarts_and_replays() {
     }
     registry.stop().await;
 }
+
+/// How many records per second `credit-quality` counts from a backlog:
+/// `N` normalised records (courts, tax, market, from the sample generator)
+/// already on the records topic, timed from its `/readyz` to its report
+/// showing every one. Not part of the suite (a measurement):
+/// `cargo test -p credit-bus-tests --test quality -- --ignored --nocapture`,
+/// `CREDIT_BUS_QUALITY_RECORDS` sets N (default 100,000),
+/// `CREDIT_BUS_BIN_DIR` picks a release build.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore]
+async fn throughput_from_a_backlog() {
+    let n: usize = std::env::var("CREDIT_BUS_QUALITY_RECORDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let prefix = unique("t-quality-rate");
+    let naming = Naming::new(&prefix);
+    create_topics(&prefix).await;
+    let registry = Registry::start(&unique("t-quality-rate-schemas")).await;
+    let depts = ["courts", "tax", "market"];
+    let mut g = credit_datagen::Generator::new(7, 0.0);
+    let samples: Vec<_> = (0..n).map(|i| g.record(depts[i % depts.len()])).collect();
+    let valid = samples.iter().filter(|s| s.expect.is_none()).count() as u64;
+    publish(&naming, samples).await;
+    let stop = CancellationToken::new();
+    let mut normalisers = Vec::new();
+    for dept in depts {
+        let config = Config {
+            common: common(&prefix, &registry.url),
+            normaliser: NormaliserConfig {
+                department: dept.into(),
+                batch_size: 2000,
+                max_record_bytes: credit_normaliser::DEFAULT_MAX_RECORD_BYTES,
+            },
+        };
+        let tel = credit_runtime::telemetry::Telemetry::new("credit-normaliser").unwrap();
+        normalisers.push(tokio::spawn(credit_normaliser::run(
+            config,
+            tel,
+            Default::default(),
+            stop.clone(),
+        )));
+    }
+    let got = tokio::task::block_in_place(|| {
+        consume(
+            &naming.records(),
+            valid as usize,
+            Duration::from_secs(600),
+            Duration::from_secs(1),
+        )
+        .len()
+    });
+    assert_eq!(got as u64, valid, "backlog normalised");
+    stop.cancel();
+    for h in normalisers {
+        h.await.unwrap().unwrap();
+    }
+
+    let port = free_port();
+    let _q = quality(
+        &prefix,
+        &registry.url,
+        port,
+        &format!("{prefix}-quality.log"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while !reqwest::get(format!("http://127.0.0.1:{port}/readyz"))
+        .await
+        .is_ok_and(|r| r.status().is_success())
+    {
+        assert!(Instant::now() < deadline, "not ready");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let t0 = Instant::now();
+    loop {
+        if let Some(r) = report(port).await
+            && r["total"]["records"].as_u64() == Some(valid)
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not all counted");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    eprintln!(
+        "credit-quality counted {valid} records in {secs:.2} s: {:.0} records/s ({})",
+        valid as f64 / secs,
+        bin("credit-quality").display()
+    );
+    registry.stop().await;
+}
