@@ -202,10 +202,7 @@ fn csv_cases() -> (Vec<Case>, BTreeMap<String, f64>) {
 /// penalty, as a court entry's debt and as its listed conduct. Returns the
 /// cases and the guardrail decisions each department must count
 /// (`(department, concept, decision)`).
-fn guardrail_cases() -> (
-    Vec<Case>,
-    BTreeMap<(&'static str, String, &'static str), f64>,
-) {
+fn guardrail_cases() -> (Vec<Case>, Decisions) {
     let mut out = Vec::new();
     let mut decisions = BTreeMap::new();
     let mut decide = |dept: &'static str, e: &GuardrailExpect| {
@@ -279,6 +276,9 @@ fn guardrail_cases() -> (
     }
     (out, decisions)
 }
+
+/// Guardrail decisions by (department, concept, decision).
+type Decisions = BTreeMap<(&'static str, String, &'static str), f64>;
 
 /// A normalised record's facts, decoded with the registry's schema.
 #[derive(Debug)]
@@ -719,7 +719,7 @@ async fn case_tables_through_the_broker() {
     cases.extend(guard);
     let published = publish_cases(&naming, &cases[base..], base).await;
     failures.extend(check(&naming, &registry.url, &cases, &published).await);
-    let mut got: BTreeMap<(&'static str, String, &'static str), f64> = BTreeMap::new();
+    let mut got: Decisions = BTreeMap::new();
     for dept in ["market", "courts"] {
         for (l, v) in scrape(normalisers.ports[dept], decisions).await {
             let concept = label(&l, "concept").unwrap_or("?").to_string();
