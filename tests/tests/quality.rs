@@ -205,6 +205,18 @@ async fn duplicate_codes_are_counted_once_across_restarts_and_replays() {
     )
     .await;
 
+    // Not a record: dead-lettered by the service, counted nowhere.
+    producer()
+        .send(
+            FutureRecord::to(&naming.records())
+                .key("junk")
+                .payload(&b"not avro"[..]),
+            Duration::from_secs(30),
+        )
+        .await
+        .map_err(|(e, _)| e)
+        .expect("published");
+
     let port = free_port();
     let mut q = quality(
         &prefix,
@@ -261,6 +273,23 @@ async fn duplicate_codes_are_counted_once_across_restarts_and_replays() {
     assert_eq!(metric(port, conflicts_metric, "tax").await, Some(1.0));
     assert_eq!(metric(port, conflicts_metric, "market").await, Some(2.0));
     assert_eq!(metric(port, ratio_metric, "tax").await, Some(0.5));
+    let dead = tokio::task::block_in_place(|| {
+        consume(
+            &naming.quality_dead_letters(),
+            1,
+            Duration::from_secs(30),
+            Duration::from_millis(500),
+        )
+    });
+    assert_eq!(dead.len(), 1, "the undecodable record dead-lettered once");
+    assert_eq!(
+        header(&dead[0], credit_core::dlq::REASON),
+        Some("malformed_avro")
+    );
+    assert_eq!(
+        rdkafka::message::Message::payload(&dead[0]),
+        Some(&b"not avro"[..])
+    );
 
     // kill -9 and restart: the ledger is rebuilt from its topic; the counter
     // continues from the same value.
