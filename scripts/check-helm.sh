@@ -176,7 +176,7 @@ def toml_keys(path):
 common_defaults = toml_keys("crates/runtime/default.toml")
 svc_defaults = {}
 for svc, d in [("registry", "registry"), ("normaliser", "normaliser"), ("engine", "engine"),
-               ("feedback", "feedback"), ("dashboard", "dashboard")]:
+               ("feedback", "feedback"), ("quality", "quality"), ("dashboard", "dashboard")]:
     p = f"services/{d}/default.toml"
     svc_defaults[svc] = merge(common_defaults, toml_keys(p)) if os.path.exists(p) else None
 
@@ -219,7 +219,7 @@ def access_users(eff):
     u = eff["strimzi"]["users"]
     on = {"department": True, "normaliser": eff["normaliser"]["enabled"], "engine": eff["engine"]["enabled"],
           "registry": eff["registry"]["enabled"], "feedback": eff["feedback"]["enabled"],
-          "operator": u["operator"], "archive": u["archive"]}
+          "quality": eff["quality"]["enabled"], "operator": u["operator"], "archive": u["archive"]}
     out = {}
     for user in access_doc["users"]:
         if not on[user["component"]]:
@@ -333,8 +333,8 @@ with helm.Chart.load(CHART) as chart:
                 print(f"  skip [{name}] KafkaTopics vs `credit-bus topics list`: CLI not built or prefix differs")
             compacted = sorted(t["spec"]["topicName"] for t in kinds["KafkaTopic"] if t["spec"].get("config", {}).get("cleanup.policy") == "compact")
             p = eff["kafka"]["topicPrefix"]
-            check(f"[{name}] compacted topics: engine state, catalogue, schema store",
-                  compacted == sorted([f"{p}.engine.state", f"{p}.catalogue", eff["registry"]["topic"]]), str(compacted))
+            check(f"[{name}] compacted topics: engine state, catalogue, quality ledger, schema store",
+                  compacted == sorted([f"{p}.engine.state", f"{p}.catalogue", f"{p}.quality.state", eff["registry"]["topic"]]), str(compacted))
             st = eff["strimzi"]["topics"]
             def want_partitions(t):
                 if t == eff["registry"]["topic"]:

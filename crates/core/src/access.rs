@@ -17,6 +17,7 @@
 //! | `feedback` | read every `<d>.notices` and `<d>.feedback`; read+write `feedback.rejected`; group `feedback` |
 //! | `operator` | write `engine.commands`; read+write `catalogue`; read `engine.state` (dry-run) and `engine.dlq` |
 //! | `archive` | read `records`, every `<d>.notices` and `<d>.feedback`, `engine.commands`; group `archive` |
+//! | `quality` | read `records` and every `<d>.dlq` (reasons only); read+write `quality.state`; write `quality.dlq`; group `quality` |
 //!
 //! Services that read partitions without a group (recovery, replay, dry-run)
 //! may also DESCRIBE groups under [`Naming::reader_groups`]: librdkafka looks a
@@ -222,6 +223,9 @@ pub enum Role {
     /// The archive service (not built yet): reads records, notices, feedback
     /// and engine commands into the access-controlled store.
     Archive,
+    /// The quality service: duplicate codes (重码) from the records and wrong
+    /// codes (错码) from the dead letters' reasons.
+    Quality,
 }
 
 impl Role {
@@ -245,6 +249,7 @@ impl Role {
             Role::Feedback => "feedback",
             Role::Operator => "operator",
             Role::Archive => "archive",
+            Role::Quality => "quality",
         }
     }
 
@@ -264,6 +269,7 @@ impl Role {
             Role::Feedback,
             Role::Operator,
             Role::Archive,
+            Role::Quality,
         ]
         .into_iter()
         .find(|r| r.component() == name)
@@ -473,6 +479,24 @@ impl Model {
                 grants: g.done(),
             });
         }
+        {
+            // Records for duplicate codes, dead letters for the reasons of
+            // wrong codes (it reads only their headers); its own ledger,
+            // re-read at start, and dead-letter topic.
+            let mut g = Grants::default();
+            g.topic(n.records(), &[Read]);
+            for d in publishing_departments() {
+                g.topic(n.dlq(d.id), &[Read]);
+            }
+            g.topic(n.quality_state(), &[Read, Write])
+                .topic(n.quality_dead_letters(), &[Write])
+                .group(n.quality_group())
+                .readers(n);
+            principals.push(Principal {
+                role: Role::Quality,
+                grants: g.done(),
+            });
+        }
         Model {
             naming: n.clone(),
             registry_topic: registry_topic.to_string(),
@@ -583,7 +607,7 @@ mod tests {
             let w: Vec<String> = publishing_departments()
                 .map(|d| format!("normaliser-{}", d.id))
                 .collect();
-            return (w, names(&["engine", "archive"]));
+            return (w, names(&["engine", "archive", "quality"]));
         }
         if topic == n.engine_commands() {
             return (names(&["operator"]), names(&["engine", "archive"]));
@@ -603,6 +627,13 @@ mod tests {
         if topic == n.feedback_rejected() {
             return (names(&["feedback"]), names(&["feedback"]));
         }
+        if topic == n.quality_state() {
+            return (names(&["quality"]), names(&["quality"]));
+        }
+        if topic == n.quality_dead_letters() {
+            // Operators read it as the administrator, like the DLQs of departments without a user.
+            return (names(&["quality"]), vec![]);
+        }
         if topic == registry {
             return (names(&["registry"]), names(&["registry"]));
         }
@@ -613,7 +644,7 @@ mod tests {
                 return (vec![dn], vec![nn]);
             }
             if topic == n.dlq(d.id) {
-                return (vec![nn], vec![dn]);
+                return (vec![nn], vec![dn, "quality".into()]);
             }
             if topic == n.notices(d.id) {
                 return (
@@ -885,11 +916,12 @@ mod tests {
         let m = Model::new(&Naming::default(), SCHEMAS);
         let depts = DEPARTMENTS.len();
         let publishers = publishing_departments().count();
-        assert_eq!(m.principals.len(), depts + publishers + 5);
+        assert_eq!(m.principals.len(), depts + publishers + 6);
         // department: feedback, notices, group (+ inbound, dlq); normaliser: 4;
         // registry: 3 + reader; engine: 5 topics (state and catalogue twice) + notices + group + txn + reader;
         // feedback: 2 per department + rejected twice + group + reader; operator: 5 + reader;
-        // archive: 2 + 2 per department + group.
+        // archive: 2 + 2 per department + group; quality: records, 1 per
+        // publisher, state twice, dead letters, group, reader.
         let want = depts * 3
             + publishers * 2
             + publishers * 4
@@ -897,7 +929,8 @@ mod tests {
             + (7 + depts + 3)
             + (2 * depts + 2 + 2)
             + (5 + 1)
-            + (2 + 2 * depts + 1);
+            + (2 + 2 * depts + 1)
+            + (1 + publishers + 2 + 1 + 1 + 1);
         assert_eq!(m.binding_count(), want);
     }
 

@@ -10,6 +10,8 @@
 //! | `credit.<dept>.feedback`    | that department's feedback on its notices (Avro)      |
 //! | `credit.feedback.rejected`  | feedback the bus refused: original bytes + why        |
 //! | `credit.catalogue`          | measures catalogue versions and the active one (compacted) |
+//! | `credit.quality.state`      | the quality service's ledger: one fact per record id (compacted) |
+//! | `credit.quality.dlq`        | records the quality service could not read: original bytes + why |
 //! | `_credit_schemas`           | the schema registry's compacted store                 |
 //!
 //! `credit` is the default prefix; `kafka.topic_prefix` changes it, so several
@@ -111,9 +113,28 @@ impl Naming {
         format!("{}.engine.{instance}", self.prefix)
     }
 
+    /// The quality service's ledger (compacted): per record id, the code and
+    /// name it carried or the wrong-code reason it was rejected with, so a
+    /// restart rebuilds the counts without reading the records again and a
+    /// replayed record is recognised by its id.
+    pub fn quality_state(&self) -> String {
+        format!("{}.quality.state", self.prefix)
+    }
+
+    /// What the quality service could not read (undecodable records):
+    /// original bytes, reason and input position.
+    pub fn quality_dead_letters(&self) -> String {
+        format!("{}.quality.dlq", self.prefix)
+    }
+
+    /// The consumer group the quality service commits its input offsets under.
+    pub fn quality_group(&self) -> String {
+        format!("{}.quality", self.prefix)
+    }
+
     /// Whether a topic under this prefix keeps only the latest record per key.
     pub fn is_compacted(&self, topic: &str) -> bool {
-        topic == self.engine_state() || topic == self.catalogue()
+        topic == self.engine_state() || topic == self.catalogue() || topic == self.quality_state()
     }
 
     /// Whether a topic is a department's notices or feedback topic: one
@@ -189,6 +210,8 @@ impl Naming {
             self.engine_dead_letters(),
             self.catalogue(),
             self.feedback_rejected(),
+            self.quality_state(),
+            self.quality_dead_letters(),
         ];
         for dep in crate::DEPARTMENTS {
             out.extend(self.department_topics(dep));
@@ -327,7 +350,7 @@ mod tests {
         }
         // A notice and a feedback topic per department, inbound + dlq per publisher
         // (5), records, the engine's commands, changelog and dead letters, the
-        // catalogue and rejected feedback.
-        assert_eq!(all.len(), 2 * crate::DEPARTMENTS.len() + 2 * 5 + 6);
+        // catalogue, rejected feedback, the quality ledger and its dead letters.
+        assert_eq!(all.len(), 2 * crate::DEPARTMENTS.len() + 2 * 5 + 8);
     }
 }

@@ -174,6 +174,15 @@ impl MetricName {
             .build()
     }
 
+    /// A gauge of a share (0..1), e.g. [`MetricName::CodeConflictRatio`]:
+    /// integer gauges cannot hold a rate measured against 0.005 %.
+    pub fn ratio_gauge(self, meter: &Meter, description: &'static str) -> Gauge<f64> {
+        meter
+            .f64_gauge(self.base())
+            .with_description(description)
+            .build()
+    }
+
     pub fn seconds_histogram(self, meter: &Meter, description: &'static str) -> Histogram<f64> {
         meter
             .f64_histogram(self.base())

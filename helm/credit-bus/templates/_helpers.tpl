@@ -129,6 +129,7 @@ ops_listen = {{ printf "0.0.0.0:%d" (int .opsPort) | toJson }}
 {{/*
 Topic names, exactly as crates/core/src/topics.rs derives them (Naming::all),
 one per line: records, engine commands, state and dead letters, catalogue, rejected feedback,
+the quality ledger and its dead letters,
 then per department notices, feedback and, for publishers, inbound and dlq.
 */}}
 {{- define "credit-bus.topics" -}}
@@ -139,6 +140,8 @@ then per department notices, feedback and, for publishers, inbound and dlq.
 {{ $p }}.engine.dlq
 {{ $p }}.catalogue
 {{ $p }}.feedback.rejected
+{{ $p }}.quality.state
+{{ $p }}.quality.dlq
 {{- range .Values.departments.all }}
 {{ $p }}.{{ . }}.notices
 {{ $p }}.{{ . }}.feedback
@@ -154,6 +157,7 @@ then per department notices, feedback and, for publishers, inbound and dlq.
 {{- $p := .Values.kafka.topicPrefix -}}
 {{ $p }}.engine.state
 {{ $p }}.catalogue
+{{ $p }}.quality.state
 {{ .Values.registry.topic }}
 {{- end -}}
 
