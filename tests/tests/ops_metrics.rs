@@ -246,7 +246,7 @@ async fn every_metric_in_the_dashboard_and_alerts_is_exported() {
     });
     let port = free_port();
     let mut env = with_registry(port);
-    env.push(("CREDIT_BUS__ENGINE__BATCH_SIZE", "200".into()));
+    env.push(("CREDIT_BUS__ENGINE__MAX_BATCH", "200".into()));
     env.push(("CREDIT_BUS__ENGINE__INSTANCE_ID", "ops-engine-0".into()));
     let engine = format!("http://127.0.0.1:{port}");
     services.push(Service {

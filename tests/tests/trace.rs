@@ -160,7 +160,7 @@ async fn one_record_is_one_trace_from_inbound_to_feedback() {
             &prefix,
             &registry.url,
         )
-        .env("CREDIT_BUS__ENGINE__BATCH_SIZE", "100")
+        .env("CREDIT_BUS__ENGINE__MAX_BATCH", "100")
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .expect("engine starts"),

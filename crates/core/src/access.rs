@@ -102,6 +102,10 @@ pub enum Operation {
     Write,
     Create,
     Describe,
+    /// Reading a topic's configuration: every writer of a topic may, so a
+    /// service checks at start that its records fit the topic's
+    /// `max.message.bytes` (`credit_runtime::limits`).
+    DescribeConfigs,
 }
 
 impl Operation {
@@ -111,6 +115,7 @@ impl Operation {
             Operation::Write => "Write",
             Operation::Create => "Create",
             Operation::Describe => "Describe",
+            Operation::DescribeConfigs => "DescribeConfigs",
         }
     }
 
@@ -129,6 +134,7 @@ impl fmt::Display for Operation {
             Operation::Write => "WRITE",
             Operation::Create => "CREATE",
             Operation::Describe => "DESCRIBE",
+            Operation::DescribeConfigs => "DESCRIBE_CONFIGS",
         })
     }
 }
@@ -357,6 +363,9 @@ impl Grants {
     fn done(&mut self) -> Vec<Grant> {
         let mut v = std::mem::take(&mut self.0);
         for g in &mut v {
+            if g.resource.kind == ResourceType::Topic && g.operations.contains(&Operation::Write) {
+                g.operations.push(Operation::DescribeConfigs);
+            }
             g.operations.sort();
             g.operations.dedup();
         }
@@ -931,7 +940,13 @@ mod tests {
             + (5 + 1)
             + (2 + 2 * depts + 1)
             + (1 + publishers + 2 + 1 + 1 + 1);
-        assert_eq!(m.binding_count(), want);
+        // DescribeConfigs on every topic written: departments' feedback and
+        // inbound, normalisers' records and dead letters, the registry's
+        // store, the engine's state, catalogue, dead letters and notices, the
+        // tracker's rejected feedback, the operator's commands and catalogue,
+        // quality's state and dead letters.
+        let describe_configs = (depts + publishers) + 2 * publishers + 1 + (3 + depts) + 1 + 2 + 2;
+        assert_eq!(m.binding_count(), want + describe_configs);
     }
 
     #[test]

@@ -260,6 +260,7 @@ impl AclBinding {
                 Operation::Write => RD_KAFKA_ACL_OPERATION_WRITE,
                 Operation::Create => RD_KAFKA_ACL_OPERATION_CREATE,
                 Operation::Describe => RD_KAFKA_ACL_OPERATION_DESCRIBE,
+                Operation::DescribeConfigs => RD_KAFKA_ACL_OPERATION_DESCRIBE_CONFIGS,
             },
             permission: rd::rd_kafka_AclPermissionType_t::RD_KAFKA_ACL_PERMISSION_TYPE_ALLOW,
         }

@@ -62,7 +62,9 @@ fn client(
     isolation: &str,
 ) -> Result<BaseConsumer<BusContext>, KafkaError> {
     base(cfg, client_id)
-        .set("group.id", client_id)
+        // Never joined, but librdkafka looks up its coordinator: a name under
+        // the reader-group prefix the access model lets services describe.
+        .set("group.id", cfg.naming().reader_group(client_id))
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")
         .set("isolation.level", isolation)

@@ -189,6 +189,16 @@ type Consumer_ = StreamConsumer<EngineContext>;
 impl Engine {
     /// Loads every catalogue version published, dead-lettering invalid ones once.
     async fn load_catalogues(&mut self) -> Result<(), Error> {
+        for c in self.published().await? {
+            self.catalogues.entry(c.version).or_insert(c);
+        }
+        self.outlets.set_catalogues(&self.catalogues);
+        Ok(())
+    }
+
+    /// Every valid catalogue version on the catalogue topic; invalid ones
+    /// are dead-lettered (once per process) and left out.
+    async fn published(&mut self) -> Result<Vec<Catalogue>, Error> {
         let (k, (topic, parts)) = (self.kafka.clone(), self.catalogue_topic.clone());
         let policy = self.policy.clone();
         let (good, bad) = policy
@@ -213,9 +223,6 @@ impl Engine {
                 code: "catalogue_unreadable",
                 detail: e.to_string(),
             })?;
-        for c in good {
-            self.catalogues.entry(c.version).or_insert(c);
-        }
         for (key, error) in bad {
             if self.reported.insert(key.clone()) {
                 tracing::error!(key, error, topic = %self.catalogue_topic.0, "invalid catalogue version on the catalogue topic: never applied");
@@ -246,8 +253,7 @@ impl Engine {
                     .map_err(|e| Error::stop("dead-lettering", &e))?;
             }
         }
-        self.outlets.set_catalogues(&self.catalogues);
-        Ok(())
+        Ok(good)
     }
 
     /// Makes sure the configured catalogue is on the catalogue topic, so every
@@ -255,9 +261,10 @@ impl Engine {
     /// its version; a version published there with other content is refused.
     async fn publish_base_catalogue(&mut self) -> Result<(), Error> {
         let configured = self.catalogues[&self.base_version].clone();
-        self.load_catalogues().await?;
-        if let Some(c) = self.catalogues.get(&self.base_version) {
+        let published = self.published().await?;
+        if let Some(c) = published.iter().find(|c| c.version == self.base_version) {
             if *c == configured {
+                self.load_catalogues().await?;
                 return self.commit(None).await;
             }
             return Err(Error::Config(format!(
