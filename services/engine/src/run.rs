@@ -907,8 +907,44 @@ fn topology(
 /// How long an idle loop waits before looking at expiry and open transactions again.
 const TICK: Duration = Duration::from_millis(500);
 
-/// Runs an engine instance until `shutdown`.
+impl Error {
+    /// Whether a new consumer and producer may recover from it in-process:
+    /// the group coordinator fenced this static member (seen after a broker
+    /// restart: the member rejoins with a new member id while the broker
+    /// still holds the old one). Everything committed is safe; what was open
+    /// is aborted by the new producer's fencing.
+    fn is_restartable(&self) -> bool {
+        matches!(self, Error::Stop { what: "consuming", code: "kafka_fenced", .. })
+    }
+}
+
+/// Most in-process restarts after a fenced consumer before the instance
+/// stops (and its orchestrator restarts it).
+const MAX_RESTARTS: u32 = 5;
+
+/// Runs an engine instance until `shutdown`. A consumer fenced by its group
+/// coordinator is replaced (at most [`MAX_RESTARTS`] times, with a pause):
+/// the instance starts over, its state replayed from the changelog.
 pub async fn run(
+    config: Config,
+    tel: Telemetry,
+    ready: Readiness,
+    shutdown: Shutdown,
+) -> Result<(), Error> {
+    let mut restarts = 0;
+    loop {
+        match run_once(config.clone(), tel.clone(), ready.clone(), shutdown.clone()).await {
+            Err(e) if e.is_restartable() && restarts < MAX_RESTARTS && !shutdown.is_cancelled() => {
+                restarts += 1;
+                tracing::warn!(error = %e, restarts, "the consumer was fenced; starting over with a new consumer and producer");
+                tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+async fn run_once(
     config: Config,
     tel: Telemetry,
     ready: Readiness,
