@@ -108,6 +108,24 @@ impl Deployment {
         kafka::ensure_topics(&d.admin(), &d.naming.all())
             .await
             .expect("the administrator creates the topics");
+        // ACLs and SCRAM users reach the broker's authorizer through the
+        // KRaft metadata log a moment after the controller took them (seconds
+        // on a loaded machine): wait until one allowed write goes through, so
+        // a denial below is the model's, not propagation's.
+        let courts = d.as_role(Role::Department(
+            credit_core::catalogue::department("courts").unwrap(),
+        ));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while send(&courts, &d.naming.inbound("courts"), "probe")
+            .await
+            .is_err()
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the applied ACLs did not take effect within 60 s"
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
         d
     }
 

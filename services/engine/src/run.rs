@@ -914,7 +914,14 @@ impl Error {
     /// still holds the old one). Everything committed is safe; what was open
     /// is aborted by the new producer's fencing.
     fn is_restartable(&self) -> bool {
-        matches!(self, Error::Stop { what: "consuming", code: "kafka_fenced", .. })
+        matches!(
+            self,
+            Error::Stop {
+                what: "consuming",
+                code: "kafka_fenced",
+                ..
+            }
+        )
     }
 }
 
