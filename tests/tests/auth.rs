@@ -110,13 +110,14 @@ impl Deployment {
             .expect("the administrator creates the topics");
         // ACLs and SCRAM users reach the broker's authorizer through the
         // KRaft metadata log a moment after the controller took them (seconds
-        // on a loaded machine): wait until one allowed write goes through, so
+        // on a loaded machine): wait until one allowed write (to a topic no test
+        // counts) goes through, so
         // a denial below is the model's, not propagation's.
         let courts = d.as_role(Role::Department(
             credit_core::catalogue::department("courts").unwrap(),
         ));
         let deadline = Instant::now() + Duration::from_secs(60);
-        while send(&courts, &d.naming.inbound("courts"), "probe")
+        while send(&courts, &d.naming.feedback("courts"), "probe")
             .await
             .is_err()
         {
