@@ -331,6 +331,26 @@ impl Oracle {
         self.add(planned);
     }
 
+    /// Activating catalogue `new` on every partition, as the activation
+    /// command does on each: the notices it plans, also kept in `notices`.
+    pub fn activate(
+        &mut self,
+        new: &credit_measures::Catalogue,
+    ) -> Vec<credit_measures::plan::Planned> {
+        let today = self.today;
+        let mut all = Vec::new();
+        for p in 0..self.partitions {
+            let st = self
+                .states
+                .entry(p)
+                .or_insert_with(|| credit_measures::plan::PartitionState::new(1));
+            all.extend(st.plan_activation(new, today));
+        }
+        self.catalogue = new.clone();
+        self.add(all.clone());
+        all
+    }
+
     /// Whether the entry of `record_id` is active in the reference.
     pub fn is_active(&mut self, record_id: &str) -> bool {
         self.state(record_id)
