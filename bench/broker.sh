@@ -14,6 +14,10 @@
 # /work/shared/KAFKA.md, and a short broker session so a broker killed and
 # restarted on its log directory registers again after ~6 s instead of ~14 s.
 # Delete DIR when done: a 1M-record run writes about 1 GB.
+#
+# BENCH_BROKER_SESSION_MS (default 3000): broker.session.timeout.ms. On a host
+# loaded well past its cores the controller can miss 3 s of heartbeats and
+# fence its own broker mid-run; 9000 (Kafka's default) rides that out.
 set -euo pipefail
 
 KAFKA_VERSION=4.4.0
@@ -74,7 +78,7 @@ group.initial.rebalance.delay.ms=0
 auto.create.topics.enable=false
 num.network.threads=2
 num.io.threads=4
-broker.session.timeout.ms=3000
+broker.session.timeout.ms=${BENCH_BROKER_SESSION_MS:-3000}
 broker.heartbeat.interval.ms=500
 # Benchmarks delete their topics after each phase: free the disk at once.
 file.delete.delay.ms=1000
