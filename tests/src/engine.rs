@@ -44,6 +44,20 @@ pub fn spawn_engine(
     instance: &str,
     port: u16,
 ) -> Proc {
+    spawn_engine_with(brokers, prefix, registry, log, instance, port, &[])
+}
+
+/// [`spawn_engine`] with more environment variables (later ones win), e.g.
+/// `("CREDIT_BUS__ENGINE__TRANSACTION_TIMEOUT_MS", "5000")`.
+pub fn spawn_engine_with(
+    brokers: &str,
+    prefix: &str,
+    registry: &str,
+    log: &std::path::Path,
+    instance: &str,
+    port: u16,
+    env: &[(&str, &str)],
+) -> Proc {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -63,6 +77,7 @@ pub fn spawn_engine(
             "CREDIT_BUS__TELEMETRY__LOG_FILTER",
             std::env::var("ENGINE_TEST_LOG").unwrap_or_else(|_| "info".into()),
         )
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
