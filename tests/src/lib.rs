@@ -363,37 +363,22 @@ impl OwnBroker {
     /// Formats and starts a broker; panics with kafka.sh's message (which
     /// carries the end of the broker's log) when it does not come up.
     pub fn start(prefix: &str) -> OwnBroker {
-        OwnBroker::start_with(prefix, &[])
-    }
-
-    /// [`OwnBroker::start`] with `KEY=VALUE` broker properties added to (or
-    /// overriding) kafka.sh's; they hold for its restarts too.
-    pub fn start_with(prefix: &str, properties: &[&str]) -> OwnBroker {
         let name = unique(prefix);
         let [sasl, plaintext, controller] = listener_ports();
         let b = OwnBroker {
             name,
             brokers: format!("127.0.0.1:{plaintext}"),
         };
-        let ports = [
-            sasl.to_string(),
-            plaintext.to_string(),
-            controller.to_string(),
-        ];
-        let mut args = vec![
+        b.run(&[
             "start",
             &b.name,
             "--sasl-port",
-            &ports[0],
+            &sasl.to_string(),
             "--plaintext-port",
-            &ports[1],
+            &plaintext.to_string(),
             "--controller-port",
-            &ports[2],
-        ];
-        for p in properties {
-            args.extend(["--property", p]);
-        }
-        b.run(&args);
+            &controller.to_string(),
+        ]);
         b
     }
 

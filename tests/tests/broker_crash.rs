@@ -17,7 +17,19 @@
 //! first committed notice made after the kill.
 //!
 //! Its own test binary: it points `CREDIT_BUS_TEST_BROKERS` at its private
-//! broker for every helper it uses.
+//! broker for every helper it uses. `BROKER_CRASH_KEEP_LOGS=1` keeps the
+//! services' and the broker's logs (path printed first).
+//!
+//! Known failure (Kafka 4.4, about one run in three here): notices missing
+//! and the engine's replay stuck with "a transaction stayed open". Kafka
+//! left the engine's transaction of the first crash open on some partitions
+//! ("hanging transaction": `DescribeProducers` shows its old producer epoch
+//! with a `currentTransactionStartOffset` while the coordinator reports the
+//! transactional id `Empty`, no partitions), so their last stable offset
+//! never moves. The coordinator aborted that transaction in the moment
+//! after the restart when the broker already led its partitions from the
+//! metadata log but was then fenced and unfenced (its old registration
+//! expiring): coordinator epoch 0, resigned, elected again at epoch 2.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Command, Stdio};
@@ -36,14 +48,6 @@ use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-
-/// The test's broker: kafka.sh's settings (among them a 3 s broker session,
-/// so a restart after kill -9 is not refused for 9 s), plus a transaction
-/// coordinator that looks for timed-out transactions every second rather
-/// than every 10 s, so a transaction its dead producer left open is aborted
-/// within about a second of `transaction.timeout.ms`.
-const BROKER_PROPERTIES: &[&str] =
-    &["transaction.abort.timed.out.transaction.cleanup.interval.ms=1000"];
 
 /// Records per publishing department per round; a round every `PAUSE`.
 const PER_ROUND: usize = 20;
@@ -293,6 +297,20 @@ impl Watch {
             .min()
     }
 
+    /// Waits until an output of each kind made after `after_ms` was seen.
+    async fn wait_for_both(&self, after_ms: i64, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while self.first(Output::Record, after_ms).is_none()
+            || self.first(Output::Notice, after_ms).is_none()
+        {
+            assert!(
+                Instant::now() < deadline,
+                "no normalised record and committed notice made after the crash within {limit:?} of the broker's restart"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     fn count(&self, kind: Output) -> usize {
         let s = self.seen.lock().unwrap();
         s.iter().filter(|(k, _, _)| *k == kind).count()
@@ -322,7 +340,12 @@ async fn a_broker_killed_twice_under_the_whole_path_loses_nothing_and_doubles_no
     let dir = std::env::temp_dir().join(unique("broker-crash"));
     std::fs::create_dir_all(&dir).unwrap();
     eprintln!("service logs in {}", dir.display());
-    let broker = OwnBroker::start_with("crash", BROKER_PROPERTIES);
+    // kafka.sh's settings: among them a 3 s broker session, so a restart
+    // after kill -9 is refused for 3 s (Kafka's default: 9 s) until the old
+    // registration expires. Nothing else is tuned for the test: the engine
+    // fences its own open transaction when it starts over, so the
+    // coordinator's timeout scan (every 10 s) is not on the recovery path.
+    let broker = OwnBroker::start("crash");
     // SAFETY: the only test in this binary, set before any thread reads it.
     unsafe { std::env::set_var("CREDIT_BUS_TEST_BROKERS", &broker.brokers) };
 
@@ -374,6 +397,11 @@ async fn a_broker_killed_twice_under_the_whole_path_loses_nothing_and_doubles_no
         let ready_ms = now_ms();
         published.extend(flowing.await.unwrap());
         published.extend(away.await.unwrap());
+        // Output resumes (measured from here) before anything else happens:
+        // the next crash hits a path that works again.
+        watch
+            .wait_for_both(killed_ms, Duration::from_secs(120))
+            .await;
         crashes.push(Crash {
             killed_ms,
             restart,
