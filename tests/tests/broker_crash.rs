@@ -20,16 +20,20 @@
 //! broker for every helper it uses. `BROKER_CRASH_KEEP_LOGS=1` keeps the
 //! services' and the broker's logs (path printed first).
 //!
-//! Known failure (Kafka 4.4, about one run in three here): notices missing
-//! and the engine's replay stuck with "a transaction stayed open". Kafka
-//! left the engine's transaction of the first crash open on some partitions
-//! ("hanging transaction": `DescribeProducers` shows its old producer epoch
-//! with a `currentTransactionStartOffset` while the coordinator reports the
-//! transactional id `Empty`, no partitions), so their last stable offset
-//! never moves. The coordinator aborted that transaction in the moment
-//! after the restart when the broker already led its partitions from the
-//! metadata log but was then fenced and unfenced (its old registration
-//! expiring): coordinator epoch 0, resigned, elected again at epoch 2.
+//! Known failure (Kafka 4.4 single node, 3 runs of 6 here): notices missing,
+//! the engine's replay stuck ("a transaction stayed open"). It is the
+//! broker's: when it was killed while the engine's commit was between
+//! PREPARE_COMMIT and COMPLETE_COMMIT, the restarted broker first acts on its
+//! metadata from before the crash (transaction coordinator elected at epoch
+//! 0) while the controller has already fenced its old registration; the
+//! coordinator finishes the commit, its marker sender finds no leader for
+//! the data partitions, skips them as "likely deleted already" ("Couldn't
+//! find leader endpoint for partitions ...", kafka.log) and writes
+//! COMPLETE_COMMIT. Those partitions keep the transaction open for good:
+//! `Admin.describeProducers` shows the engine's producer with its old epoch
+//! and a `currentTransactionStartOffset`, while `describeTransactions` says
+//! `Empty`, so their last stable offset never moves again and read_committed
+//! readers never see the committed notices.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Command, Stdio};
@@ -305,7 +309,7 @@ impl Watch {
         {
             assert!(
                 Instant::now() < deadline,
-                "no normalised record and committed notice made after the crash within {limit:?} of the broker's restart"
+                "no normalised record and committed notice made after the crash within {limit:?} of the broker's restart (a transaction Kafka left open? see this file's doc)"
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
