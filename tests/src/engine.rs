@@ -47,8 +47,8 @@ pub fn spawn_engine(
     spawn_engine_with(brokers, prefix, registry, log, instance, port, &[])
 }
 
-/// [`spawn_engine`] with more configuration (`CREDIT_BUS__...` variables),
-/// e.g. `CREDIT_BUS__ENGINE__TODAY` for a controlled clock.
+/// [`spawn_engine`] with more environment variables (later ones win), e.g.
+/// `("CREDIT_BUS__ENGINE__TODAY", "2031-01-01")` for a controlled clock.
 pub fn spawn_engine_with(
     brokers: &str,
     prefix: &str,
@@ -56,7 +56,7 @@ pub fn spawn_engine_with(
     log: &std::path::Path,
     instance: &str,
     port: u16,
-    env: &[(&str, String)],
+    env: &[(&str, &str)],
 ) -> Proc {
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -77,7 +77,7 @@ pub fn spawn_engine_with(
             "CREDIT_BUS__TELEMETRY__LOG_FILTER",
             std::env::var("ENGINE_TEST_LOG").unwrap_or_else(|_| "info".into()),
         )
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()

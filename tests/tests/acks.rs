@@ -58,8 +58,8 @@ async fn groups_count_every_record_and_report_the_offsets_after_them() {
         let (oa, ob) = (wa.next(&topic, *q).unwrap(), wb.next(&topic, *q).unwrap());
         assert_eq!(oa.max(ob) as usize, na + nb, "partition {q}: {oa} {ob}");
         assert!(oa as usize >= *na && ob as usize >= *nb);
-        // tansu's watermark may lag (docs/engine.md); it never exceeds the end.
-        assert!(end <= oa.max(ob), "partition {q}: watermark {end}");
+        // The broker's end is exactly what was acknowledged.
+        assert_eq!(end, oa.max(ob), "partition {q}: watermark {end}");
     }
     assert_eq!(wa.iter().count(), 3);
     assert_eq!(wa.next(&naming.notices("courts"), 0), None);

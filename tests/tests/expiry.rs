@@ -52,6 +52,7 @@ async fn entries_expire_on_their_day_exactly_once_across_kills() {
 
     let log = std::env::temp_dir().join(format!("{}.log", unique("expiry-engine")));
     let engine_on = |day: i32, port: u16| {
+        let today = credit_core::date::format(day);
         spawn_engine_with(
             &brokers(),
             &prefix,
@@ -59,7 +60,7 @@ async fn entries_expire_on_their_day_exactly_once_across_kills() {
             &log,
             "engine-a",
             port,
-            &[("CREDIT_BUS__ENGINE__TODAY", credit_core::date::format(day))],
+            &[("CREDIT_BUS__ENGINE__TODAY", &today)],
         )
     };
 

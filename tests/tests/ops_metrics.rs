@@ -299,8 +299,8 @@ async fn every_metric_in_the_dashboard_and_alerts_is_exported() {
             ),
         });
     }
-    // The feedback tracker rebuilds from every notices and feedback topic first
-    // (slow on tansu): let the others work meanwhile and wait for it later.
+    // The feedback tracker rebuilds from every notices and feedback topic
+    // first: let the others work meanwhile and wait for it later.
     for s in services.iter().filter(|s| s.name != "feedback") {
         wait_ready(&s.base, s.name).await;
     }

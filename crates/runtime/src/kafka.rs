@@ -93,8 +93,8 @@ pub enum AdminError {
     },
 }
 
-/// Creates each topic that does not exist yet (brokers such as tansu do not
-/// auto-create). Compacted topics get `cleanup.policy=compact`; departments'
+/// Creates each topic that does not exist yet (the bus's brokers do not
+/// auto-create topics: `auto.create.topics.enable=false`). Compacted topics get `cleanup.policy=compact`; departments'
 /// notices and feedback topics get `notice_partitions`, the rest `partitions`.
 pub async fn ensure_topics(cfg: &KafkaConfig, topics: &[String]) -> Result<(), AdminError> {
     let naming = cfg.naming();
@@ -286,203 +286,19 @@ pub fn lag_by_partition(
     out
 }
 
-/// A group-less reader: see [`read_to_end`].
+/// A group-less consumer, for metadata requests (reading topics to their
+/// end is [`crate::read::read_to_end`]).
 pub type Reader = rdkafka::consumer::BaseConsumer<BusContext>;
 
-/// A consumer for reading partitions to their end without a group: see [`read_to_end`].
-/// Its group id is [`credit_core::topics::Naming::reader_group`]: it joins
-/// nothing and commits nothing, but librdkafka looks the group's coordinator
-/// up, which a broker with ACLs allows only under the readers' prefix.
+/// A consumer that joins no group and commits nothing: see [`Reader`].
+/// Its group id is [`credit_core::topics::Naming::reader_group`]:
+/// librdkafka may look the group's coordinator up, which a broker with ACLs
+/// allows only under the readers' prefix.
 pub fn reader(cfg: &KafkaConfig, client_id: &str) -> Result<Reader, rdkafka::error::KafkaError> {
     base(cfg, client_id)
         .set("group.id", cfg.naming().reader_group(client_id))
         .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "true")
-        .set("fetch.wait.max.ms", cfg.fetch_wait_max_ms.to_string())
         .create_with_context(BusContext::default())
-}
-
-/// The high watermark librdkafka last saw in a fetch response for a partition
-/// (no request is made), if it has one.
-pub fn cached_high_watermark<
-    C: rdkafka::consumer::Consumer<X>,
-    X: rdkafka::consumer::ConsumerContext,
->(
-    consumer: &C,
-    topic: &str,
-    partition: i32,
-) -> Option<i64> {
-    let topic = std::ffi::CString::new(topic).ok()?;
-    let (mut low, mut high) = (-1i64, -1i64);
-    // SAFETY: the client pointer is valid for the consumer's lifetime; librdkafka
-    // only reads the topic string and writes the two integers.
-    let err = unsafe {
-        rdkafka::bindings::rd_kafka_get_watermark_offsets(
-            consumer.client().native_ptr(),
-            topic.as_ptr(),
-            partition,
-            &mut low,
-            &mut high,
-        )
-    };
-    (err == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0)
-        .then_some(high)
-}
-
-/// Seeks back every partition of `consumer` quiet for `quiet` while its cached
-/// high watermark says records exist from the wanted offset on (see
-/// [`crate::gap::GapGuard::stalled`]); `partition` names a guard key's topic
-/// and partition.
-pub fn unstall<K, C, X>(
-    guard: &mut crate::gap::GapGuard<K>,
-    consumer: &C,
-    quiet: Duration,
-    partition: impl Fn(&K) -> (String, i32),
-) -> Result<(), rdkafka::error::KafkaError>
-where
-    K: std::hash::Hash + Eq + Clone,
-    C: rdkafka::consumer::Consumer<X>,
-    X: rdkafka::consumer::ConsumerContext,
-{
-    let stalled = guard.stalled(quiet, |k| {
-        let (t, p) = partition(k);
-        cached_high_watermark(consumer, &t, p)
-    });
-    for (k, to) in stalled {
-        let (topic, p) = partition(&k);
-        tracing::warn!(
-            topic,
-            partition = p,
-            to,
-            "no records below the high watermark: re-reading from further back"
-        );
-        consumer.seek(
-            &topic,
-            p,
-            rdkafka::Offset::Offset(to),
-            Duration::from_secs(10),
-        )?;
-    }
-    Ok(())
-}
-
-/// Reads partitions of one topic, each from its own offset, to their end as of
-/// now, calling `f` on each record at or after its partition's start, once.
-///
-/// The end is where the broker's fetch responses put the high watermark
-/// (librdkafka's partition-EOF event), not a ListOffsets answer: tansu 0.6 was
-/// seen answering ListOffsets with a stale offset (2058 where 2751 records were
-/// readable). A start inside a record batch is re-read from further back when
-/// the broker skipped to the next batch (see [`crate::gap`]); a partition whose
-/// fetches stay empty below the cached high watermark counts as such a skip.
-/// All partitions are read at once (one metadata round trip); partition-EOF
-/// names only the partition, hence one topic per call.
-pub fn read_to_end(
-    consumer: &Reader,
-    topic: &str,
-    partitions: &[(i32, rdkafka::Offset)],
-    timeout: Duration,
-    mut f: impl FnMut(&rdkafka::message::BorrowedMessage<'_>),
-) -> Result<(), String> {
-    use crate::gap::{GapGuard, Verdict};
-    use rdkafka::consumer::Consumer;
-    use rdkafka::error::KafkaError;
-    use rdkafka::message::Message;
-    use std::time::Instant;
-    if partitions.is_empty() {
-        return Ok(());
-    }
-    let mut tpl = rdkafka::TopicPartitionList::new();
-    let mut guard: GapGuard<i32> = GapGuard::default();
-    for (p, from) in partitions {
-        tpl.add_partition_offset(topic, *p, *from)
-            .map_err(|e| e.to_string())?;
-        if let rdkafka::Offset::Offset(n) = from {
-            guard.expect(*p, *n);
-        }
-    }
-    consumer.assign(&tpl).map_err(|e| e.to_string())?;
-    let mut open: std::collections::HashMap<i32, Instant> = partitions
-        .iter()
-        .map(|(p, _)| (*p, Instant::now()))
-        .collect();
-    let seek = |p: i32, to: i64| {
-        consumer
-            .seek(
-                topic,
-                p,
-                rdkafka::Offset::Offset(to),
-                Duration::from_secs(10),
-            )
-            .map_err(|e| format!("{topic}/{p}: seek to {to}: {e}"))
-    };
-    let deadline = Instant::now() + timeout;
-    while !open.is_empty() {
-        if Instant::now() > deadline {
-            let open: Vec<_> = open.keys().collect();
-            return Err(format!(
-                "{topic} {open:?}: end not reached within {timeout:?}"
-            ));
-        }
-        match consumer.poll(Duration::from_millis(50)) {
-            None => {}
-            Some(Ok(m)) if m.topic() == topic => {
-                let p = m.partition();
-                open.entry(p).and_modify(|t| *t = Instant::now());
-                match guard.check(&p, m.offset()) {
-                    Verdict::Process => f(&m),
-                    Verdict::Skip => {}
-                    Verdict::Gone { from, to } => {
-                        tracing::warn!(
-                            topic,
-                            partition = p,
-                            from,
-                            to,
-                            "offsets gone from the log; reading on after them"
-                        );
-                        f(&m)
-                    }
-                    Verdict::Rewind(to) => {
-                        tracing::debug!(
-                            topic,
-                            partition = p,
-                            to,
-                            "broker skipped offsets; re-reading from further back"
-                        );
-                        seek(p, to)?;
-                    }
-                }
-            }
-            Some(Ok(_)) => {}
-            Some(Err(KafkaError::PartitionEOF(p))) => {
-                let end = cached_high_watermark(consumer, topic, p);
-                match end.and_then(|e| guard.check_end(&p, e)) {
-                    Some(to) => {
-                        seek(p, to)?;
-                        open.insert(p, Instant::now());
-                    }
-                    None => {
-                        open.remove(&p);
-                    }
-                }
-            }
-            Some(Err(e)) => return Err(format!("{topic}: {e}")),
-        }
-        // Fetches that stay empty below the high watermark: the broker skips a
-        // start inside the partition's last batch without ever reaching EOF.
-        let now = Instant::now();
-        for (p, since) in open.iter_mut() {
-            if now.duration_since(*since) > Duration::from_millis(500) {
-                *since = now;
-                if let Some(to) =
-                    cached_high_watermark(consumer, topic, *p).and_then(|e| guard.check_end(p, e))
-                {
-                    seek(*p, to)?;
-                }
-            }
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -12,7 +12,6 @@
 //! * [`read`]: reading partitions to their end (changelogs, compacted topics).
 //! * [`access`]: SCRAM users and ACLs of the access model applied to a broker;
 //!   the credentials check every service runs at start-up.
-//! * [`gap`]: offsets a broker skipped on resume, detected and re-read.
 //! * [`ops`]: `/metrics`, `/healthz`, `/readyz` on every service.
 //! * [`prom`]: reading a `/metrics` page back (live view, dashboard).
 //! * [`trace`]: W3C trace context in record headers, send/process spans, OTLP export.
@@ -24,7 +23,6 @@ pub mod acks;
 pub mod config;
 pub mod dlq;
 pub mod errors;
-pub mod gap;
 pub mod kafka;
 pub mod limits;
 pub mod metrics;

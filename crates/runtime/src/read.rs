@@ -1,6 +1,7 @@
 //! Reading partitions to their end, without a consumer group: how the engine
-//! replays its changelog and every reader of a compacted topic (catalogue
-//! versions, the registry's store) loads it.
+//! replays its changelog, every reader of a compacted topic (catalogue
+//! versions, the registry's store) loads it, the quality service rebuilds its
+//! ledger and the feedback tracker reads notices and feedback.
 //!
 //! "The end" is where a `read_committed` reader stops: the last stable offset.
 //! With [`Stable::Wait`] a read first waits until no transaction is open on a
@@ -67,6 +68,10 @@ fn client(
         .set("group.id", cfg.naming().reader_group(client_id))
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")
+        // A start offset gone to retention (or compaction) reads from the
+        // earliest record left, not from the end: a read to the end must see
+        // everything still there.
+        .set("auto.offset.reset", "earliest")
         .set("isolation.level", isolation)
         .set("fetch.wait.max.ms", cfg.fetch_wait_max_ms.to_string())
         .create_with_context(BusContext::default())

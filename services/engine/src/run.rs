@@ -358,13 +358,33 @@ impl Engine {
         Ok(())
     }
 
+    /// Aborts the open transaction in the producer, waiting out a broker
+    /// that is away: librdkafka's abort times out after the transaction
+    /// timeout when it cannot reach the coordinator, and resumes where it was
+    /// when called again (its error says "retry call to resume"). Stopping
+    /// there instead made every broker restart longer than the transaction
+    /// timeout a process restart. Fatal errors (fenced) still stop.
+    async fn abort_txn(&self) -> Result<(), Error> {
+        self.policy
+            .retry("aborting a transaction", &self.shutdown, || async {
+                self.txn.abort()
+            })
+            .await
+            .map_err(|e| match e.error() {
+                Some(k) => Error::stop("aborting a transaction", k),
+                None => Error::Stop {
+                    what: "aborting a transaction",
+                    code: "shutdown",
+                    detail: e.to_string(),
+                },
+            })
+    }
+
     /// Ends the open transaction without effect and drops what it changed;
     /// `all` also forgets every partition (after a rebalance).
     async fn abort(&mut self, consumer: &Consumer_, all: bool) -> Result<(), Error> {
         if self.cycle.is_open() {
-            self.txn
-                .abort()
-                .map_err(|e| Error::stop("aborting a transaction", &e))?;
+            self.abort_txn().await?;
         }
         let rewind = self.cycle.aborted();
         self.pending = Pending::default();
@@ -737,23 +757,39 @@ impl Engine {
                     .map_err(|e| Error::stop("writing the changelog", &e))?;
             }
         }
-        let mut attempts = 0;
+        let mut attempts: u32 = 0;
         loop {
             attempts += 1;
             let result = self.finish_commit(consumer);
             let Err(e) = result else { break };
             let (fatal, abort, retriable) = flags(&e);
             match on_commit_error(fatal, abort, retriable) {
-                OnCommitError::Retry if attempts < 5 => {
+                // A retriable error (a timeout: the broker is away) leaves the
+                // transaction whole and its commit resumable: call again,
+                // with the policy's backoff, for as long as it rides out
+                // other outages. Aborting instead would throw the work away,
+                // and is not even allowed while the commit is in progress.
+                OnCommitError::Retry
+                    if self
+                        .policy
+                        .backoff()
+                        .give_up_after
+                        .is_none_or(|limit| started.elapsed() < limit) =>
+                {
                     self.policy.count(credit_runtime::errors::kafka(&e));
                     tracing::warn!(error = %e, attempts, "commit failed; retrying");
-                    tokio::time::sleep(Duration::from_millis(100 * attempts)).await;
+                    tokio::select! {
+                        _ = self.shutdown.cancelled() => {
+                            return Err(Error::stop("committing a transaction", &e));
+                        }
+                        _ = tokio::time::sleep(self.policy.backoff().delay(attempts)) => {}
+                    }
                 }
-                OnCommitError::Stop => {
+                OnCommitError::Stop | OnCommitError::Retry => {
                     self.policy.stop("committing a transaction", &e);
                     return Err(Error::stop("committing a transaction", &e));
                 }
-                _ => {
+                OnCommitError::Abort => {
                     self.policy.count(Class::new(
                         "kafka_transaction_abort",
                         Fault::External,
@@ -763,9 +799,7 @@ impl Engine {
                     match consumer {
                         Some(c) => self.abort(c, false).await?,
                         None => {
-                            self.txn
-                                .abort()
-                                .map_err(|e| Error::stop("aborting a transaction", &e))?;
+                            self.abort_txn().await?;
                             self.cycle.aborted();
                         }
                     }
@@ -874,13 +908,10 @@ impl Engine {
 
 /// Checks the topics the engine needs and sizes its outlets.
 fn topology(
-    consumer: &Consumer_,
+    meta: &rdkafka::metadata::Metadata,
     naming: &Naming,
     schema_ids: Vec<u32>,
 ) -> Result<((String, i32), i32, Outlets), Error> {
-    let meta = consumer
-        .fetch_metadata(None, Duration::from_secs(15))
-        .map_err(|e| Error::stop("reading metadata", &e))?;
     let partitions = |t: &str| {
         meta.topics()
             .iter()
@@ -934,29 +965,37 @@ const TICK: Duration = Duration::from_millis(500);
 
 impl Error {
     /// Whether a new consumer and producer may recover from it in-process:
-    /// the group coordinator fenced this static member (seen after a broker
-    /// restart: the member rejoins with a new member id while the broker
-    /// still holds the old one). Everything committed is safe; what was open
-    /// is aborted by the new producer's fencing.
+    /// a client fenced or failed for good, which only a new client cures.
+    /// The group coordinator fences this static member when it rejoined with
+    /// a new member id while the broker still holds the old one (seen after
+    /// broker restarts); a transaction coordinator fences the producer, or
+    /// its state turns fatal, when a transaction timed out while the broker
+    /// was away. Everything committed is safe; what was open is aborted by
+    /// the new producer's `init_transactions`, exactly as when the process
+    /// is restarted, only without the process start.
     fn is_restartable(&self) -> bool {
         matches!(
             self,
             Error::Stop {
-                what: "consuming",
-                code: "kafka_fenced",
+                code: "kafka_fenced" | "kafka_fatal",
                 ..
             }
         )
     }
 }
 
-/// Most in-process restarts after a fenced consumer before the instance
-/// stops (and its orchestrator restarts it).
+/// Most in-process restarts in a row (each run shorter than
+/// [`RESTARTS_FORGOTTEN`]) before the instance stops and its orchestrator
+/// restarts it: a real conflict, such as two instances configured with one
+/// `instance_id` fencing each other, must not go on for ever.
 const MAX_RESTARTS: u32 = 5;
+/// A run that lasted this long resets the count of restarts in a row.
+const RESTARTS_FORGOTTEN: Duration = Duration::from_secs(60);
 
-/// Runs an engine instance until `shutdown`. A consumer fenced by its group
-/// coordinator is replaced (at most [`MAX_RESTARTS`] times, with a pause):
-/// the instance starts over, its state replayed from the changelog.
+/// Runs an engine instance until `shutdown`. A consumer or producer fenced
+/// (or failed for good) is replaced, at most [`MAX_RESTARTS`] times in a
+/// row, with a pause: the instance starts over, its state replayed from the
+/// changelog.
 pub async fn run(
     config: Config,
     tel: Telemetry,
@@ -965,10 +1004,17 @@ pub async fn run(
 ) -> Result<(), Error> {
     let mut restarts = 0;
     loop {
+        let started = Instant::now();
         match run_once(config.clone(), tel.clone(), ready.clone(), shutdown.clone()).await {
-            Err(e) if e.is_restartable() && restarts < MAX_RESTARTS && !shutdown.is_cancelled() => {
+            Err(e) if e.is_restartable() && !shutdown.is_cancelled() => {
+                if started.elapsed() >= RESTARTS_FORGOTTEN {
+                    restarts = 0;
+                }
+                if restarts >= MAX_RESTARTS {
+                    return Err(e);
+                }
                 restarts += 1;
-                tracing::warn!(error = %e, restarts, "the consumer was fenced; starting over with a new consumer and producer");
+                tracing::warn!(error = %e, restarts, "a Kafka client was fenced or failed for good; starting over with a new consumer and producer");
                 tokio::time::sleep(std::time::Duration::from_secs(2)).await;
             }
             other => return other,
@@ -1023,7 +1069,19 @@ async fn run_once(
     let consumer: Consumer_ = cc
         .create_with_context(ctx)
         .map_err(|e| Error::stop("creating the consumer", &e))?;
-    let (catalogue_topic, partitions, outlets) = topology(&consumer, &naming, schema_ids)?;
+    // Retried like every other start-up step: an engine started (or restarted
+    // by its supervisor) while the broker is away waits for it.
+    let meta = policy
+        .retry("reading metadata", &shutdown, || async {
+            tokio::task::block_in_place(|| consumer.fetch_metadata(None, Duration::from_secs(15)))
+        })
+        .await
+        .map_err(|e| Error::Stop {
+            what: "reading metadata",
+            code: "kafka",
+            detail: e.to_string(),
+        })?;
+    let (catalogue_topic, partitions, outlets) = topology(&meta, &naming, schema_ids)?;
     let transactional_id = naming.engine_transactional_id(&instance);
     let timeout = Duration::from_millis(config.engine.transaction_timeout_ms);
     let txn = Transactions::create(&kafka, &transactional_id, timeout)

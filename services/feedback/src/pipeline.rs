@@ -2,7 +2,7 @@
 //!
 //! Start: read `credit.feedback.rejected` (decisions already written), every
 //! notices topic and every feedback topic from the beginning to their end
-//! (partition EOF, never ListOffsets), replaying them into the [`Book`]; then
+//! (`credit_runtime::read`, read_committed), replaying them into the [`Book`]; then
 //! read the notices topics to their end once more and reject what still names
 //! no notice. Ready. Then follow all notices and feedback topics from there.
 //!
@@ -10,9 +10,9 @@
 //! different topics, so a feedback can be read first). Its notice streaming in
 //! decides it; otherwise, after `pending_grace_ms`, the notices topics are read
 //! to their end from where the tracker is, and whatever still waits and
-//! arrived before that read began names no notice: any notice sent before the
-//! department answered was acknowledged before the answer, so it lies below
-//! the end that read reached.
+//! arrived before that read began names no notice: any notice a department
+//! answered was committed before it could read it, so it lies below the end
+//! (the last stable offset) that read reached.
 //!
 //! Errors follow the bus's policy (`credit_runtime::errors`, `docs/errors.md`):
 //! feedback that cannot be decoded (empty, not framed, a schema id the
@@ -34,6 +34,7 @@ use credit_runtime::dlq as runtime_dlq;
 use credit_runtime::errors::{Classify, Disposition, ErrorPolicy, RetryError};
 use credit_runtime::metrics::{MetricName, label};
 use credit_runtime::ops::Readiness;
+use credit_runtime::read::Stable;
 use credit_runtime::telemetry::Telemetry;
 use credit_runtime::trace;
 use credit_schemas::feedback::OwnedFeedback;
@@ -182,27 +183,14 @@ enum Kind {
 /// Topics to read, each partition from a position (`None`: the beginning).
 type ReadPlan = Vec<(String, Vec<(i32, Option<i64>)>)>;
 
-/// `credit_runtime::kafka::reader`, but an offset gone to retention reads
-/// from the earliest one left instead of skipping to the end.
-fn reader(
-    kafka: &KafkaConfig,
-) -> Result<credit_runtime::kafka::Reader, rdkafka::error::KafkaError> {
-    credit_runtime::kafka::base(kafka, "credit-feedback-reader")
-        .set(
-            "group.id",
-            kafka.naming().reader_group("credit-feedback-reader"),
-        )
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "true")
-        .set("auto.offset.reset", "earliest")
-        .set("fetch.wait.max.ms", kafka.fetch_wait_max_ms.to_string())
-        .create_with_context(credit_runtime::kafka::BusContext::default())
-}
-
-/// Reads each topic of `plan` to its end. Partition EOF names no topic, so
-/// each topic gets its own short-lived reader; up to `READERS` run at once
-/// (re-assigning one reader from topic to topic cost about a second per topic
-/// on tansu, a fresh reader tens of milliseconds).
+/// Reads each topic of `plan` to its end, as a department reads it
+/// (`read_committed`: notices of aborted engine transactions are never seen).
+/// The end is the last stable offset as it is ([`Stable::AsIs`]), not after
+/// open transactions end: every notice a department has read was committed
+/// before it answered, so a barrier that looks for a notice some feedback
+/// names finds it, and the engine, writing all the time, may always hold a
+/// transaction open. Partition EOF names no topic, so each topic gets its
+/// own short-lived reader; up to `READERS` run at once.
 fn read_topics(kafka: &KafkaConfig, plan: ReadPlan) -> Result<Vec<Origin>, String> {
     const READERS: usize = 8;
     let next = std::sync::atomic::AtomicUsize::new(0);
@@ -216,20 +204,22 @@ fn read_topics(kafka: &KafkaConfig, plan: ReadPlan) -> Result<Vec<Origin>, Strin
                         let Some((topic, parts)) = plan.get(i) else {
                             return Ok(out);
                         };
-                        let reader = reader(kafka).map_err(|e| e.to_string())?;
                         // Offset 0, not "beginning": a logical offset costs a
                         // ListOffsets round trip per partition first.
                         let from: Vec<(i32, Offset)> = parts
                             .iter()
                             .map(|&(p, o)| (p, Offset::Offset(o.unwrap_or(0))))
                             .collect();
-                        credit_runtime::kafka::read_to_end(
-                            &reader,
+                        credit_runtime::read::read_to_end(
+                            kafka,
+                            "credit-feedback-reader",
                             topic,
                             &from,
+                            Stable::AsIs,
                             Duration::from_secs(120),
                             |m| out.push(Origin::of(m)),
-                        )?;
+                        )
+                        .map_err(|e| e.to_string())?;
                     }
                 })
             })
@@ -728,6 +718,8 @@ pub async fn run(
     let consumer: StreamConsumer =
         credit_runtime::kafka::consumer(&t.kafka, "credit-feedback", &naming.feedback_group())
             .set("enable.auto.commit", "false")
+            // Notices come from the engine's transactions: only committed ones.
+            .set("isolation.level", "read_committed")
             .create()?;
     let mut tpl = TopicPartitionList::new();
     for kind in [Kind::Notices, Kind::Feedback] {

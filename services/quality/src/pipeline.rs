@@ -33,6 +33,7 @@ use credit_runtime::dlq as runtime_dlq;
 use credit_runtime::errors::{Classify, Disposition, ErrorPolicy, RetryError};
 use credit_runtime::metrics::{self, MetricName};
 use credit_runtime::ops::Readiness;
+use credit_runtime::read::Stable;
 use credit_runtime::telemetry::Telemetry;
 use credit_schemas::registry::RegistryClient;
 use opentelemetry::KeyValue;
@@ -276,15 +277,17 @@ async fn rebuild(
     let kafka = kafka.clone();
     let topic = topic.to_string();
     let facts: Vec<(String, Fact)> = tokio::task::spawn_blocking(move || {
-        let reader = credit_runtime::kafka::reader(&kafka, "credit-quality-rebuild")
-            .map_err(|e| e.to_string())?;
         let from: Vec<(i32, Offset)> = (0..partitions).map(|p| (p, Offset::Offset(0))).collect();
         let mut out = Vec::new();
         let mut unreadable = 0usize;
-        credit_runtime::kafka::read_to_end(
-            &reader,
+        // The ledger is written by this service alone, without transactions:
+        // its end is where it is now.
+        credit_runtime::read::read_to_end(
+            &kafka,
+            "credit-quality-rebuild",
             &topic,
             &from,
+            Stable::AsIs,
             Duration::from_secs(300),
             |m| match (
                 key_str(m),
@@ -294,7 +297,8 @@ async fn rebuild(
                 (Some(k), Some(f)) => out.push((k.to_string(), f)),
                 _ => unreadable += 1,
             },
-        )?;
+        )
+        .map_err(|e| e.to_string())?;
         if unreadable > 0 {
             tracing::warn!(unreadable, "ledger entries that do not parse were skipped");
         }

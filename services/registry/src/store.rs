@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use credit_runtime::config::KafkaConfig;
+use credit_runtime::read::Stable;
 use rdkafka::Offset;
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -60,15 +61,25 @@ fn replay_blocking(
     default: Compatibility,
 ) -> anyhow::Result<State> {
     let mut state = State::new(default);
-    let consumer = credit_runtime::kafka::reader(kafka, "credit-registry-replay")?;
-    credit_runtime::kafka::read_to_end(&consumer, topic, &[(0, Offset::Beginning)], Duration::from_secs(60), |m| {
-        if let Some(v) = m.payload() {
-            match serde_json::from_slice::<Change>(v) {
-                Ok(c) => state.apply(c),
-                Err(e) => tracing::warn!(offset = m.offset(), error = %e, "skipping unreadable registry record"),
+    // Written by the registry alone, without transactions: its end is where
+    // it is now.
+    credit_runtime::read::read_to_end(
+        kafka,
+        "credit-registry-replay",
+        topic,
+        &[(0, Offset::Beginning)],
+        Stable::AsIs,
+        Duration::from_secs(60),
+        |m| {
+            if let Some(v) = m.payload() {
+                match serde_json::from_slice::<Change>(v) {
+                    Ok(c) => state.apply(c),
+                    Err(e) => {
+                        tracing::warn!(offset = m.offset(), error = %e, "skipping unreadable registry record")
+                    }
+                }
             }
-        }
-    })
-    .map_err(anyhow::Error::msg)?;
+        },
+    )?;
     Ok(state)
 }
