@@ -156,10 +156,13 @@ start_bg publishers datagen "$CB_RUN/datagen.log" "$BIN/credit-datagen" --count 
 # Three implementing departments answer their notices as they arrive, so the
 # feedback figures move; the others' notices stay open (and, after five working
 # days, overdue). `credit-bus feedback report` prints the tracker's table.
+# They read in the department's shared group (<prefix>.<dept>.subscriber), so a
+# restarted demo resumes where they stopped; a `credit-bus subscribe` of your
+# own reads in a private group and takes nothing from them.
 for dept in finance tax market; do
   log "department $dept acknowledges its notices (credit-bus subscribe --ack applied)"
   STDOUT=/dev/null start_bg publishers "$dept" "$CB_RUN/subscriber-$dept.log" \
-    "$BIN/credit-bus" subscribe --department "$dept" --ack applied
+    "$BIN/credit-bus" subscribe --department "$dept" --shared --ack applied
 done
 
 wait_port 127.0.0.1 9200 30

@@ -50,10 +50,34 @@ enum Cmd {
         cmd: EntryCmd,
     },
     /// Print a department's notices, decoded through the schema registry.
+    ///
+    /// By default it reads in a private consumer group of its own,
+    /// `<prefix>.<dept>.subscriber-<pid>-<time>`, which commits no offsets: it
+    /// never takes records from another consumer of the department (the demo's
+    /// acknowledging subscriber, the department's own systems), and leaves
+    /// nothing behind. `--group` (or `--shared`, the department's group
+    /// `<prefix>.<dept>.subscriber`) joins a named group instead, sharing its
+    /// records and committed position with the other members (run several
+    /// `--ack` workers in one group so each notice is answered once).
+    #[command(verbatim_doc_comment)]
     Subscribe {
         /// Department id from the catalogue.
         #[arg(long)]
         department: String,
+        /// Consumer group to join, under `<prefix>.<dept>.` (the only groups a
+        /// department's credentials cover), e.g. `credit.finance.subscriber`.
+        /// Default: a private group of this run (see above).
+        #[arg(long)]
+        group: Option<String>,
+        /// Join the department's shared group, `<prefix>.<dept>.subscriber`
+        /// (what the demo's acknowledging subscribers use).
+        #[arg(long, conflicts_with = "group")]
+        shared: bool,
+        /// Where a group without a committed position starts: the oldest
+        /// notice kept, or only notices published from now on. A named group
+        /// that has committed offsets resumes there either way.
+        #[arg(long, value_enum, default_value_t = Start::Beginning)]
+        from: Start,
         /// Stop after this many notices (0 = until Ctrl-C).
         #[arg(long, default_value_t = 0)]
         max: u64,
@@ -93,6 +117,25 @@ enum Cmd {
         #[arg(long, default_value_t = 0)]
         iterations: u64,
     },
+}
+
+/// Where `subscribe` starts reading when its group has no committed position.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Start {
+    /// The oldest notice the topic still keeps.
+    Beginning,
+    /// Only notices published after the subscriber joined.
+    End,
+}
+
+impl Start {
+    /// librdkafka's `auto.offset.reset`.
+    fn offset_reset(self) -> &'static str {
+        match self {
+            Start::Beginning => "earliest",
+            Start::End => "latest",
+        }
+    }
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -267,13 +310,25 @@ async fn main() -> anyhow::Result<()> {
         }
         Cmd::Subscribe {
             department,
+            group,
+            shared,
+            from,
             max,
             ack,
             reason,
             config,
         } => {
             let ack = ack.map(|a| (Outcome::from(a), reason));
-            subscribe(&department, max, ack, config.as_deref()).await?
+            let group = match shared {
+                true => Some(
+                    load_kafka(config.as_deref())?
+                        .naming()
+                        .subscriber_group(&department),
+                ),
+                false => group,
+            };
+            let opts = SubscribeOptions { group, from, max };
+            subscribe(&department, &opts, ack, config.as_deref()).await?
         }
         Cmd::Feedback {
             cmd:
@@ -325,9 +380,37 @@ async fn main() -> anyhow::Result<()> {
 ///
 /// With `ack`, each notice printed is answered with that outcome and reason as
 /// the department, after it is printed.
+struct SubscribeOptions {
+    group: Option<String>,
+    from: Start,
+    max: u64,
+}
+
+/// The group `subscribe` reads in, and whether it is a private one (which
+/// commits nothing), or why the named group cannot be used.
+fn subscriber_group(
+    naming: &credit_core::topics::Naming,
+    department: &str,
+    group: Option<&str>,
+    unique: &str,
+) -> anyhow::Result<(String, bool)> {
+    let Some(g) = group else {
+        return Ok((naming.private_subscriber_group(department, unique), true));
+    };
+    let allowed = naming.department_groups(department);
+    match g.strip_prefix(&allowed) {
+        Some(rest) if !rest.is_empty() => Ok((g.to_string(), false)),
+        _ => anyhow::bail!(
+            "--group {g:?}: a department reads only in groups named {allowed}<name> \
+             (its credentials cover no others), e.g. {}",
+            naming.subscriber_group(department)
+        ),
+    }
+}
+
 async fn subscribe(
     department: &str,
-    max: u64,
+    opts: &SubscribeOptions,
     ack: Option<(Outcome, Option<String>)>,
     config: Option<&std::path::Path>,
 ) -> anyhow::Result<()> {
@@ -336,6 +419,10 @@ async fn subscribe(
     let dep = credit_core::catalogue::department(department)
         .with_context(|| format!("unknown department {department:?}"))?;
     let (kafka, registry) = load_kafka_registry(config)?;
+    let unique = format!("{}-{}", std::process::id(), now_ms());
+    let (group, private) =
+        subscriber_group(&kafka.naming(), dep.id, opts.group.as_deref(), &unique)?;
+    let max = opts.max;
     access::check(&kafka, Role::Department(dep)).await?;
     let sender = match &ack {
         Some((outcome, reason)) => {
@@ -346,15 +433,31 @@ async fn subscribe(
         None => None,
     };
     let topic = kafka.naming().notices(dep.id);
-    let group = kafka.naming().subscriber_group(dep.id);
     let consumer: StreamConsumer =
         credit_runtime::kafka::consumer(&kafka, "credit-bus-subscriber", &group)
             .set("enable.auto.offset.store", "true")
+            // A private group is this run's alone: nothing to resume later.
+            .set("enable.auto.commit", if private { "false" } else { "true" })
+            .set("auto.offset.reset", opts.from.offset_reset())
             .create()?;
     consumer.subscribe(&[&topic])?;
     let client = credit_schemas::registry::RegistryClient::new(&registry.url)?;
     let mut schemas: std::collections::HashMap<u32, apache_avro::Schema> = Default::default();
-    eprintln!("reading {topic} as group {group}");
+    let start = match opts.from {
+        Start::Beginning => "the oldest notice kept",
+        Start::End => "notices published from now on",
+    };
+    if private {
+        eprintln!(
+            "reading {topic} in a private group {group} (commits nothing, takes no records \
+             from other consumers), from {start}"
+        );
+    } else {
+        eprintln!(
+            "reading {topic} as group {group}, sharing its records with the group's other \
+             members; from its committed position, or else {start}"
+        );
+    }
     let mut n = 0u64;
     while max == 0 || n < max {
         let m = consumer.recv().await?;
@@ -698,5 +801,53 @@ async fn watch(services: Vec<String>, interval_ms: u64, iterations: u64) -> anyh
             return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(interval_ms)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use credit_core::topics::Naming;
+
+    #[test]
+    fn subscribe_defaults_to_a_private_group_and_checks_a_named_one() {
+        let n = Naming::default();
+        let (g, private) = subscriber_group(&n, "finance", None, "7-1").unwrap();
+        assert!(private);
+        assert_eq!(g, n.private_subscriber_group("finance", "7-1"));
+        assert!(g.starts_with(&n.department_groups("finance")), "{g}");
+        assert_ne!(g, n.subscriber_group("finance"));
+
+        let shared = n.subscriber_group("finance");
+        assert_eq!(
+            subscriber_group(&n, "finance", Some(&shared), "x").unwrap(),
+            (shared, false)
+        );
+        for bad in ["credit.tax.subscriber", "credit.finance.", "mine", ""] {
+            let e = subscriber_group(&n, "finance", Some(bad), "x").unwrap_err();
+            assert!(
+                e.to_string().contains("credit.finance.<name>"),
+                "{bad}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn subscribe_help_says_which_group_and_why() {
+        use clap::CommandFactory;
+        let mut cmd = Args::command();
+        let help = cmd
+            .find_subcommand_mut("subscribe")
+            .unwrap()
+            .render_long_help()
+            .to_string();
+        for want in [
+            "private consumer group",
+            "never takes records",
+            "--group",
+            "--from",
+        ] {
+            assert!(help.contains(want), "{want}: {help}");
+        }
     }
 }
