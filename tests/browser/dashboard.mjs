@@ -4,6 +4,7 @@
 //
 //   node dashboard.mjs --url http://127.0.0.1:9200/ --department courts \
 //        [--up courts,registry] [--down gone] [--lag-group credit.normaliser.courts] \
+//        [--notice-kind punishment] \
 //        [--screenshot out.png] [--timeout-s 60]
 //
 // Prints one line per check ("ok ..." or "FAILED ..."); exits 0 only if all pass.
@@ -17,6 +18,7 @@ const { values: a } = parseArgs({
     up: { type: 'string', default: '' },
     down: { type: 'string', default: '' },
     'lag-group': { type: 'string', default: '' },
+    'notice-kind': { type: 'string', default: '' },
     screenshot: { type: 'string', default: '' },
     'timeout-s': { type: 'string', default: '60' },
   },
@@ -100,6 +102,25 @@ try {
     await page.waitForSelector(`#lag tr[data-group="${a['lag-group']}"]`, { timeout })
       .then(() => ok(`consumer lag shown for ${a['lag-group']}`),
         () => fail(`no consumer lag row for ${a['lag-group']}`));
+  }
+  if (a['notice-kind']) {
+    // Some department's column for this kind rises above 0 (the kinds come
+    // from the engine's own label values), and on every row the kinds add up
+    // to the total.
+    const kind = a['notice-kind'];
+    await page.waitForFunction(
+      (k) => [...document.querySelectorAll(`#notices td[data-field="${k}"]`)].some((c) => Number(c.dataset.value) > 0),
+      kind, { timeout },
+    ).then(async () => ok(`notices shown by kind: ${kind} ${await page.$$eval(`#notices td[data-field="${kind}"]`,
+      (cs) => cs.map((c) => c.parentElement.dataset.dept + '=' + c.dataset.value).join(' '))}`),
+    () => fail(`no department's ${kind} notices rose above 0`));
+    const rows = await page.$$eval('#notices tbody tr[data-dept]', (trs) => trs.map((tr) => {
+      const heads = [...document.querySelectorAll('#notices thead th[data-kind]')].map((h) => h.dataset.kind);
+      const v = (f) => Number(tr.querySelector(`td[data-field="${f}"]`)?.dataset.value ?? NaN);
+      return { dept: tr.dataset.dept, sum: heads.reduce((a, k) => a + v(k), 0), total: v('total') };
+    }));
+    check(rows.length > 0 && rows.every((r) => r.sum === r.total),
+      `every notice row's kinds add up to its total (${rows.map((r) => `${r.dept} ${r.sum}/${r.total}`).join(', ')})`);
   }
   const banner = await page.isVisible('#banner');
   check(!banner, 'no "not answering" banner');

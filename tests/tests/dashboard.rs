@@ -5,7 +5,8 @@
 //!   dead-lettered per reason, consumer lag drained to 0, up and down targets.
 //! * In a real headless chromium (tests/browser/dashboard.mjs, playwright-core
 //!   driving Debian's chromium), the page shows live figures that move while
-//!   records flow, and raises no console or page error.
+//!   records flow, notices by kind as a real `credit-engine` counts them, and
+//!   raises no console or page error.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -15,6 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use credit_bus_tests::*;
+use credit_core::notice::NoticeKind;
 use credit_core::topics::Naming;
 use credit_datagen::Generator;
 use serde_json::Value;
@@ -34,7 +36,9 @@ struct Stack {
 }
 
 impl Stack {
-    async fn start(test: &str, departments: &[&str]) -> Stack {
+    /// With `engine`, a `credit-engine` binary turns the normalised records
+    /// into notices, so the page shows a real engine's notice counts.
+    async fn start(test: &str, departments: &[&str], engine: bool) -> Stack {
         let prefix = unique(test);
         create_topics(&prefix).await;
         let registry = Registry::start(&unique(&format!("{test}-schemas"))).await;
@@ -59,6 +63,19 @@ impl Stack {
                 .expect("spawning credit-normaliser");
             procs.push(Proc(child));
             targets.push(format!("{dept}=http://127.0.0.1:{port}"));
+        }
+        if engine {
+            let port = free_port();
+            let log = std::env::temp_dir().join(format!("{}.log", unique("dashboard-engine")));
+            procs.push(credit_bus_tests::engine::spawn_engine(
+                &brokers(),
+                &prefix,
+                &registry.url,
+                &log,
+                "engine-0",
+                port,
+            ));
+            targets.push(format!("engine=http://127.0.0.1:{port}"));
         }
         targets.push(format!("registry={}", registry.url));
         // Nothing listens here: the page must show it down, not break.
@@ -141,7 +158,7 @@ fn target_up(s: &Value, name: &str) -> Option<bool> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_summary_agrees_with_what_was_published() {
-    let stack = Stack::start("t-dash-api", &["courts"]).await;
+    let stack = Stack::start("t-dash-api", &["courts"], false).await;
     let mut g = Generator::new(23, 0.2);
     let samples: Vec<_> = (0..1500).map(|_| g.record("courts")).collect();
     let total = samples.len() as f64;
@@ -269,7 +286,7 @@ async fn the_page_shows_live_figures_in_a_real_browser() {
         Path::new(&chromium).exists(),
         "{chromium} missing: run scripts/test.sh (ensure_chromium)"
     );
-    let stack = Stack::start("t-dash-page", &["courts", "tax"]).await;
+    let stack = Stack::start("t-dash-page", &["courts", "tax"], true).await;
     let stop = publish_continuously(stack.naming.clone(), &["courts", "tax"]);
 
     let group = stack.naming.normaliser_group("courts");
@@ -282,6 +299,8 @@ async fn the_page_shows_live_figures_in_a_real_browser() {
             .args(["--up", "courts,tax,registry"])
             .args(["--down", "gone"])
             .args(["--lag-group", &group])
+            // The datagen's dishonesty lists reach the engine: punishments.
+            .args(["--notice-kind", NoticeKind::Punishment.as_str()])
             .args(["--timeout-s", "60"])
             .current_dir(browser_dir)
             .env("CHROMIUM_PATH", chromium)
@@ -307,6 +326,8 @@ async fn the_page_shows_live_figures_in_a_real_browser() {
         "courts received total moved",
         "courts throughput shown",
         "service gone shown down",
+        "notices shown by kind",
+        "every notice row's kinds add up to its total",
         "no console, page or request errors",
     ] {
         assert!(

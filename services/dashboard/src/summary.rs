@@ -10,6 +10,7 @@
 
 use std::collections::BTreeMap;
 
+use credit_core::notice::NoticeKind;
 use credit_runtime::metrics::{MetricName, label};
 use credit_runtime::prom;
 use serde::Serialize;
@@ -152,7 +153,26 @@ pub struct Summary {
     pub consumer_lag: Vec<Lag>,
     pub lag_by_group: Vec<GroupLag>,
     pub notices: Vec<NoticeRate>,
+    /// The `kind` label values the engine counts notices under, in the order
+    /// the page shows them ([`NoticeKind::ALL`], [`NoticeKind::as_str`]): the
+    /// page builds its columns from this list, never from a copy of its own.
+    pub notice_kinds: Vec<&'static str>,
+    /// Notices per department, one count per kind of [`Summary::notice_kinds`].
+    pub notices_by_department: Vec<DepartmentNotices>,
     pub feedback: Vec<Feedback>,
+}
+
+/// One department's notices: a count per kind, the same order as
+/// [`Summary::notice_kinds`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct DepartmentNotices {
+    pub department: String,
+    pub by_kind: Vec<f64>,
+    /// Notices under a `kind` label value that is no [`NoticeKind`] (an
+    /// engine of another version): shown, never silently dropped.
+    pub other: f64,
+    pub total: f64,
+    pub per_s: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -426,6 +446,24 @@ pub fn summarise(history: &[Round], window_ms: u64) -> Summary {
             .total_cmp(&a.per_s)
             .then(b.total.total_cmp(&a.total))
     });
+    s.notice_kinds = NoticeKind::ALL.iter().map(|k| k.as_str()).collect();
+    let mut by_dept: BTreeMap<&str, DepartmentNotices> = BTreeMap::new();
+    for n in &notices {
+        let d = by_dept
+            .entry(n.department.as_str())
+            .or_insert_with(|| DepartmentNotices {
+                department: n.department.clone(),
+                by_kind: vec![0.0; NoticeKind::ALL.len()],
+                ..DepartmentNotices::default()
+            });
+        match NoticeKind::ALL.iter().position(|k| k.as_str() == n.kind) {
+            Some(i) => d.by_kind[i] += n.total,
+            None => d.other += n.total,
+        }
+        d.total += n.total;
+        d.per_s += n.per_s;
+    }
+    s.notices_by_department = by_dept.into_values().collect();
     s.notices = notices;
     s.lag_by_group = groups
         .into_iter()
@@ -473,8 +511,10 @@ credit_bus_records_out_total{department="tax"} 48
 credit_bus_records_dead_lettered_total{department="tax",reason="invalid_uscc"} 2
 "#;
 
-    const ENGINE: &str = r#"credit_bus_notices_sent_total{department="finance",kind="PUNISHMENT"} 40
-credit_bus_notices_sent_total{department="finance",kind="LIFT"} 2
+    /// What the engine's `/metrics` shows (label values as the engine writes
+    /// them, `NoticeKind::as_str`; the page test reads a real engine's).
+    const ENGINE: &str = r#"credit_bus_notices_sent_total{department="finance",kind="punishment"} 40
+credit_bus_notices_sent_total{department="finance",kind="lift"} 2
 credit_bus_consumer_lag{group="credit.engine",partition="0",topic="credit.records"} 11
 "#;
 
@@ -575,13 +615,13 @@ credit_bus_notices_tracked{department="tax",state="open"} 1
             vec![
                 NoticeRate {
                     department: "finance".into(),
-                    kind: "LIFT".into(),
+                    kind: "lift".into(),
                     total: 2.0,
                     per_s: 0.0
                 },
                 NoticeRate {
                     department: "finance".into(),
-                    kind: "PUNISHMENT".into(),
+                    kind: "punishment".into(),
                     total: 40.0,
                     per_s: 0.0
                 },
@@ -701,6 +741,46 @@ credit_bus_notices_tracked{department="tax",state="open"} 1
         let s = summarise(&h, 1000);
         assert_eq!(s.totals.in_per_s, 50.0);
         assert_eq!(s.dead_letter_reasons[0].per_s, 2.0);
+    }
+
+    /// Every kind the engine counts lands in its own column, whatever the
+    /// kind: the label values are `NoticeKind::as_str`, as in the engine's
+    /// `count_committed`; an unknown value is counted apart, not dropped.
+    #[test]
+    fn notices_by_department_have_one_count_per_engine_kind() {
+        let mut page = String::new();
+        for (i, k) in NoticeKind::ALL.iter().enumerate() {
+            page.push_str(&format!(
+                "credit_bus_notices_sent_total{{department=\"finance\",kind=\"{}\"}} {}\n",
+                k.as_str(),
+                i + 1
+            ));
+        }
+        page.push_str("credit_bus_notices_sent_total{department=\"tax\",kind=\"LIFT\"} 5\n");
+        let s = summarise(&[round(0, vec![up("engine", &page)])], 1000);
+        assert_eq!(
+            s.notice_kinds,
+            vec!["punishment", "reward", "lift", "withdrawal"]
+        );
+        assert_eq!(
+            s.notices_by_department,
+            vec![
+                DepartmentNotices {
+                    department: "finance".into(),
+                    by_kind: vec![1.0, 2.0, 3.0, 4.0],
+                    other: 0.0,
+                    total: 10.0,
+                    per_s: 0.0,
+                },
+                DepartmentNotices {
+                    department: "tax".into(),
+                    by_kind: vec![0.0; 4],
+                    other: 5.0,
+                    total: 5.0,
+                    per_s: 0.0,
+                },
+            ]
+        );
     }
 
     #[test]
