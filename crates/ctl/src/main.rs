@@ -18,17 +18,13 @@ mod access;
 mod catalogue;
 mod entry;
 mod prom;
-
-use std::collections::BTreeMap;
-use std::io::Write;
-use std::time::{Duration, Instant};
+mod watch;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use credit_core::access::Role;
 use credit_core::feedback::{Feedback, Outcome};
 use credit_runtime::config::{KafkaConfig, RegistryConfig};
-use credit_runtime::metrics::{MetricName, label};
 
 #[derive(Parser)]
 #[command(name = "credit-bus", about = "Operate credit-bus", version)]
@@ -116,6 +112,16 @@ enum Cmd {
         /// Stop after this many refreshes (0 = until Ctrl-C).
         #[arg(long, default_value_t = 0)]
         iterations: u64,
+        /// Records per second each publishing department is meant to send
+        /// (the demo's publisher rate), shown against the rate reached.
+        #[arg(long)]
+        target_rate: Option<f64>,
+        /// Every department's dead-letter reasons, notice kinds and feedback
+        /// (longer than a 50-line terminal; the dashboard shows them too).
+        #[arg(long)]
+        detail: bool,
+        #[arg(long, env = "CREDIT_BUS_CONFIG")]
+        config: Option<std::path::PathBuf>,
     },
 }
 
@@ -370,7 +376,18 @@ async fn main() -> anyhow::Result<()> {
             services,
             interval_ms,
             iterations,
-        } => watch(services, interval_ms, iterations).await?,
+            target_rate,
+            detail,
+            config,
+        } => {
+            // Only the topic prefix: the tracker's lag is reported per topic.
+            let naming = load_kafka(config.as_deref())?.naming();
+            let opts = watch::Options {
+                target_rate,
+                detail,
+            };
+            watch::run(services, interval_ms, iterations, opts, naming).await?
+        }
     }
     Ok(())
 }
@@ -458,6 +475,9 @@ async fn subscribe(
              members; from its committed position, or else {start}"
         );
     }
+    // Feedback handed to the producer whose delivery is not awaited yet.
+    const MAX_IN_FLIGHT: usize = 1000;
+    let mut in_flight = std::collections::VecDeque::new();
     let mut n = 0u64;
     while max == 0 || n < max {
         let m = consumer.recv().await?;
@@ -483,20 +503,26 @@ async fn subscribe(
             };
             // The feedback joins the notice's trace: `process <notices>`, then `send <feedback>`.
             let processing = sender.tracer.process_message(&m, &group);
-            sender
-                .send(
-                    &Feedback {
-                        notice_id: id,
-                        department: sender.department,
-                        outcome: *outcome,
-                        reason: reason.as_deref(),
-                        responded_at_ms: now_ms(),
-                    },
-                    Some(processing.context()),
-                )
-                .await?;
+            if in_flight.len() >= MAX_IN_FLIGHT
+                && let Some(d) = in_flight.pop_front()
+            {
+                FeedbackSender::delivered(d).await?;
+            }
+            in_flight.push_back(sender.enqueue(
+                &Feedback {
+                    notice_id: id,
+                    department: sender.department,
+                    outcome: *outcome,
+                    reason: reason.as_deref(),
+                    responded_at_ms: now_ms(),
+                },
+                Some(processing.context()),
+            )?);
         }
         n += 1;
+    }
+    for d in in_flight {
+        FeedbackSender::delivered(d).await?;
     }
     Ok(())
 }
@@ -563,23 +589,42 @@ impl FeedbackSender {
         fb: &Feedback<'_>,
         parent: Option<&credit_runtime::trace::SpanContext>,
     ) -> anyhow::Result<()> {
+        let delivery = self.enqueue(fb, parent)?;
+        Self::delivered(delivery).await
+    }
+
+    /// Hands `fb` to the producer and returns its delivery, without waiting
+    /// for it: `subscribe --ack` keeps many in flight, since one broker round
+    /// trip per feedback (a few ms) held an acknowledging department below the
+    /// rate its notices arrive at in the demo (issue 22: "done" fell ever
+    /// further behind "open").
+    fn enqueue(
+        &self,
+        fb: &Feedback<'_>,
+        parent: Option<&credit_runtime::trace::SpanContext>,
+    ) -> anyhow::Result<rdkafka::producer::DeliveryFuture> {
         check_reason(fb.outcome, fb.reason)?;
         // The key is a notice id, no personal data.
         let span = self.tracer.send(parent, &self.topic, Some(fb.notice_id));
         let mut buf = Vec::with_capacity(64 + fb.notice_id.len());
         credit_schemas::encode::feedback_framed(&mut buf, self.schema_id, fb);
         self.producer
-            .send(
+            .send_result(
                 rdkafka::producer::FutureRecord::to(&self.topic)
                     .key(fb.notice_id)
                     .payload(&buf)
                     .headers(credit_runtime::trace::headers(span.context())),
-                Duration::from_secs(15),
             )
-            .await
             .map_err(|(e, _)| e)
-            .context("sending the feedback")?;
-        Ok(())
+            .context("sending the feedback")
+    }
+
+    async fn delivered(d: rdkafka::producer::DeliveryFuture) -> anyhow::Result<()> {
+        match d.await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err((e, _))) => Err(e).context("sending the feedback"),
+            Err(_) => anyhow::bail!("sending the feedback: the producer went away"),
+        }
     }
 }
 
@@ -657,151 +702,6 @@ pub(crate) fn load_kafka(file: Option<&std::path::Path>) -> anyhow::Result<Kafka
     let mut l = credit_runtime::config::Loader::new("", file);
     let kafka = l.section::<KafkaConfig>("kafka");
     Ok(l.finish(|| kafka)?)
-}
-
-#[derive(Default, Clone)]
-struct Row {
-    received: f64,
-    accepted: f64,
-    dead: f64,
-}
-
-async fn watch(services: Vec<String>, interval_ms: u64, iterations: u64) -> anyhow::Result<()> {
-    let targets: Vec<(String, String)> = services
-        .iter()
-        .map(|s| {
-            s.split_once('=').map(|(n, u)| {
-                (
-                    n.to_string(),
-                    format!("{}/metrics", u.trim_end_matches('/')),
-                )
-            })
-        })
-        .collect::<Option<_>>()
-        .context("--service must be NAME=URL")?;
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(2))
-        .build()?;
-    let mut prev: Option<(Instant, BTreeMap<String, Row>)> = None;
-    let mut n = 0u64;
-    loop {
-        let mut rows: BTreeMap<String, Row> = BTreeMap::new();
-        let mut reasons: BTreeMap<(String, String), f64> = BTreeMap::new();
-        let mut notices: BTreeMap<(String, String), f64> = BTreeMap::new();
-        // department -> [open, overdue, done], from the tracker's gauge.
-        let mut tracked: BTreeMap<String, [f64; 3]> = BTreeMap::new();
-        let mut down = Vec::new();
-        for (name, url) in &targets {
-            let text = match http
-                .get(url)
-                .send()
-                .await
-                .and_then(|r| r.error_for_status())
-            {
-                Ok(r) => r.text().await.unwrap_or_default(),
-                Err(_) => {
-                    down.push(name.clone());
-                    continue;
-                }
-            };
-            for s in prom::parse(&text) {
-                let dept = s.label(label::DEPARTMENT).unwrap_or("-").to_string();
-                if s.name == MetricName::NoticesTracked.exported() {
-                    let i = match s.label(label::STATE) {
-                        Some("open") => 0,
-                        Some("overdue") => 1,
-                        Some("done") => 2,
-                        _ => continue,
-                    };
-                    tracked.entry(dept).or_default()[i] += s.value;
-                    continue;
-                }
-                if s.name == MetricName::NoticesSent.exported() {
-                    let kind = s.label(label::KIND).unwrap_or("-").to_string();
-                    *notices.entry((dept, kind)).or_default() += s.value;
-                    continue;
-                }
-                let counted = [
-                    MetricName::RecordsIn,
-                    MetricName::RecordsOut,
-                    MetricName::RecordsDeadLettered,
-                ];
-                if !counted.iter().any(|m| m.exported() == s.name) {
-                    continue;
-                }
-                let row = rows.entry(dept.clone()).or_default();
-                if s.name == MetricName::RecordsIn.exported() {
-                    row.received += s.value;
-                } else if s.name == MetricName::RecordsOut.exported() {
-                    row.accepted += s.value;
-                } else {
-                    row.dead += s.value;
-                    let reason = s.label(label::REASON).unwrap_or("-").to_string();
-                    *reasons.entry((dept, reason)).or_default() += s.value;
-                }
-            }
-        }
-        let now = Instant::now();
-        let mut out = String::new();
-        out.push_str("\x1b[2J\x1b[H");
-        out.push_str("credit-bus live view (Ctrl-C stops the demo)\n\n");
-        out.push_str(&format!(
-            "{:<14}{:>12}{:>12}{:>14}{:>12}{:>12}\n",
-            "department", "received", "accepted", "dead-letter", "pass rate", "records/s"
-        ));
-        let mut total_rate = 0.0;
-        for (dept, r) in &rows {
-            let rate = match &prev {
-                Some((t, p)) => {
-                    let d = p.get(dept).map_or(0.0, |x| x.received);
-                    (r.received - d) / now.duration_since(*t).as_secs_f64().max(1e-3)
-                }
-                None => 0.0,
-            };
-            total_rate += rate;
-            let pass = if r.accepted + r.dead > 0.0 {
-                100.0 * r.accepted / (r.accepted + r.dead)
-            } else {
-                0.0
-            };
-            out.push_str(&format!(
-                "{dept:<14}{:>12}{:>12}{:>14}{:>11.2}%{:>12.0}\n",
-                r.received, r.accepted, r.dead, pass, rate
-            ));
-        }
-        out.push_str(&format!("{:<14}{:>62.0}\n", "all", total_rate));
-        out.push_str("\ndead-letter reasons\n");
-        for ((dept, reason), v) in &reasons {
-            out.push_str(&format!("  {dept:<14}{reason:<28}{v:>10}\n"));
-        }
-        if !notices.is_empty() {
-            out.push_str("\nnotices sent by the engine (department, kind)\n");
-            for ((dept, kind), v) in &notices {
-                out.push_str(&format!("  {dept:<20}{kind:<14}{v:>10}\n"));
-            }
-        }
-        tracked.retain(|_, v| v.iter().any(|x| *x > 0.0));
-        if !tracked.is_empty() {
-            out.push_str(&format!(
-                "\nfeedback on notices\n  {:<20}{:>10}{:>10}{:>10}\n",
-                "department", "open", "overdue", "done"
-            ));
-            for (dept, [open, overdue, done]) in &tracked {
-                out.push_str(&format!("  {dept:<20}{open:>10}{overdue:>10}{done:>10}\n"));
-            }
-        }
-        if !down.is_empty() {
-            out.push_str(&format!("\nnot answering: {}\n", down.join(", ")));
-        }
-        print!("{out}");
-        std::io::stdout().flush()?;
-        prev = Some((now, rows));
-        n += 1;
-        if iterations > 0 && n >= iterations {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(interval_ms)).await;
-    }
 }
 
 #[cfg(test)]
