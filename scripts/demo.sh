@@ -12,7 +12,8 @@
 # production. Every program authenticates (as_kafka_user below).
 #
 # Settings (environment; defaults in brackets):
-#   CREDIT_BUS_DEMO_PORT            Kafka SASL port [9092]; controller on +2
+#   CREDIT_BUS_DEMO_PORT            Kafka SASL port [9092]
+#   CREDIT_BUS_DEMO_CONTROLLER_PORT Kafka controller port [the SASL port + 2]
 #   CREDIT_BUS_DEMO_REGISTRY_PORT   schema registry [8081]
 #   CREDIT_BUS_DEMO_OPS_PORT        services' ops ports from here: normalisers
 #                                   +1..+5, engine +10, feedback +20, quality +30 [9100]
@@ -46,7 +47,7 @@ export CREDIT_BUS__KAFKA__BROKERS="127.0.0.1:$PORT"
 export CREDIT_BUS__REGISTRY__URL="http://127.0.0.1:$REGISTRY_PORT"
 export CREDIT_BUS__KAFKA__SECURITY_PROTOCOL=sasl_plaintext
 export CREDIT_BUS__KAFKA__SASL_MECHANISM=SCRAM-SHA-512
-export CREDIT_BUS__TELEMETRY__LOG_FILTER="warn"
+export CREDIT_BUS__TELEMETRY__LOG_FILTER="${CREDIT_BUS__TELEMETRY__LOG_FILTER:-warn}"
 
 # kafka_login USER: the SASL login of a bus program as shell assignments.
 # Every program is the broker's super user `admin` for now; per-service and
@@ -121,7 +122,7 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-kafka_start "$BROKER" --sasl-port "$PORT" --controller-port "$((PORT + 2))"
+kafka_start "$BROKER" --sasl-port "$PORT" --controller-port "${CREDIT_BUS_DEMO_CONTROLLER_PORT:-$((PORT + 2))}"
 # For a person's own commands in another terminal (`. .run/demo.env`).
 (
   umask 077

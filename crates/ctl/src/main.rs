@@ -380,8 +380,16 @@ async fn main() -> anyhow::Result<()> {
             detail,
             config,
         } => {
-            // Only the topic prefix: the tracker's lag is reported per topic.
-            let naming = load_kafka(config.as_deref())?.naming();
+            // Only the topic prefix (the tracker's lag is reported per topic):
+            // the view never talks to Kafka, so it needs no Kafka login, and
+            // a `[kafka]` section it cannot load only costs that column.
+            let naming = match load_kafka(config.as_deref()) {
+                Ok(k) => k.naming(),
+                Err(e) => {
+                    eprintln!("watch: using the default topic prefix ({e:#})");
+                    credit_core::topics::Naming::default()
+                }
+            };
             let opts = watch::Options {
                 target_rate,
                 detail,
