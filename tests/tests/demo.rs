@@ -94,7 +94,7 @@ fn shows_figures(frame: &str) -> (Vec<&'static str>, bool) {
     let punished = frame
         .lines()
         .find(|l| l.trim_start().starts_with(&format!("{kind} ")))
-        .and_then(|l| l.trim_start().split_whitespace().nth(1))
+        .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse::<u64>().ok())
         .is_some_and(|n| n > 0);
     (missing, punished)
