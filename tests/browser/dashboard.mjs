@@ -19,6 +19,7 @@ const { values: a } = parseArgs({
     down: { type: 'string', default: '' },
     'lag-group': { type: 'string', default: '' },
     'notice-kind': { type: 'string', default: '' },
+    'target-rate': { type: 'string', default: '' },
     screenshot: { type: 'string', default: '' },
     'timeout-s': { type: 'string', default: '60' },
   },
@@ -121,6 +122,23 @@ try {
     }));
     check(rows.length > 0 && rows.every((r) => r.sum === r.total),
       `every notice row's kinds add up to its total (${rows.map((r) => `${r.dept} ${r.sum}/${r.total}`).join(', ')})`);
+  }
+  // What an ops person looks for: the scrape time with its time zone, lag
+  // per group with a trend, latency quantiles, target against reached.
+  const updated = (await page.textContent('#updated')) || '';
+  check(/\(UTC[+-]\d\d:\d\d, /.test(updated), `scrape time names its time zone (${updated.trim()})`);
+  if (a['lag-group']) {
+    const trend = await page.$$eval(`#lag-groups tr[data-group="${a['lag-group']}"] svg.spark`, (l) => l.length);
+    check(trend === 1, `lag of ${a['lag-group']} shown with its trend`);
+  }
+  await page.waitForFunction(
+    () => [...document.querySelectorAll('#latency td[data-field="p99_s"]')].some((c) => Number(c.dataset.value) > 0),
+    null, { timeout },
+  ).then(async () => ok(`latency p50/p99 shown (${(await page.textContent('#latency tbody')).replace(/\s+/g, ' ').trim()})`),
+    () => fail('no latency quantile shown'));
+  if (a['target-rate']) {
+    const t = await value('target_per_s');
+    check(t === Number(a['target-rate']), `${dept} target rate shown beside the rate reached (${t} /s)`);
   }
   const banner = await page.isVisible('#banner');
   check(!banner, 'no "not answering" banner');

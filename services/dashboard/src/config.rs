@@ -43,6 +43,9 @@ pub struct DashboardConfig {
     pub history: usize,
     /// Ops endpoints to scrape.
     pub targets: Vec<Target>,
+    /// Records per second each publishing department is meant to send (the
+    /// demo's publisher rate), shown against the rate reached; 0 = none.
+    pub target_rate_per_s: f64,
 }
 
 impl Validate for DashboardConfig {
@@ -52,6 +55,9 @@ impl Validate for DashboardConfig {
         }
         if self.scrape_interval_ms < 100 {
             p.push(format!("{s}.scrape_interval_ms: must be at least 100"));
+        }
+        if !(self.target_rate_per_s >= 0.0 && self.target_rate_per_s.is_finite()) {
+            p.push(format!("{s}.target_rate_per_s: must be 0 (none) or more"));
         }
         if self.history < 2 {
             p.push(format!("{s}.history: must be at least 2"));

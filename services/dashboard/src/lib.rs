@@ -158,7 +158,8 @@ pub async fn spawn(config: Config, tel: Telemetry, shutdown: Shutdown) -> anyhow
                 history.pop_front();
             }
             history.push_back(round);
-            let s = summary::summarise(history.make_contiguous(), RATE_WINDOW_MS);
+            let mut s = summary::summarise(history.make_contiguous(), RATE_WINDOW_MS);
+            s.target_per_s = (d.target_rate_per_s > 0.0).then_some(d.target_rate_per_s);
             match serde_json::to_string(&s) {
                 Ok(json) => {
                     *state.summary.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(json)

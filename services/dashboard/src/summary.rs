@@ -43,7 +43,22 @@ pub enum Key {
         department: String,
         state: String,
     },
+    /// A latency histogram's cumulative bucket, summed over its other labels.
+    Bucket {
+        metric: &'static str,
+        /// Upper bound in seconds (`+Inf` as infinity), as text so keys order.
+        le: String,
+    },
 }
+
+/// The latency histograms the page shows, by exported base name: each
+/// service's processing time per batch, the engine's input-to-notices time and
+/// its transaction commit time.
+pub const LATENCIES: [MetricName; 3] = [
+    MetricName::ProcessingDuration,
+    MetricName::EngineFanoutLatency,
+    MetricName::EngineCommitDuration,
+];
 
 impl Key {
     fn is_counter(&self) -> bool {
@@ -87,6 +102,14 @@ pub fn extract(text: &str) -> BTreeMap<Key, f64> {
             Key::NoticesTracked {
                 department: l(label::DEPARTMENT),
                 state: l(label::STATE),
+            }
+        } else if let Some(m) = LATENCIES
+            .iter()
+            .find(|m| s.name.strip_suffix("_bucket") == Some(m.exported()))
+        {
+            Key::Bucket {
+                metric: m.exported(),
+                le: l("le"),
             }
         } else {
             continue;
@@ -152,6 +175,11 @@ pub struct Summary {
     pub dead_letters: Vec<DepartmentReasonRate>,
     pub consumer_lag: Vec<Lag>,
     pub lag_by_group: Vec<GroupLag>,
+    /// Records per second each publishing department is meant to send (the
+    /// dashboard's `target_rate_per_s`), shown against what it reaches.
+    pub target_per_s: Option<f64>,
+    /// p50 / p99 of each latency histogram over the rate window.
+    pub latency: Vec<Latency>,
     pub notices: Vec<NoticeRate>,
     /// The `kind` label values the engine counts notices under, in the order
     /// the page shows them ([`NoticeKind::ALL`], [`NoticeKind::as_str`]): the
@@ -232,6 +260,52 @@ pub struct Lag {
 pub struct GroupLag {
     pub group: String,
     pub lag: f64,
+    /// The group's lag in every kept round, oldest first (rounds where no
+    /// target reported it count 0): its trend.
+    pub history: Vec<f64>,
+}
+
+/// One latency histogram over the rate window.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Latency {
+    /// Exported name (`credit_bus_processing_duration_seconds`).
+    pub metric: String,
+    /// What it measures, for the page.
+    pub what: &'static str,
+    /// Observations per second in the window.
+    pub per_s: f64,
+    /// Estimated quantiles in seconds (linear within a bucket, as
+    /// Prometheus' `histogram_quantile`); `None` without observations.
+    pub p50_s: Option<f64>,
+    pub p99_s: Option<f64>,
+}
+
+/// The `q` quantile of cumulative `buckets` (upper bound, count), sorted by
+/// bound, as Prometheus' `histogram_quantile` estimates it: linear within the
+/// bucket it falls in; in the `+Inf` bucket, the highest finite bound.
+pub fn quantile(q: f64, buckets: &[(f64, f64)]) -> Option<f64> {
+    let total = buckets.last()?.1;
+    if total <= 0.0 {
+        return None;
+    }
+    let rank = q * total;
+    let mut prev = (0.0, 0.0);
+    for &(le, count) in buckets {
+        if count >= rank {
+            if le.is_infinite() {
+                return Some(prev.0);
+            }
+            let inside = count - prev.1;
+            let frac = if inside > 0.0 {
+                (rank - prev.1) / inside
+            } else {
+                1.0
+            };
+            return Some(prev.0 + (le - prev.0) * frac);
+        }
+        prev = (le, count);
+    }
+    Some(prev.0)
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -403,6 +477,7 @@ pub fn summarise(history: &[Round], window_ms: u64) -> Summary {
                     lag: v,
                 });
             }
+            Key::Bucket { .. } => {}
             Key::NoticesTracked { department, state } => {
                 let f = feedback.entry(department).or_default();
                 match state.as_str() {
@@ -465,11 +540,57 @@ pub fn summarise(history: &[Round], window_ms: u64) -> Summary {
     }
     s.notices_by_department = by_dept.into_values().collect();
     s.notices = notices;
+    let per_round: Vec<BTreeMap<&Key, f64>> = history.iter().map(totals).collect();
     s.lag_by_group = groups
         .into_iter()
         .map(|(g, lag)| GroupLag {
             group: g.to_string(),
             lag,
+            history: per_round
+                .iter()
+                .map(|t| {
+                    sum_where(
+                        t,
+                        |k| matches!(k, Key::ConsumerLag { group, .. } if group == g),
+                    )
+                })
+                .collect(),
+        })
+        .collect();
+    s.latency = LATENCIES
+        .iter()
+        .filter_map(|m| {
+            let mut b: Vec<(f64, f64)> = rate
+                .iter()
+                .filter_map(|(k, v)| match k {
+                    Key::Bucket { metric, le } if *metric == m.exported() => {
+                        Some((le.parse::<f64>().ok()?, *v))
+                    }
+                    _ => None,
+                })
+                .collect();
+            let seen = total
+                .keys()
+                .any(|k| matches!(k, Key::Bucket { metric, .. } if *metric == m.exported()));
+            if !seen {
+                return None;
+            }
+            b.sort_by(|x, y| x.0.total_cmp(&y.0));
+            Some(Latency {
+                metric: m.exported().to_string(),
+                what: match m {
+                    MetricName::ProcessingDuration => {
+                        "normaliser batch, first record read to last output acknowledged"
+                    }
+                    MetricName::EngineFanoutLatency => {
+                        "engine, input published to its notices committed"
+                    }
+                    _ => "engine transaction commit",
+                },
+                per_s: b.last().map_or(0.0, |x| x.1),
+                p50_s: quantile(0.5, &b),
+                p99_s: quantile(0.99, &b),
+            })
         })
         .collect();
     s.feedback = feedback
@@ -539,7 +660,8 @@ credit_bus_notices_tracked{department="tax",state="open"} 1
     #[test]
     fn extract_keeps_only_the_series_it_reads() {
         let s = extract(COURTS_T0);
-        assert_eq!(s.len(), 6, "{s:?}");
+        // Counters, lag, and the latency histogram's buckets; not target_info.
+        assert_eq!(s.len(), 7, "{s:?}");
         assert_eq!(
             s[&Key::ConsumerLag {
                 group: "credit.normaliser.courts".into(),
@@ -632,11 +754,14 @@ credit_bus_notices_tracked{department="tax",state="open"} 1
             vec![
                 GroupLag {
                     group: "credit.engine".into(),
-                    lag: 11.0
+                    lag: 11.0,
+                    history: vec![11.0, 11.0],
                 },
+                // Its trend: 10 then 5.
                 GroupLag {
                     group: "credit.normaliser.courts".into(),
-                    lag: 5.0
+                    lag: 5.0,
+                    history: vec![10.0, 5.0],
                 },
             ]
         );
@@ -781,6 +906,56 @@ credit_bus_notices_tracked{department="tax",state="open"} 1
                 },
             ]
         );
+    }
+
+    #[test]
+    fn quantiles_interpolate_within_buckets_as_prometheus_does() {
+        let b = [
+            (0.01, 50.0),
+            (0.1, 90.0),
+            (1.0, 100.0),
+            (f64::INFINITY, 100.0),
+        ];
+        assert_eq!(quantile(0.5, &b), Some(0.01));
+        assert!((quantile(0.7, &b).unwrap() - 0.055).abs() < 1e-12);
+        assert!((quantile(0.99, &b).unwrap() - 0.91).abs() < 1e-12);
+        assert_eq!(quantile(0.5, &[(0.1, 0.0), (f64::INFINITY, 0.0)]), None);
+        // Beyond the last finite bound: that bound.
+        assert_eq!(
+            quantile(0.99, &[(0.1, 1.0), (f64::INFINITY, 10.0)]),
+            Some(0.1)
+        );
+    }
+
+    /// The engine's fan-out histogram (as the exporter writes it, two
+    /// departments' series summed) gives p50 / p99 over the window.
+    #[test]
+    fn latency_from_histogram_buckets_over_the_window() {
+        let name = MetricName::EngineFanoutLatency.exported();
+        let page = |n: f64| {
+            let mut p = String::new();
+            for d in ["tax", "courts"] {
+                for (le, c) in [("0.005", 0.0), ("0.05", 0.5), ("0.5", 0.9), ("+Inf", 1.0)] {
+                    p += &format!(
+                        "{name}_bucket{{department=\"{d}\",le=\"{le}\"}} {}\n",
+                        c * n
+                    );
+                }
+                p += &format!("{name}_count{{department=\"{d}\"}} {n}\n");
+            }
+            p
+        };
+        let h = vec![
+            round(0, vec![up("engine", &page(100.0))]),
+            round(2_000, vec![up("engine", &page(300.0))]),
+        ];
+        let s = summarise(&h, 5000);
+        assert_eq!(s.latency.len(), 1, "{:?}", s.latency);
+        let l = &s.latency[0];
+        assert_eq!(l.metric, name);
+        assert_eq!(l.per_s, 200.0);
+        assert!((l.p50_s.unwrap() - 0.05).abs() < 1e-12, "{l:?}");
+        assert!((l.p99_s.unwrap() - 0.5).abs() < 1e-12, "{l:?}");
     }
 
     #[test]
