@@ -20,6 +20,7 @@ const { values: a } = parseArgs({
     'lag-group': { type: 'string', default: '' },
     'notice-kind': { type: 'string', default: '' },
     'target-rate': { type: 'string', default: '' },
+    broker: { type: 'string', default: '' },
     screenshot: { type: 'string', default: '' },
     'timeout-s': { type: 'string', default: '60' },
   },
@@ -136,6 +137,10 @@ try {
     null, { timeout },
   ).then(async () => ok(`latency p50/p99 shown (${(await page.textContent('#latency tbody')).replace(/\s+/g, ' ').trim()})`),
     () => fail('no latency quantile shown'));
+  if (a.broker) {
+    const up = await page.getAttribute(`#brokers tr[data-broker="${a.broker}"]`, 'data-up');
+    check(up === 'true', `broker ${a.broker} shown listening`);
+  }
   if (a['target-rate']) {
     const t = await value('target_per_s');
     check(t === Number(a['target-rate']), `${dept} target rate shown beside the rate reached (${t} /s)`);

@@ -89,6 +89,10 @@ impl Stack {
         let child = cmd
             .env("CREDIT_BUS__DASHBOARD__SCRAPE_INTERVAL_MS", "500")
             .env("CREDIT_BUS__DASHBOARD__TARGET_RATE_PER_S", "200")
+            .env(
+                "CREDIT_BUS__DASHBOARD__BROKERS",
+                format!("[\"{}\"]", brokers()),
+            )
             .env("CREDIT_BUS__TELEMETRY__LOG_FILTER", "warn")
             .stdout(Stdio::null())
             .stderr(log_file("dashboard"))
@@ -303,6 +307,7 @@ async fn the_page_shows_live_figures_in_a_real_browser() {
             // The datagen's dishonesty lists reach the engine: punishments.
             .args(["--notice-kind", NoticeKind::Punishment.as_str()])
             .args(["--target-rate", "200"])
+            .args(["--broker", &brokers()])
             .args(["--timeout-s", "60"])
             .current_dir(browser_dir)
             .env("CHROMIUM_PATH", chromium)
@@ -333,6 +338,7 @@ async fn the_page_shows_live_figures_in_a_real_browser() {
         "shown with its trend",
         "latency p50/p99 shown",
         "target rate shown beside the rate reached",
+        "shown listening",
         "every notice row's kinds add up to its total",
         "no console, page or request errors",
     ] {

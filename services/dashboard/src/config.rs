@@ -46,6 +46,8 @@ pub struct DashboardConfig {
     /// Records per second each publishing department is meant to send (the
     /// demo's publisher rate), shown against the rate reached; 0 = none.
     pub target_rate_per_s: f64,
+    /// Kafka listeners (`host:port`) probed each round with a TCP connect.
+    pub brokers: Vec<String>,
 }
 
 impl Validate for DashboardConfig {
@@ -58,6 +60,13 @@ impl Validate for DashboardConfig {
         }
         if !(self.target_rate_per_s >= 0.0 && self.target_rate_per_s.is_finite()) {
             p.push(format!("{s}.target_rate_per_s: must be 0 (none) or more"));
+        }
+        for (i, b) in self.brokers.iter().enumerate() {
+            if b.rsplit_once(':')
+                .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
+            {
+                p.push(format!("{s}.brokers[{i}]: {b:?} is not host:port"));
+            }
         }
         if self.history < 2 {
             p.push(format!("{s}.history: must be at least 2"));

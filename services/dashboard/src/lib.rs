@@ -64,7 +64,12 @@ async fn api_summary(State(s): State<AppState>) -> impl IntoResponse {
 
 /// Scrapes every target once, concurrently; a target that does not answer
 /// within `timeout` (or not with 200) is down.
-pub async fn scrape(http: &reqwest::Client, targets: &[Target], timeout: Duration) -> Round {
+pub async fn scrape(
+    http: &reqwest::Client,
+    targets: &[Target],
+    brokers: &[String],
+    timeout: Duration,
+) -> Round {
     let at_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
@@ -83,9 +88,36 @@ pub async fn scrape(http: &reqwest::Client, targets: &[Target], timeout: Duratio
             Err(e) => TargetScrape::down(&t.name, &t.url, short(&e)),
         }
     });
+    let probes = brokers.iter().map(|b| probe(b, timeout));
+    let (targets, brokers) = futures::future::join(
+        futures::future::join_all(scrapes),
+        futures::future::join_all(probes),
+    )
+    .await;
     Round {
         at_ms,
-        targets: futures::future::join_all(scrapes).await,
+        targets,
+        brokers,
+    }
+}
+
+/// Connects to a Kafka listener and closes again.
+async fn probe(address: &str, timeout: Duration) -> summary::BrokerProbe {
+    let started = std::time::Instant::now();
+    let r = tokio::time::timeout(timeout, tokio::net::TcpStream::connect(address)).await;
+    let (up, error) = match r {
+        Ok(Ok(_)) => (true, None),
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+            (false, Some("connection refused".to_string()))
+        }
+        Ok(Err(e)) => (false, Some(e.kind().to_string())),
+        Err(_) => (false, Some("timed out".to_string())),
+    };
+    summary::BrokerProbe {
+        address: address.to_string(),
+        up,
+        connect_ms: up.then(|| started.elapsed().as_secs_f64() * 1000.0),
+        error,
     }
 }
 
@@ -153,7 +185,7 @@ pub async fn spawn(config: Config, tel: Telemetry, shutdown: Shutdown) -> anyhow
                 _ = stop.cancelled() => break,
                 _ = tick.tick() => {}
             }
-            let round = scrape(&http, &d.targets, timeout).await;
+            let round = scrape(&http, &d.targets, &d.brokers, timeout).await;
             if history.len() == d.history {
                 history.pop_front();
             }

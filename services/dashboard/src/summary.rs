@@ -43,6 +43,9 @@ pub enum Key {
         department: String,
         state: String,
     },
+    ErrorsHandled {
+        class: String,
+    },
     /// A latency histogram's cumulative bucket, summed over its other labels.
     Bucket {
         metric: &'static str,
@@ -103,6 +106,10 @@ pub fn extract(text: &str) -> BTreeMap<Key, f64> {
                 department: l(label::DEPARTMENT),
                 state: l(label::STATE),
             }
+        } else if s.name == MetricName::ErrorsHandled.exported() {
+            Key::ErrorsHandled {
+                class: l(label::CLASS),
+            }
         } else if let Some(m) = LATENCIES
             .iter()
             .find(|m| s.name.strip_suffix("_bucket") == Some(m.exported()))
@@ -160,6 +167,38 @@ impl TargetScrape {
 pub struct Round {
     pub at_ms: u64,
     pub targets: Vec<TargetScrape>,
+    /// Each Kafka listener probed in this round.
+    pub brokers: Vec<BrokerProbe>,
+}
+
+/// One Kafka listener, probed with a TCP connect: it answers or not, and how
+/// fast. It says the broker process listens (not that it serves requests:
+/// the services' retried errors, [`Summary::errors`], say that).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BrokerProbe {
+    pub address: String,
+    pub up: bool,
+    pub connect_ms: Option<f64>,
+    pub error: Option<String>,
+}
+
+/// A broker as the page shows it: the latest probe and its connect time in
+/// every kept round (0 when down), and the share of kept rounds it was up.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BrokerStatus {
+    #[serde(flatten)]
+    pub latest: BrokerProbe,
+    pub up_percent: f64,
+    pub history_connect_ms: Vec<f64>,
+}
+
+/// Errors the services handled per second over the window, by class (retry,
+/// dead_letter, stop): the error policy's own counter.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ErrorRate {
+    pub class: String,
+    pub total: f64,
+    pub per_s: f64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -180,6 +219,10 @@ pub struct Summary {
     pub target_per_s: Option<f64>,
     /// p50 / p99 of each latency histogram over the rate window.
     pub latency: Vec<Latency>,
+    /// The Kafka listeners the dashboard probes.
+    pub brokers: Vec<BrokerStatus>,
+    /// Errors handled by the services, by class.
+    pub errors: Vec<ErrorRate>,
     pub notices: Vec<NoticeRate>,
     /// The `kind` label values the engine counts notices under, in the order
     /// the page shows them ([`NoticeKind::ALL`], [`NoticeKind::as_str`]): the
@@ -478,6 +521,11 @@ pub fn summarise(history: &[Round], window_ms: u64) -> Summary {
                 });
             }
             Key::Bucket { .. } => {}
+            Key::ErrorsHandled { class } => s.errors.push(ErrorRate {
+                class: class.clone(),
+                total: v,
+                per_s: r(k),
+            }),
             Key::NoticesTracked { department, state } => {
                 let f = feedback.entry(department).or_default();
                 match state.as_str() {
@@ -555,6 +603,25 @@ pub fn summarise(history: &[Round], window_ms: u64) -> Summary {
                     )
                 })
                 .collect(),
+        })
+        .collect();
+    s.brokers = latest
+        .brokers
+        .iter()
+        .map(|b| {
+            let probes: Vec<Option<&BrokerProbe>> = history
+                .iter()
+                .map(|r| r.brokers.iter().find(|p| p.address == b.address))
+                .collect();
+            let up = probes.iter().filter(|p| p.is_some_and(|p| p.up)).count();
+            BrokerStatus {
+                latest: b.clone(),
+                up_percent: 100.0 * up as f64 / probes.len() as f64,
+                history_connect_ms: probes
+                    .iter()
+                    .map(|p| p.and_then(|p| p.connect_ms).unwrap_or(0.0))
+                    .collect(),
+            }
         })
         .collect();
     s.latency = LATENCIES
@@ -646,7 +713,11 @@ credit_bus_notices_tracked{department="tax",state="open"} 1
 "#;
 
     fn round(at_ms: u64, targets: Vec<TargetScrape>) -> Round {
-        Round { at_ms, targets }
+        Round {
+            at_ms,
+            targets,
+            brokers: Vec::new(),
+        }
     }
 
     fn up(name: &str, text: &str) -> TargetScrape {
@@ -956,6 +1027,41 @@ credit_bus_notices_tracked{department="tax",state="open"} 1
         assert_eq!(l.per_s, 200.0);
         assert!((l.p50_s.unwrap() - 0.05).abs() < 1e-12, "{l:?}");
         assert!((l.p99_s.unwrap() - 0.5).abs() < 1e-12, "{l:?}");
+    }
+
+    #[test]
+    fn brokers_with_their_uptime_and_connect_trend_and_errors_by_class() {
+        let probe = |up: bool, ms: f64| BrokerProbe {
+            address: "127.0.0.1:9092".into(),
+            up,
+            connect_ms: up.then_some(ms),
+            error: (!up).then(|| "connection refused".into()),
+        };
+        let errors = |n: u64| {
+            format!(
+                "credit_bus_errors_total{{class=\"retry\",error=\"kafka_transport\"}} {n}\n\
+                 credit_bus_errors_total{{class=\"dead_letter\",error=\"invalid_uscc\"}} 3\n"
+            )
+        };
+        let mut h = Vec::new();
+        for (i, (listening, ms)) in [(true, 0.5), (false, 0.0), (true, 1.5), (true, 0.25)]
+            .into_iter()
+            .enumerate()
+        {
+            let mut r = round(i as u64 * 1000, vec![up("courts", &errors(10 * i as u64))]);
+            r.brokers.push(probe(listening, ms));
+            h.push(r);
+        }
+        let s = summarise(&h, 2000);
+        assert_eq!(s.brokers.len(), 1);
+        let b = &s.brokers[0];
+        assert!(b.latest.up);
+        assert_eq!(b.up_percent, 75.0);
+        assert_eq!(b.history_connect_ms, vec![0.5, 0.0, 1.5, 0.25]);
+        let retry = s.errors.iter().find(|e| e.class == "retry").unwrap();
+        assert_eq!((retry.total, retry.per_s), (30.0, 10.0));
+        let dl = s.errors.iter().find(|e| e.class == "dead_letter").unwrap();
+        assert_eq!((dl.total, dl.per_s), (3.0, 0.0));
     }
 
     #[test]
