@@ -184,6 +184,7 @@ dash_args+=(--target "quality=http://$QUALITY_OPS")
 
 log "starting the live dashboard on 127.0.0.1:$DASHBOARD_PORT"
 CREDIT_BUS__DASHBOARD__TARGET_RATE_PER_S="$RATE" CREDIT_BUS__DASHBOARD__BROKERS="[\"$CREDIT_BUS__KAFKA__BROKERS\"]" \
+  CREDIT_BUS__DASHBOARD__DEAD_LETTER_SAMPLES=true \
   start_bg services dashboard "$CB_RUN/dashboard.log" "$BIN/credit-dashboard" \
   --listen "127.0.0.1:$DASHBOARD_PORT" "${dash_args[@]}"
 

@@ -89,6 +89,9 @@ impl Stack {
         let child = cmd
             .env("CREDIT_BUS__DASHBOARD__SCRAPE_INTERVAL_MS", "500")
             .env("CREDIT_BUS__DASHBOARD__TARGET_RATE_PER_S", "200")
+            .env("CREDIT_BUS__DASHBOARD__DEAD_LETTER_SAMPLES", "true")
+            .env("CREDIT_BUS__KAFKA__BROKERS", brokers())
+            .env("CREDIT_BUS__KAFKA__TOPIC_PREFIX", &prefix)
             .env(
                 "CREDIT_BUS__DASHBOARD__BROKERS",
                 format!("[\"{}\"]", brokers()),
@@ -216,6 +219,43 @@ async fn api_summary_agrees_with_what_was_published() {
         .map(|r| (r["reason"].as_str().unwrap(), r["total"].as_f64().unwrap()))
         .collect();
     assert_eq!(got, bad_by_reason, "dead letters by reason");
+    // One sample per reason, read back from the dead-letter topic, with the
+    // reason's department and where the original is; nothing shaped like a
+    // resident ID in clear anywhere in the summary.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let s = loop {
+        let s = stack.summary().await;
+        let sampled: std::collections::BTreeSet<&str> = s["dead_letter_samples"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|x| x["reason"].as_str()).collect())
+            .unwrap_or_default();
+        if bad_by_reason.keys().all(|r| sampled.contains(r)) {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not every reason sampled: {sampled:?} of {bad_by_reason:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    for x in s["dead_letter_samples"].as_array().unwrap() {
+        assert_eq!(x["department"], "courts", "{x}");
+        assert!(
+            x["original"]
+                .as_str()
+                .is_some_and(|o| o.starts_with(&stack.naming.inbound("courts"))),
+            "{x}"
+        );
+    }
+    let text = s.to_string();
+    let digits: Vec<&str> = text
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|w| w.len() == 18 && w[..17].bytes().all(|b| b.is_ascii_digit()))
+        .collect();
+    assert!(
+        digits.is_empty(),
+        "resident-ID-shaped values in the summary: {digits:?}"
+    );
     assert_eq!(s["totals"]["records_in"], total);
     let partitions: Vec<&Value> = s["consumer_lag"]
         .as_array()

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use credit_runtime::config::{ConfigError, Loader, TelemetryConfig, Validate};
+use credit_runtime::config::{ConfigError, KafkaConfig, Loader, TelemetryConfig, Validate};
 use serde::Deserialize;
 
 pub const DEFAULTS: &str = include_str!("../default.toml");
@@ -48,6 +48,10 @@ pub struct DashboardConfig {
     pub target_rate_per_s: f64,
     /// Kafka listeners (`host:port`) probed each round with a TCP connect.
     pub brokers: Vec<String>,
+    /// Read the publishing departments' dead-letter topics (with the
+    /// `[kafka]` section's login) for one sample per reason, personal data
+    /// masked; off: no Kafka access at all.
+    pub dead_letter_samples: bool,
 }
 
 impl Validate for DashboardConfig {
@@ -92,6 +96,8 @@ impl Validate for DashboardConfig {
 pub struct Config {
     pub telemetry: TelemetryConfig,
     pub dashboard: DashboardConfig,
+    /// Loaded only with `dashboard.dead_letter_samples`.
+    pub kafka: Option<KafkaConfig>,
 }
 
 impl Config {
@@ -127,10 +133,18 @@ impl Config {
                 flag_problems.extend(problems);
             }
         }
+        let kafka = match &dashboard {
+            Some(d) if d.dead_letter_samples => Some(l.section::<KafkaConfig>("kafka")),
+            _ => None,
+        };
         let result = l.finish(|| {
             Some(Config {
                 telemetry: telemetry?,
                 dashboard: dashboard?,
+                kafka: match kafka {
+                    Some(k) => Some(k?),
+                    None => None,
+                },
             })
         });
         match result {

@@ -11,6 +11,7 @@
 //! * [`config`]: the `[dashboard]` section.
 
 pub mod config;
+pub mod samples;
 pub mod summary;
 
 use std::collections::VecDeque;
@@ -141,6 +142,8 @@ pub struct Running {
     shutdown: Shutdown,
     server: tokio::task::JoinHandle<()>,
     scraper: tokio::task::JoinHandle<()>,
+    /// Reads dead-letter samples; stops on `shutdown` within 200 ms.
+    follower: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Running {
@@ -153,18 +156,29 @@ impl Running {
         self.shutdown.cancel();
         let _ = self.server.await;
         let _ = self.scraper.await;
+        if let Some(f) = self.follower {
+            let _ = f.await;
+        }
     }
 
     /// Runs until `shutdown` (from the caller's signals) fires.
     pub async fn wait(self) {
         let _ = self.server.await;
         let _ = self.scraper.await;
+        if let Some(f) = self.follower {
+            let _ = f.await;
+        }
     }
 }
 
 /// Binds `dashboard.listen`, starts scraping, and serves until `shutdown`.
 pub async fn spawn(config: Config, tel: Telemetry, shutdown: Shutdown) -> anyhow::Result<Running> {
     let d = config.dashboard;
+    let samples = samples::Samples::default();
+    let follower = config.kafka.map(|kafka| {
+        let (out, stop) = (samples.clone(), shutdown.clone());
+        tokio::task::spawn_blocking(move || samples::follow(kafka, out, stop))
+    });
     let empty = serde_json::to_string(&summary::summarise(&[], RATE_WINDOW_MS))?;
     let state = AppState {
         summary: Arc::new(Mutex::new(Arc::new(empty))),
@@ -192,6 +206,12 @@ pub async fn spawn(config: Config, tel: Telemetry, shutdown: Shutdown) -> anyhow
             history.push_back(round);
             let mut s = summary::summarise(history.make_contiguous(), RATE_WINDOW_MS);
             s.target_per_s = (d.target_rate_per_s > 0.0).then_some(d.target_rate_per_s);
+            s.dead_letter_samples = samples
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .values()
+                .cloned()
+                .collect();
             match serde_json::to_string(&s) {
                 Ok(json) => {
                     *state.summary.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(json)
@@ -206,5 +226,6 @@ pub async fn spawn(config: Config, tel: Telemetry, shutdown: Shutdown) -> anyhow
         shutdown,
         server,
         scraper,
+        follower,
     })
 }

@@ -223,6 +223,8 @@ pub struct Summary {
     pub brokers: Vec<BrokerStatus>,
     /// Errors handled by the services, by class.
     pub errors: Vec<ErrorRate>,
+    /// The latest dead letter per reason (`dashboard.dead_letter_samples`).
+    pub dead_letter_samples: Vec<crate::samples::Sample>,
     pub notices: Vec<NoticeRate>,
     /// The `kind` label values the engine counts notices under, in the order
     /// the page shows them ([`NoticeKind::ALL`], [`NoticeKind::as_str`]): the
