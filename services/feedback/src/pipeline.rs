@@ -223,10 +223,20 @@ fn read_topics(kafka: &KafkaConfig, plan: ReadPlan) -> Result<Vec<Origin>, Strin
                             .iter()
                             .map(|&(p, o)| (p, Offset::Offset(o.unwrap_or(0))))
                             .collect();
-                        credit_runtime::kafka::read_to_end(
+                        // Read up to what was written before now, not to an
+                        // end a busy topic may never reach.
+                        let mut ends = HashMap::new();
+                        for &(p, _) in parts {
+                            let (_, high) = reader
+                                .fetch_watermarks(topic, p, Duration::from_secs(10))
+                                .map_err(|e| format!("{topic}/{p}: watermarks: {e}"))?;
+                            ends.insert(p, high);
+                        }
+                        credit_runtime::kafka::read_to_end_bounded(
                             &reader,
                             topic,
                             &from,
+                            &ends,
                             Duration::from_secs(120),
                             |m| out.push(Origin::of(m)),
                         )?;
