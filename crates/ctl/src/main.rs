@@ -120,8 +120,6 @@ enum Cmd {
         /// (longer than a 50-line terminal; the dashboard shows them too).
         #[arg(long)]
         detail: bool,
-        #[arg(long, env = "CREDIT_BUS_CONFIG")]
-        config: Option<std::path::PathBuf>,
     },
 }
 
@@ -378,23 +376,12 @@ async fn main() -> anyhow::Result<()> {
             iterations,
             target_rate,
             detail,
-            config,
         } => {
-            // Only the topic prefix (the tracker's lag is reported per topic):
-            // the view never talks to Kafka, so it needs no Kafka login, and
-            // a `[kafka]` section it cannot load only costs that column.
-            let naming = match load_kafka(config.as_deref()) {
-                Ok(k) => k.naming(),
-                Err(e) => {
-                    eprintln!("watch: using the default topic prefix ({e:#})");
-                    credit_core::topics::Naming::default()
-                }
-            };
             let opts = watch::Options {
                 target_rate,
                 detail,
             };
-            watch::run(services, interval_ms, iterations, opts, naming).await?
+            watch::run(services, interval_ms, iterations, opts).await?
         }
     }
     Ok(())

@@ -17,7 +17,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use credit_core::notice::NoticeKind;
-use credit_core::topics::Naming;
 use credit_runtime::metrics::{MetricName, label};
 
 use crate::prom;
@@ -45,8 +44,9 @@ pub struct Tracked {
     pub open: f64,
     pub overdue: f64,
     pub done: f64,
-    /// Notices and feedback on this department's topics the tracker has not
-    /// read yet (its consumer lag): sent, but not counted in open or done.
+    /// Notices the engine sent this department that the tracker has not
+    /// read yet (sent minus open, overdue and done; 0 when the engine's
+    /// counters restarted below it): queued on the notices topic.
     pub unread: f64,
 }
 
@@ -61,8 +61,21 @@ pub struct Figures {
 }
 
 impl Figures {
+    /// What the tracker has not read yet, per department: notices the engine
+    /// counts as sent minus those the tracker knows. Call once every page is in.
+    pub fn settle(&mut self) {
+        let mut sent: BTreeMap<&str, f64> = BTreeMap::new();
+        for ((dept, _), v) in &self.notices {
+            *sent.entry(dept).or_default() += v;
+        }
+        for (dept, n) in sent {
+            let t = self.tracked.entry(dept.to_string()).or_default();
+            t.unread = (n - t.open - t.overdue - t.done).max(0.0);
+        }
+    }
+
     /// Adds one service's `/metrics` page.
-    pub fn add_page(&mut self, naming: &Naming, text: &str) {
+    pub fn add_page(&mut self, text: &str) {
         for s in prom::parse(text) {
             let dept = s.label(label::DEPARTMENT).unwrap_or("-").to_string();
             if s.name == MetricName::NoticesTracked.exported() {
@@ -72,20 +85,6 @@ impl Figures {
                     Some("overdue") => t.overdue += s.value,
                     Some("done") => t.done += s.value,
                     _ => {}
-                }
-            } else if s.name == MetricName::ConsumerLag.exported() {
-                // The tracker's lag on a department's notices or feedback.
-                if s.label(label::GROUP) != Some(naming.feedback_group().as_str()) {
-                    continue;
-                }
-                let Some(topic) = s.label(label::TOPIC) else {
-                    continue;
-                };
-                if let Some(d) = credit_core::catalogue::DEPARTMENTS
-                    .iter()
-                    .find(|d| topic == naming.notices(d.id) || topic == naming.feedback(d.id))
-                {
-                    self.tracked.entry(d.id.to_string()).or_default().unread += s.value;
                 }
             } else if s.name == MetricName::NoticesSent.exported() {
                 let kind = s.label(label::KIND).unwrap_or("-").to_string();
@@ -237,7 +236,7 @@ pub fn render(f: &Figures, reached: &BTreeMap<String, f64>, clock: &str, opts: &
         out.push(String::new());
         out.push(format!(
             "feedback on notices{:<10}{:>10}{:>10}{:>10}{:>16}",
-            "", "open", "overdue", "done", "tracker unread"
+            "", "open", "overdue", "done", "not tracked yet"
         ));
         let shown = if opts.detail {
             tracked.len()
@@ -264,10 +263,7 @@ pub fn render(f: &Figures, reached: &BTreeMap<String, f64>, clock: &str, opts: &
                 &rest,
             ));
         }
-        out.push(
-            "  open: sent, no answer read yet (incl. answers queued for the tracker: unread)"
-                .into(),
-        );
+        out.push("  open: no answer yet; not tracked yet: sent, queued for the tracker".into());
     }
     if !f.down.is_empty() {
         out.push(String::new());
@@ -341,7 +337,6 @@ pub async fn run(
     interval_ms: u64,
     iterations: u64,
     opts: Options,
-    naming: Naming,
 ) -> anyhow::Result<()> {
     let targets: Vec<(String, String)> = services
         .iter()
@@ -369,10 +364,11 @@ pub async fn run(
                 .await
                 .and_then(|r| r.error_for_status())
             {
-                Ok(r) => f.add_page(&naming, &r.text().await.unwrap_or_default()),
+                Ok(r) => f.add_page(&r.text().await.unwrap_or_default()),
                 Err(_) => f.down.push(name.clone()),
             }
         }
+        f.settle();
         let now = Instant::now();
         history.push_back((
             now,
@@ -406,7 +402,7 @@ mod tests {
 
     /// A busy bus: every publishing department with every reason, every
     /// department with notices of every kind and feedback, the tracker lagging.
-    fn busy(naming: &Naming) -> Figures {
+    fn busy() -> Figures {
         let mut page = String::new();
         let reasons = [
             "invalid_uscc",
@@ -448,22 +444,17 @@ mod tests {
                     d.id
                 );
             }
-            page += &format!(
-                "credit_bus_consumer_lag{{group=\"{}\",partition=\"0\",topic=\"{}\"}} 3\n",
-                naming.feedback_group(),
-                naming.feedback(d.id)
-            );
         }
         let mut f = Figures::default();
-        f.add_page(naming, &page);
+        f.add_page(&page);
+        f.settle();
         f.down.push("quality".into());
         f
     }
 
     #[test]
     fn the_view_fits_a_50_line_terminal_and_shows_every_publisher() {
-        let naming = Naming::default();
-        let f = busy(&naming);
+        let f = busy();
         let reached: BTreeMap<String, f64> = f.rows.keys().map(|d| (d.clone(), 131.0)).collect();
         let opts = Options {
             target_rate: Some(200.0),
@@ -512,10 +503,10 @@ mod tests {
     }
 
     #[test]
-    fn tracker_lag_is_counted_per_department_and_rates_come_from_the_window() {
-        let naming = Naming::default();
-        let f = busy(&naming);
-        assert_eq!(f.tracked["finance"].unread, 3.0);
+    fn notices_not_tracked_yet_per_department_and_rates_come_from_the_window() {
+        let f = busy();
+        // 40 sent (10 per kind), 5 open + 1 overdue + 4 done tracked.
+        assert_eq!(f.tracked["finance"].unread, 30.0);
         assert_eq!(f.tracked["finance"].done, 4.0);
         let t0 = Instant::now();
         let h: VecDeque<_> = [
