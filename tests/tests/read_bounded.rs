@@ -66,6 +66,7 @@ async fn a_bounded_read_ends_while_the_partition_is_written() {
             &[(0, Offset::Offset(0))],
             &ends,
             Duration::from_secs(60),
+            &|| false,
             |m| offsets.push(rdkafka::message::Message::offset(m)),
         )
         .expect("the bounded read ends");

@@ -390,9 +390,13 @@ pub fn read_to_end(
         partitions,
         &std::collections::HashMap::new(),
         timeout,
+        &|| false,
         f,
     )
 }
+
+/// What [`read_to_end_bounded`] returns when `stop` said so.
+pub const READ_STOPPED: &str = "stopped on request";
 
 /// As [`read_to_end`], but a partition with an entry in `ends` (its high
 /// watermark when the caller started: what was written before then) is also
@@ -401,12 +405,16 @@ pub fn read_to_end(
 /// is read then still ends: the feedback tracker's barrier re-read its
 /// notices topics to partition-EOF, which under the demo's load never came,
 /// and the tracker stopped after 120 s (issue 22, "done" falling behind).
+/// `stop` is asked every poll (50 ms): when it answers true, the read ends
+/// with [`READ_STOPPED`], so a service shutting down is not held by it.
+#[allow(clippy::too_many_arguments)]
 pub fn read_to_end_bounded(
     consumer: &Reader,
     topic: &str,
     partitions: &[(i32, rdkafka::Offset)],
     ends: &std::collections::HashMap<i32, i64>,
     timeout: Duration,
+    stop: &dyn Fn() -> bool,
     mut f: impl FnMut(&rdkafka::message::BorrowedMessage<'_>),
 ) -> Result<(), String> {
     use crate::gap::{GapGuard, Verdict};
@@ -448,6 +456,9 @@ pub fn read_to_end_bounded(
     };
     let deadline = Instant::now() + timeout;
     while !open.is_empty() {
+        if stop() {
+            return Err(READ_STOPPED.into());
+        }
         if Instant::now() > deadline {
             let open: Vec<_> = open.keys().collect();
             return Err(format!(

@@ -203,7 +203,11 @@ fn reader(
 /// each topic gets its own short-lived reader; up to `READERS` run at once
 /// (re-assigning one reader from topic to topic cost about a second per topic
 /// on tansu, a fresh reader tens of milliseconds).
-fn read_topics(kafka: &KafkaConfig, plan: ReadPlan) -> Result<Vec<Origin>, String> {
+fn read_topics(
+    kafka: &KafkaConfig,
+    plan: ReadPlan,
+    stop: &CancellationToken,
+) -> Result<Vec<Origin>, String> {
     const READERS: usize = 8;
     let next = std::sync::atomic::AtomicUsize::new(0);
     let results: Vec<Result<Vec<Origin>, String>> = std::thread::scope(|s| {
@@ -238,6 +242,7 @@ fn read_topics(kafka: &KafkaConfig, plan: ReadPlan) -> Result<Vec<Origin>, Strin
                             &from,
                             &ends,
                             Duration::from_secs(120),
+                            &|| stop.is_cancelled(),
                             |m| out.push(Origin::of(m)),
                         )?;
                     }
@@ -325,7 +330,8 @@ impl Tracker {
 
     async fn read(&self, plan: ReadPlan) -> anyhow::Result<Vec<Origin>> {
         let kafka = self.kafka.clone();
-        tokio::task::spawn_blocking(move || read_topics(&kafka, plan))
+        let stop = self.shutdown.clone();
+        tokio::task::spawn_blocking(move || read_topics(&kafka, plan, &stop))
             .await?
             .map_err(|e| anyhow::anyhow!(e))
     }
@@ -717,7 +723,14 @@ pub async fn run(
 
     let started = Instant::now();
     tokio::select! {
-        r = rebuild(&mut t, &rejected_topic) => r?,
+        r = rebuild(&mut t, &rejected_topic) => match r {
+            // Its reads end early on a shutdown.
+            Err(_) if shutdown.is_cancelled() => {
+                tracing::info!("stopped while rebuilding");
+                return Ok(());
+            }
+            r => r?,
+        },
         _ = shutdown.cancelled() => {
             tracing::info!("stopped while rebuilding");
             return Ok(());
@@ -775,7 +788,14 @@ pub async fn run(
             (0, _) => waiting_since = None,
             (_, None) => waiting_since = Some(Instant::now()),
             (_, Some(since)) if since.elapsed() >= grace => {
-                t.barrier().await?;
+                // A barrier re-reads the notices topics; a shutdown stops it
+                // (what it read is read again after a restart).
+                if let Err(e) = t.barrier().await {
+                    if shutdown.is_cancelled() {
+                        break;
+                    }
+                    return Err(e);
+                }
                 waiting_since = (t.shared.book().pending() > 0).then(Instant::now);
             }
             _ => {}
