@@ -66,11 +66,15 @@ try {
     cell('records_in'), { timeout },
   ).then(() => ok(`${dept} received total shows a live figure`),
     () => fail(`${dept} received total never rose above 0 within ${a['timeout-s']} s`));
-  const first = await value('records_in');
-  const firstText = (await page.textContent(cell('records_in'))) || '';
+  // The figure and the scrape time it came with, read in one go (two reads
+  // could straddle a page update and see the figure move without the time).
+  const [first, firstText, firstAt] = await page.evaluate((sel) => {
+    const c = document.querySelector(sel);
+    return [Number(c.dataset.value), c.textContent || '',
+      Number(document.querySelector('#updated').dataset.at)];
+  }, cell('records_in'));
   check(firstText.replace(/,/g, '') !== '' && /^[\d,]+$/.test(firstText.trim()),
     `${dept} received total is displayed as a number (${firstText.trim()})`);
-  const firstAt = Number(await page.getAttribute('#updated', 'data-at'));
 
   // While records flow, the figures move and the rate is positive.
   await page.waitForFunction(

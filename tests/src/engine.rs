@@ -44,6 +44,20 @@ pub fn spawn_engine(
     instance: &str,
     port: u16,
 ) -> Proc {
+    spawn_engine_with(brokers, prefix, registry, log, instance, port, &[])
+}
+
+/// [`spawn_engine`] with more configuration (`CREDIT_BUS__...` variables),
+/// e.g. `CREDIT_BUS__ENGINE__TODAY` for a controlled clock.
+pub fn spawn_engine_with(
+    brokers: &str,
+    prefix: &str,
+    registry: &str,
+    log: &std::path::Path,
+    instance: &str,
+    port: u16,
+    env: &[(&str, String)],
+) -> Proc {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -63,6 +77,7 @@ pub fn spawn_engine(
             "CREDIT_BUS__TELEMETRY__LOG_FILTER",
             std::env::var("ENGINE_TEST_LOG").unwrap_or_else(|_| "info".into()),
         )
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
@@ -270,17 +285,37 @@ pub struct Oracle {
     catalogue: credit_measures::Catalogue,
     today: i32,
     pub notices: std::collections::BTreeSet<String>,
+    /// Records that were list entries already ended on arrival.
+    pub late: usize,
 }
 
 impl Oracle {
     pub fn new(partitions: i32) -> Oracle {
+        Oracle::at(partitions, credit_runtime::today())
+    }
+
+    /// The reference on a given day (days since 1970-01-01), for an engine
+    /// run with `engine.today` set to it.
+    pub fn at(partitions: i32, today: i32) -> Oracle {
         Oracle {
             states: BTreeMap::new(),
             partitions,
             catalogue: credit_measures::Catalogue::parse(credit_measures::V1).unwrap(),
-            today: credit_runtime::today(),
+            today,
             notices: Default::default(),
+            late: 0,
         }
+    }
+
+    /// The day moves on to `today`: what expiry lifts on every partition.
+    pub fn expire(&mut self, today: i32) -> Vec<credit_measures::plan::Planned> {
+        self.today = today;
+        let mut all = Vec::new();
+        for st in self.states.values_mut() {
+            all.extend(st.plan_expiry(today));
+        }
+        self.add(all.clone());
+        all
     }
 
     fn state(&mut self, record_id: &str) -> &mut credit_measures::plan::PartitionState {
@@ -310,10 +345,10 @@ impl Oracle {
             offset: 0,
         });
         let (catalogue, today) = (self.catalogue.clone(), self.today);
-        let planned = self
-            .state(record_id)
-            .plan_record(&catalogue, input, today)
-            .1;
+        let (outcome, planned) = self.state(record_id).plan_record(&catalogue, input, today);
+        if outcome == credit_measures::plan::RecordOutcome::Late {
+            self.late += 1;
+        }
         self.add(planned);
     }
 
@@ -329,6 +364,26 @@ impl Oracle {
             .plan_command(&c, &catalogue, today)
             .unwrap_or_default();
         self.add(planned);
+    }
+
+    /// Activating catalogue `new` on every partition, as the activation
+    /// command does on each: the notices it plans, also kept in `notices`.
+    pub fn activate(
+        &mut self,
+        new: &credit_measures::Catalogue,
+    ) -> Vec<credit_measures::plan::Planned> {
+        let today = self.today;
+        let mut all = Vec::new();
+        for p in 0..self.partitions {
+            let st = self
+                .states
+                .entry(p)
+                .or_insert_with(|| credit_measures::plan::PartitionState::new(1));
+            all.extend(st.plan_activation(new, today));
+        }
+        self.catalogue = new.clone();
+        self.add(all.clone());
+        all
     }
 
     /// Whether the entry of `record_id` is active in the reference.

@@ -11,7 +11,6 @@ use credit_bus_tests::engine::*;
 use credit_bus_tests::*;
 use credit_core::notice::NoticeKind;
 use credit_measures::Catalogue;
-use credit_measures::rules;
 use rdkafka::message::Message;
 use rdkafka::producer::FutureProducer;
 
@@ -53,16 +52,18 @@ fn cli(prefix: &str, args: &[&str]) -> std::process::Output {
 async fn activating_a_new_version_sends_exactly_the_delta_once() {
     let prefix = unique("t-catalogue");
     let (naming, registry, schema_id) = setup(&prefix).await;
-    let v1 = Catalogue::parse(credit_measures::V1).unwrap();
     let text = v2_text();
     let v2 = Catalogue::parse(&text).expect("version 2 is valid");
     let w = workload(2_000, schema_id, 21);
-    let mut expected: BTreeSet<String> = BTreeSet::new();
-    for e in &w.entries {
-        for (t, k) in rules::targets(&v1, e) {
-            expected.insert(rules::notice_id(&t, k, 1));
-        }
+    // What the engine must send: its planning, run here as reference over the
+    // same records in the same order (entries already ended, measures'
+    // validity and publication periods plan what the engine plans).
+    let mut oracle = Oracle::new(kafka_config(&prefix).partitions);
+    for (id, bytes) in &w.records {
+        oracle.record(id, bytes);
     }
+    let mut expected: BTreeSet<String> = oracle.notices.clone();
+    assert!(expected.len() > w.entries.len(), "version 1 plans notices");
     let producer: FutureProducer =
         credit_runtime::kafka::producer(&kafka_config(&prefix), "catalogue-test")
             .create()
@@ -99,20 +100,23 @@ async fn activating_a_new_version_sends_exactly_the_delta_once() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    // The dry run: per (department, measure), exactly the rules' delta.
-    let delta = rules::delta(&v1, &v2, &w.entries);
+    // The dry run: per (department, measure), exactly what activation plans.
+    let delta = oracle.activate(&v2);
     let mut want: BTreeMap<(String, String), (usize, usize)> = BTreeMap::new();
-    for t in delta.apply.keys() {
-        want.entry((t.department.to_string(), t.measure_id.to_string()))
-            .or_default()
-            .0 += 1;
+    for n in &delta {
+        let counts = want
+            .entry((n.department.to_string(), n.measure_id.to_string()))
+            .or_default();
+        match n.kind {
+            NoticeKind::Lift => counts.1 += 1,
+            _ => counts.0 += 1,
+        }
     }
-    for t in &delta.lift {
-        want.entry((t.department.to_string(), t.measure_id.to_string()))
-            .or_default()
-            .1 += 1;
-    }
-    assert!(!delta.apply.is_empty() && !delta.lift.is_empty());
+    let lifts = delta.iter().filter(|n| n.kind == NoticeKind::Lift).count();
+    assert!(
+        lifts > 0 && lifts < delta.len(),
+        "version 2 both applies and lifts"
+    );
     let out = cli(
         &prefix,
         &["catalogue", "activate", "--version", "2", "--dry-run"],
@@ -158,12 +162,7 @@ async fn activating_a_new_version_sends_exactly_the_delta_once() {
     let out = cli(&prefix, &["catalogue", "activate", "--version", "2"]);
     assert!(out.status.success());
 
-    for (t, k) in &delta.apply {
-        expected.insert(rules::notice_id(t, *k, 1));
-    }
-    for t in &delta.lift {
-        expected.insert(rules::notice_id(t, NoticeKind::Lift, 1));
-    }
+    expected.extend(delta.iter().map(|n| n.notice_id.clone()));
     let seen = read_notices(
         &naming,
         |s| s.len() >= expected.len(),
@@ -173,8 +172,8 @@ async fn activating_a_new_version_sends_exactly_the_delta_once() {
     eprintln!(
         "{} entries; activation applied {} and lifted {} notices; {} in all, each once",
         w.entries.len(),
-        delta.apply.len(),
-        delta.lift.len(),
+        delta.len() - lifts,
+        lifts,
         seen.len()
     );
     registry.stop().await;

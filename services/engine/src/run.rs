@@ -792,6 +792,31 @@ impl Engine {
             for ((topic, p), next) in self.cycle.offsets() {
                 tpl.add_partition_offset(topic, *p, Offset::Offset(next))?;
             }
+            // A partition changed without input (expiry) commits its
+            // committed offset again: the offsets carry the group's
+            // generation, so an instance that lost the partition without
+            // noticing cannot commit lifts its new owner also plans.
+            let without_input: Vec<i32> = self
+                .cycle
+                .touched_partitions()
+                .iter()
+                .copied()
+                .filter(|p| !self.cycle.offsets().any(|((_, q), _)| q == p))
+                .collect();
+            if !without_input.is_empty() {
+                let mut ask = TopicPartitionList::new();
+                for p in without_input {
+                    ask.add_partition(&self.records, p);
+                }
+                let committed = tokio::task::block_in_place(|| {
+                    c.committed_offsets(ask, Duration::from_secs(10))
+                })?;
+                for e in committed.elements() {
+                    if let Offset::Offset(o) = e.offset() {
+                        tpl.add_partition_offset(e.topic(), e.partition(), Offset::Offset(o))?;
+                    }
+                }
+            }
             if tpl.count() > 0 {
                 let meta = c
                     .group_metadata()
@@ -1118,6 +1143,23 @@ async fn run_once(
                     .now_or_never()
                     .map(|r| r.map(|m| m.detach()));
                 idle = next.is_none();
+            }
+        }
+        if idle {
+            let generation = consumer.context().generation();
+            if generation != engine.generation {
+                // A rebalance while no input came: the open transaction
+                // (expiry) belongs to the old assignment.
+                planned.clear();
+                inputs.clear();
+                engine.abort(&consumer, true).await?;
+                engine.generation = generation;
+            }
+            // Partitions no input has come for since their assignment are
+            // replayed now, so their expiry does not wait for input.
+            let assigned = consumer.context().assigned();
+            if let Some(&p) = assigned.iter().find(|q| !engine.states.contains_key(q)) {
+                engine.restore(p, &assigned).await?;
             }
         }
         engine.expire(today, &mut planned, &mut inputs)?;
