@@ -7,6 +7,10 @@
 #   bench/run.sh recovery-broker [ARGS...]   SIGKILL of the broker, restart on its log dir
 #   bench/run.sh callgrind                   instructions per record of the normaliser (no broker)
 #   bench/run.sh all                         each of the above with its defaults
+#   bench/run.sh sustained [--minutes N] [--rate R] [--interval-s S]
+#                                            the whole demo at its advertised rate for N minutes
+#                                            (default 30): target vs reached per interval
+#                                            (bench/sustained.sh; the demo's own broker)
 #
 # ARGS go to `credit-bench <bench>`. Installs what is missing: the Python
 # baseline's packages from PyPI (pinned in bench/python/requirements.txt),
@@ -58,13 +62,16 @@ run() { # bench args...
     recovery-broker)
       "$bin" recovery --brokers "127.0.0.1:$port" --kill broker --broker-dir "$dir" "$@" ;;
     callgrind) bench/callgrind.sh ;;
-    *) sed -n '2,17p' "$0" >&2; exit 2 ;;
+    *) sed -n '2,21p' "$0" >&2; exit 2 ;;
   esac
 }
 
 what=${1:-}
-[ -n "$what" ] || { sed -n '2,17p' "$0" >&2; exit 2; }
+[ -n "$what" ] || { sed -n '2,21p' "$0" >&2; exit 2; }
 shift || true
+if [ "$what" = sustained ]; then
+  exec bench/sustained.sh "$@"
+fi
 build
 if [ "$what" = callgrind ]; then
   run callgrind

@@ -4,6 +4,7 @@
 //
 //   node dashboard.mjs --url http://127.0.0.1:9200/ --department courts \
 //        [--up courts,registry] [--down gone] [--lag-group credit.normaliser.courts] \
+//        [--notice-kind punishment] \
 //        [--screenshot out.png] [--timeout-s 60]
 //
 // Prints one line per check ("ok ..." or "FAILED ..."); exits 0 only if all pass.
@@ -17,6 +18,9 @@ const { values: a } = parseArgs({
     up: { type: 'string', default: '' },
     down: { type: 'string', default: '' },
     'lag-group': { type: 'string', default: '' },
+    'notice-kind': { type: 'string', default: '' },
+    'target-rate': { type: 'string', default: '' },
+    broker: { type: 'string', default: '' },
     screenshot: { type: 'string', default: '' },
     'timeout-s': { type: 'string', default: '60' },
   },
@@ -104,6 +108,46 @@ try {
     await page.waitForSelector(`#lag tr[data-group="${a['lag-group']}"]`, { timeout })
       .then(() => ok(`consumer lag shown for ${a['lag-group']}`),
         () => fail(`no consumer lag row for ${a['lag-group']}`));
+  }
+  if (a['notice-kind']) {
+    // Some department's column for this kind rises above 0 (the kinds come
+    // from the engine's own label values), and on every row the kinds add up
+    // to the total.
+    const kind = a['notice-kind'];
+    await page.waitForFunction(
+      (k) => [...document.querySelectorAll(`#notices td[data-field="${k}"]`)].some((c) => Number(c.dataset.value) > 0),
+      kind, { timeout },
+    ).then(async () => ok(`notices shown by kind: ${kind} ${await page.$$eval(`#notices td[data-field="${kind}"]`,
+      (cs) => cs.map((c) => c.parentElement.dataset.dept + '=' + c.dataset.value).join(' '))}`),
+    () => fail(`no department's ${kind} notices rose above 0`));
+    const rows = await page.$$eval('#notices tbody tr[data-dept]', (trs) => trs.map((tr) => {
+      const heads = [...document.querySelectorAll('#notices thead th[data-kind]')].map((h) => h.dataset.kind);
+      const v = (f) => Number(tr.querySelector(`td[data-field="${f}"]`)?.dataset.value ?? NaN);
+      return { dept: tr.dataset.dept, sum: heads.reduce((a, k) => a + v(k), 0), total: v('total') };
+    }));
+    check(rows.length > 0 && rows.every((r) => r.sum === r.total),
+      `every notice row's kinds add up to its total (${rows.map((r) => `${r.dept} ${r.sum}/${r.total}`).join(', ')})`);
+  }
+  // What an ops person looks for: the scrape time with its time zone, lag
+  // per group with a trend, latency quantiles, target against reached.
+  const updated = (await page.textContent('#updated')) || '';
+  check(/\(UTC[+-]\d\d:\d\d, /.test(updated), `scrape time names its time zone (${updated.trim()})`);
+  if (a['lag-group']) {
+    const trend = await page.$$eval(`#lag-groups tr[data-group="${a['lag-group']}"] svg.spark`, (l) => l.length);
+    check(trend === 1, `lag of ${a['lag-group']} shown with its trend`);
+  }
+  await page.waitForFunction(
+    () => [...document.querySelectorAll('#latency td[data-field="p99_s"]')].some((c) => Number(c.dataset.value) > 0),
+    null, { timeout },
+  ).then(async () => ok(`latency p50/p99 shown (${(await page.textContent('#latency tbody')).replace(/\s+/g, ' ').trim()})`),
+    () => fail('no latency quantile shown'));
+  if (a.broker) {
+    const up = await page.getAttribute(`#brokers tr[data-broker="${a.broker}"]`, 'data-up');
+    check(up === 'true', `broker ${a.broker} shown listening`);
+  }
+  if (a['target-rate']) {
+    const t = await value('target_per_s');
+    check(t === Number(a['target-rate']), `${dept} target rate shown beside the rate reached (${t} /s)`);
   }
   const banner = await page.isVisible('#banner');
   check(!banner, 'no "not answering" banner');

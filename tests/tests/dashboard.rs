@@ -5,7 +5,8 @@
 //!   dead-lettered per reason, consumer lag drained to 0, up and down targets.
 //! * In a real headless chromium (tests/browser/dashboard.mjs, playwright-core
 //!   driving Debian's chromium), the page shows live figures that move while
-//!   records flow, and raises no console or page error.
+//!   records flow, notices by kind as a real `credit-engine` counts them, and
+//!   raises no console or page error.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -15,6 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use credit_bus_tests::*;
+use credit_core::notice::NoticeKind;
 use credit_core::topics::Naming;
 use credit_datagen::Generator;
 use serde_json::Value;
@@ -34,7 +36,9 @@ struct Stack {
 }
 
 impl Stack {
-    async fn start(test: &str, departments: &[&str]) -> Stack {
+    /// With `engine`, a `credit-engine` binary turns the normalised records
+    /// into notices, so the page shows a real engine's notice counts.
+    async fn start(test: &str, departments: &[&str], engine: bool) -> Stack {
         let prefix = unique(test);
         create_topics(&prefix).await;
         let registry = Registry::start(&unique(&format!("{test}-schemas"))).await;
@@ -60,6 +64,19 @@ impl Stack {
             procs.push(Proc(child));
             targets.push(format!("{dept}=http://127.0.0.1:{port}"));
         }
+        if engine {
+            let port = free_port();
+            let log = std::env::temp_dir().join(format!("{}.log", unique("dashboard-engine")));
+            procs.push(credit_bus_tests::engine::spawn_engine(
+                &brokers(),
+                &prefix,
+                &registry.url,
+                &log,
+                "engine-0",
+                port,
+            ));
+            targets.push(format!("engine=http://127.0.0.1:{port}"));
+        }
         targets.push(format!("registry={}", registry.url));
         // Nothing listens here: the page must show it down, not break.
         targets.push(format!("gone=http://127.0.0.1:{}", free_port()));
@@ -71,6 +88,14 @@ impl Stack {
         }
         let child = cmd
             .env("CREDIT_BUS__DASHBOARD__SCRAPE_INTERVAL_MS", "500")
+            .env("CREDIT_BUS__DASHBOARD__TARGET_RATE_PER_S", "200")
+            .env("CREDIT_BUS__DASHBOARD__DEAD_LETTER_SAMPLES", "true")
+            .env("CREDIT_BUS__KAFKA__BROKERS", brokers())
+            .env("CREDIT_BUS__KAFKA__TOPIC_PREFIX", &prefix)
+            .env(
+                "CREDIT_BUS__DASHBOARD__BROKERS",
+                format!("[\"{}\"]", brokers()),
+            )
             .env("CREDIT_BUS__TELEMETRY__LOG_FILTER", "warn")
             .stdout(Stdio::null())
             .stderr(log_file("dashboard"))
@@ -141,7 +166,7 @@ fn target_up(s: &Value, name: &str) -> Option<bool> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_summary_agrees_with_what_was_published() {
-    let stack = Stack::start("t-dash-api", &["courts"]).await;
+    let stack = Stack::start("t-dash-api", &["courts"], false).await;
     let mut g = Generator::new(23, 0.2);
     let samples: Vec<_> = (0..1500).map(|_| g.record("courts")).collect();
     let total = samples.len() as f64;
@@ -194,6 +219,43 @@ async fn api_summary_agrees_with_what_was_published() {
         .map(|r| (r["reason"].as_str().unwrap(), r["total"].as_f64().unwrap()))
         .collect();
     assert_eq!(got, bad_by_reason, "dead letters by reason");
+    // One sample per reason, read back from the dead-letter topic, with the
+    // reason's department and where the original is; nothing shaped like a
+    // resident ID in clear anywhere in the summary.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let s = loop {
+        let s = stack.summary().await;
+        let sampled: std::collections::BTreeSet<&str> = s["dead_letter_samples"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|x| x["reason"].as_str()).collect())
+            .unwrap_or_default();
+        if bad_by_reason.keys().all(|r| sampled.contains(r)) {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not every reason sampled: {sampled:?} of {bad_by_reason:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    for x in s["dead_letter_samples"].as_array().unwrap() {
+        assert_eq!(x["department"], "courts", "{x}");
+        assert!(
+            x["original"]
+                .as_str()
+                .is_some_and(|o| o.starts_with(&stack.naming.inbound("courts"))),
+            "{x}"
+        );
+    }
+    let text = s.to_string();
+    let digits: Vec<&str> = text
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|w| w.len() == 18 && w[..17].bytes().all(|b| b.is_ascii_digit()))
+        .collect();
+    assert!(
+        digits.is_empty(),
+        "resident-ID-shaped values in the summary: {digits:?}"
+    );
     assert_eq!(s["totals"]["records_in"], total);
     let partitions: Vec<&Value> = s["consumer_lag"]
         .as_array()
@@ -269,7 +331,7 @@ async fn the_page_shows_live_figures_in_a_real_browser() {
         Path::new(&chromium).exists(),
         "{chromium} missing: run scripts/test.sh (ensure_chromium)"
     );
-    let stack = Stack::start("t-dash-page", &["courts", "tax"]).await;
+    let stack = Stack::start("t-dash-page", &["courts", "tax"], true).await;
     let stop = publish_continuously(stack.naming.clone(), &["courts", "tax"]);
 
     let group = stack.naming.normaliser_group("courts");
@@ -282,6 +344,10 @@ async fn the_page_shows_live_figures_in_a_real_browser() {
             .args(["--up", "courts,tax,registry"])
             .args(["--down", "gone"])
             .args(["--lag-group", &group])
+            // The datagen's dishonesty lists reach the engine: punishments.
+            .args(["--notice-kind", NoticeKind::Punishment.as_str()])
+            .args(["--target-rate", "200"])
+            .args(["--broker", &brokers()])
             .args(["--timeout-s", "60"])
             .current_dir(browser_dir)
             .env("CHROMIUM_PATH", chromium)
@@ -307,6 +373,13 @@ async fn the_page_shows_live_figures_in_a_real_browser() {
         "courts received total moved",
         "courts throughput shown",
         "service gone shown down",
+        "notices shown by kind",
+        "scrape time names its time zone",
+        "shown with its trend",
+        "latency p50/p99 shown",
+        "target rate shown beside the rate reached",
+        "shown listening",
+        "every notice row's kinds add up to its total",
         "no console, page or request errors",
     ] {
         assert!(

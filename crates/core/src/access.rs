@@ -790,6 +790,10 @@ mod tests {
             assert!(me.allows(Topic, &n.notices(d.id), Operation::Read));
             assert!(me.allows(Topic, &n.feedback(d.id), Operation::Write));
             assert!(me.allows(Group, &n.subscriber_group(d.id), Operation::Read));
+            // `credit-bus subscribe`'s default, private group.
+            let private = n.private_subscriber_group(d.id, "4242-1");
+            assert!(me.allows(Group, &private, Operation::Read));
+            assert_ne!(private, n.subscriber_group(d.id));
             assert_eq!(
                 me.allows(Topic, &n.inbound(d.id), Operation::Write),
                 d.inbound.is_some()

@@ -179,7 +179,7 @@ impl DeadLetter<'_> {
 
 /// Masks every run of characters shaped like a resident ID (17 digits and a
 /// digit or `X`, or a 15-digit first-generation number) that stands alone.
-fn scrub(detail: &str) -> Cow<'_, str> {
+pub fn scrub(detail: &str) -> Cow<'_, str> {
     let b = detail.as_bytes();
     let is_word = |c: u8| c.is_ascii_alphanumeric();
     let mut out: Option<String> = None;

@@ -171,6 +171,15 @@ impl Naming {
         format!("{}subscriber", self.department_groups(department_id))
     }
 
+    /// A private consumer group for one `credit-bus subscribe` run
+    /// (`<prefix>.<dept>.subscriber-<suffix>`): still under
+    /// [`Naming::department_groups`], so the department's credentials cover
+    /// it, but of its own, so it never takes partitions (and records) from a
+    /// consumer already running in the shared [`Naming::subscriber_group`].
+    pub fn private_subscriber_group(&self, department_id: &str, suffix: &str) -> String {
+        format!("{}-{suffix}", self.subscriber_group(department_id))
+    }
+
     /// The group id of a group-less reader (partitions assigned by hand, no
     /// offsets committed). librdkafka still looks its coordinator up, which a
     /// broker with ACLs allows only with DESCRIBE on the group, so readers get

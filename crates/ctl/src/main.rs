@@ -18,17 +18,13 @@ mod access;
 mod catalogue;
 mod entry;
 mod prom;
-
-use std::collections::BTreeMap;
-use std::io::Write;
-use std::time::{Duration, Instant};
+mod watch;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use credit_core::access::Role;
 use credit_core::feedback::{Feedback, Outcome};
 use credit_runtime::config::{KafkaConfig, RegistryConfig};
-use credit_runtime::metrics::{MetricName, label};
 
 #[derive(Parser)]
 #[command(name = "credit-bus", about = "Operate credit-bus", version)]
@@ -50,10 +46,34 @@ enum Cmd {
         cmd: EntryCmd,
     },
     /// Print a department's notices, decoded through the schema registry.
+    ///
+    /// By default it reads in a private consumer group of its own,
+    /// `<prefix>.<dept>.subscriber-<pid>-<time>`, which commits no offsets: it
+    /// never takes records from another consumer of the department (the demo's
+    /// acknowledging subscriber, the department's own systems), and leaves
+    /// nothing behind. `--group` (or `--shared`, the department's group
+    /// `<prefix>.<dept>.subscriber`) joins a named group instead, sharing its
+    /// records and committed position with the other members (run several
+    /// `--ack` workers in one group so each notice is answered once).
+    #[command(verbatim_doc_comment)]
     Subscribe {
         /// Department id from the catalogue.
         #[arg(long)]
         department: String,
+        /// Consumer group to join, under `<prefix>.<dept>.` (the only groups a
+        /// department's credentials cover), e.g. `credit.finance.subscriber`.
+        /// Default: a private group of this run (see above).
+        #[arg(long)]
+        group: Option<String>,
+        /// Join the department's shared group, `<prefix>.<dept>.subscriber`
+        /// (what the demo's acknowledging subscribers use).
+        #[arg(long, conflicts_with = "group")]
+        shared: bool,
+        /// Where a group without a committed position starts: the oldest
+        /// notice kept, or only notices published from now on. A named group
+        /// that has committed offsets resumes there either way.
+        #[arg(long, value_enum, default_value_t = Start::Beginning)]
+        from: Start,
         /// Stop after this many notices (0 = until Ctrl-C).
         #[arg(long, default_value_t = 0)]
         max: u64,
@@ -92,7 +112,34 @@ enum Cmd {
         /// Stop after this many refreshes (0 = until Ctrl-C).
         #[arg(long, default_value_t = 0)]
         iterations: u64,
+        /// Records per second each publishing department is meant to send
+        /// (the demo's publisher rate), shown against the rate reached.
+        #[arg(long)]
+        target_rate: Option<f64>,
+        /// Every department's dead-letter reasons, notice kinds and feedback
+        /// (longer than a 50-line terminal; the dashboard shows them too).
+        #[arg(long)]
+        detail: bool,
     },
+}
+
+/// Where `subscribe` starts reading when its group has no committed position.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Start {
+    /// The oldest notice the topic still keeps.
+    Beginning,
+    /// Only notices published after the subscriber joined.
+    End,
+}
+
+impl Start {
+    /// librdkafka's `auto.offset.reset`.
+    fn offset_reset(self) -> &'static str {
+        match self {
+            Start::Beginning => "earliest",
+            Start::End => "latest",
+        }
+    }
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -267,13 +314,25 @@ async fn main() -> anyhow::Result<()> {
         }
         Cmd::Subscribe {
             department,
+            group,
+            shared,
+            from,
             max,
             ack,
             reason,
             config,
         } => {
             let ack = ack.map(|a| (Outcome::from(a), reason));
-            subscribe(&department, max, ack, config.as_deref()).await?
+            let group = match shared {
+                true => Some(
+                    load_kafka(config.as_deref())?
+                        .naming()
+                        .subscriber_group(&department),
+                ),
+                false => group,
+            };
+            let opts = SubscribeOptions { group, from, max };
+            subscribe(&department, &opts, ack, config.as_deref()).await?
         }
         Cmd::Feedback {
             cmd:
@@ -315,7 +374,15 @@ async fn main() -> anyhow::Result<()> {
             services,
             interval_ms,
             iterations,
-        } => watch(services, interval_ms, iterations).await?,
+            target_rate,
+            detail,
+        } => {
+            let opts = watch::Options {
+                target_rate,
+                detail,
+            };
+            watch::run(services, interval_ms, iterations, opts).await?
+        }
     }
     Ok(())
 }
@@ -325,9 +392,37 @@ async fn main() -> anyhow::Result<()> {
 ///
 /// With `ack`, each notice printed is answered with that outcome and reason as
 /// the department, after it is printed.
+struct SubscribeOptions {
+    group: Option<String>,
+    from: Start,
+    max: u64,
+}
+
+/// The group `subscribe` reads in, and whether it is a private one (which
+/// commits nothing), or why the named group cannot be used.
+fn subscriber_group(
+    naming: &credit_core::topics::Naming,
+    department: &str,
+    group: Option<&str>,
+    unique: &str,
+) -> anyhow::Result<(String, bool)> {
+    let Some(g) = group else {
+        return Ok((naming.private_subscriber_group(department, unique), true));
+    };
+    let allowed = naming.department_groups(department);
+    match g.strip_prefix(&allowed) {
+        Some(rest) if !rest.is_empty() => Ok((g.to_string(), false)),
+        _ => anyhow::bail!(
+            "--group {g:?}: a department reads only in groups named {allowed}<name> \
+             (its credentials cover no others), e.g. {}",
+            naming.subscriber_group(department)
+        ),
+    }
+}
+
 async fn subscribe(
     department: &str,
-    max: u64,
+    opts: &SubscribeOptions,
     ack: Option<(Outcome, Option<String>)>,
     config: Option<&std::path::Path>,
 ) -> anyhow::Result<()> {
@@ -336,6 +431,10 @@ async fn subscribe(
     let dep = credit_core::catalogue::department(department)
         .with_context(|| format!("unknown department {department:?}"))?;
     let (kafka, registry) = load_kafka_registry(config)?;
+    let unique = format!("{}-{}", std::process::id(), now_ms());
+    let (group, private) =
+        subscriber_group(&kafka.naming(), dep.id, opts.group.as_deref(), &unique)?;
+    let max = opts.max;
     access::check(&kafka, Role::Department(dep)).await?;
     let sender = match &ack {
         Some((outcome, reason)) => {
@@ -346,15 +445,34 @@ async fn subscribe(
         None => None,
     };
     let topic = kafka.naming().notices(dep.id);
-    let group = kafka.naming().subscriber_group(dep.id);
     let consumer: StreamConsumer =
         credit_runtime::kafka::consumer(&kafka, "credit-bus-subscriber", &group)
             .set("enable.auto.offset.store", "true")
+            // A private group is this run's alone: nothing to resume later.
+            .set("enable.auto.commit", if private { "false" } else { "true" })
+            .set("auto.offset.reset", opts.from.offset_reset())
             .create()?;
     consumer.subscribe(&[&topic])?;
     let client = credit_schemas::registry::RegistryClient::new(&registry.url)?;
     let mut schemas: std::collections::HashMap<u32, apache_avro::Schema> = Default::default();
-    eprintln!("reading {topic} as group {group}");
+    let start = match opts.from {
+        Start::Beginning => "the oldest notice kept",
+        Start::End => "notices published from now on",
+    };
+    if private {
+        eprintln!(
+            "reading {topic} in a private group {group} (commits nothing, takes no records \
+             from other consumers), from {start}"
+        );
+    } else {
+        eprintln!(
+            "reading {topic} as group {group}, sharing its records with the group's other \
+             members; from its committed position, or else {start}"
+        );
+    }
+    // Feedback handed to the producer whose delivery is not awaited yet.
+    const MAX_IN_FLIGHT: usize = 1000;
+    let mut in_flight = std::collections::VecDeque::new();
     let mut n = 0u64;
     while max == 0 || n < max {
         let m = consumer.recv().await?;
@@ -380,20 +498,26 @@ async fn subscribe(
             };
             // The feedback joins the notice's trace: `process <notices>`, then `send <feedback>`.
             let processing = sender.tracer.process_message(&m, &group);
-            sender
-                .send(
-                    &Feedback {
-                        notice_id: id,
-                        department: sender.department,
-                        outcome: *outcome,
-                        reason: reason.as_deref(),
-                        responded_at_ms: now_ms(),
-                    },
-                    Some(processing.context()),
-                )
-                .await?;
+            if in_flight.len() >= MAX_IN_FLIGHT
+                && let Some(d) = in_flight.pop_front()
+            {
+                FeedbackSender::delivered(d).await?;
+            }
+            in_flight.push_back(sender.enqueue(
+                &Feedback {
+                    notice_id: id,
+                    department: sender.department,
+                    outcome: *outcome,
+                    reason: reason.as_deref(),
+                    responded_at_ms: now_ms(),
+                },
+                Some(processing.context()),
+            )?);
         }
         n += 1;
+    }
+    for d in in_flight {
+        FeedbackSender::delivered(d).await?;
     }
     Ok(())
 }
@@ -460,23 +584,42 @@ impl FeedbackSender {
         fb: &Feedback<'_>,
         parent: Option<&credit_runtime::trace::SpanContext>,
     ) -> anyhow::Result<()> {
+        let delivery = self.enqueue(fb, parent)?;
+        Self::delivered(delivery).await
+    }
+
+    /// Hands `fb` to the producer and returns its delivery, without waiting
+    /// for it: `subscribe --ack` keeps many in flight, since one broker round
+    /// trip per feedback (a few ms) held an acknowledging department below the
+    /// rate its notices arrive at in the demo (issue 22: "done" fell ever
+    /// further behind "open").
+    fn enqueue(
+        &self,
+        fb: &Feedback<'_>,
+        parent: Option<&credit_runtime::trace::SpanContext>,
+    ) -> anyhow::Result<rdkafka::producer::DeliveryFuture> {
         check_reason(fb.outcome, fb.reason)?;
         // The key is a notice id, no personal data.
         let span = self.tracer.send(parent, &self.topic, Some(fb.notice_id));
         let mut buf = Vec::with_capacity(64 + fb.notice_id.len());
         credit_schemas::encode::feedback_framed(&mut buf, self.schema_id, fb);
         self.producer
-            .send(
+            .send_result(
                 rdkafka::producer::FutureRecord::to(&self.topic)
                     .key(fb.notice_id)
                     .payload(&buf)
                     .headers(credit_runtime::trace::headers(span.context())),
-                Duration::from_secs(15),
             )
-            .await
             .map_err(|(e, _)| e)
-            .context("sending the feedback")?;
-        Ok(())
+            .context("sending the feedback")
+    }
+
+    async fn delivered(d: rdkafka::producer::DeliveryFuture) -> anyhow::Result<()> {
+        match d.await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err((e, _))) => Err(e).context("sending the feedback"),
+            Err(_) => anyhow::bail!("sending the feedback: the producer went away"),
+        }
     }
 }
 
@@ -556,147 +699,50 @@ pub(crate) fn load_kafka(file: Option<&std::path::Path>) -> anyhow::Result<Kafka
     Ok(l.finish(|| kafka)?)
 }
 
-#[derive(Default, Clone)]
-struct Row {
-    received: f64,
-    accepted: f64,
-    dead: f64,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use credit_core::topics::Naming;
 
-async fn watch(services: Vec<String>, interval_ms: u64, iterations: u64) -> anyhow::Result<()> {
-    let targets: Vec<(String, String)> = services
-        .iter()
-        .map(|s| {
-            s.split_once('=').map(|(n, u)| {
-                (
-                    n.to_string(),
-                    format!("{}/metrics", u.trim_end_matches('/')),
-                )
-            })
-        })
-        .collect::<Option<_>>()
-        .context("--service must be NAME=URL")?;
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(2))
-        .build()?;
-    let mut prev: Option<(Instant, BTreeMap<String, Row>)> = None;
-    let mut n = 0u64;
-    loop {
-        let mut rows: BTreeMap<String, Row> = BTreeMap::new();
-        let mut reasons: BTreeMap<(String, String), f64> = BTreeMap::new();
-        let mut notices: BTreeMap<(String, String), f64> = BTreeMap::new();
-        // department -> [open, overdue, done], from the tracker's gauge.
-        let mut tracked: BTreeMap<String, [f64; 3]> = BTreeMap::new();
-        let mut down = Vec::new();
-        for (name, url) in &targets {
-            let text = match http
-                .get(url)
-                .send()
-                .await
-                .and_then(|r| r.error_for_status())
-            {
-                Ok(r) => r.text().await.unwrap_or_default(),
-                Err(_) => {
-                    down.push(name.clone());
-                    continue;
-                }
-            };
-            for s in prom::parse(&text) {
-                let dept = s.label(label::DEPARTMENT).unwrap_or("-").to_string();
-                if s.name == MetricName::NoticesTracked.exported() {
-                    let i = match s.label(label::STATE) {
-                        Some("open") => 0,
-                        Some("overdue") => 1,
-                        Some("done") => 2,
-                        _ => continue,
-                    };
-                    tracked.entry(dept).or_default()[i] += s.value;
-                    continue;
-                }
-                if s.name == MetricName::NoticesSent.exported() {
-                    let kind = s.label(label::KIND).unwrap_or("-").to_string();
-                    *notices.entry((dept, kind)).or_default() += s.value;
-                    continue;
-                }
-                let counted = [
-                    MetricName::RecordsIn,
-                    MetricName::RecordsOut,
-                    MetricName::RecordsDeadLettered,
-                ];
-                if !counted.iter().any(|m| m.exported() == s.name) {
-                    continue;
-                }
-                let row = rows.entry(dept.clone()).or_default();
-                if s.name == MetricName::RecordsIn.exported() {
-                    row.received += s.value;
-                } else if s.name == MetricName::RecordsOut.exported() {
-                    row.accepted += s.value;
-                } else {
-                    row.dead += s.value;
-                    let reason = s.label(label::REASON).unwrap_or("-").to_string();
-                    *reasons.entry((dept, reason)).or_default() += s.value;
-                }
-            }
+    #[test]
+    fn subscribe_defaults_to_a_private_group_and_checks_a_named_one() {
+        let n = Naming::default();
+        let (g, private) = subscriber_group(&n, "finance", None, "7-1").unwrap();
+        assert!(private);
+        assert_eq!(g, n.private_subscriber_group("finance", "7-1"));
+        assert!(g.starts_with(&n.department_groups("finance")), "{g}");
+        assert_ne!(g, n.subscriber_group("finance"));
+
+        let shared = n.subscriber_group("finance");
+        assert_eq!(
+            subscriber_group(&n, "finance", Some(&shared), "x").unwrap(),
+            (shared, false)
+        );
+        for bad in ["credit.tax.subscriber", "credit.finance.", "mine", ""] {
+            let e = subscriber_group(&n, "finance", Some(bad), "x").unwrap_err();
+            assert!(
+                e.to_string().contains("credit.finance.<name>"),
+                "{bad}: {e}"
+            );
         }
-        let now = Instant::now();
-        let mut out = String::new();
-        out.push_str("\x1b[2J\x1b[H");
-        out.push_str("credit-bus live view (Ctrl-C stops the demo)\n\n");
-        out.push_str(&format!(
-            "{:<14}{:>12}{:>12}{:>14}{:>12}{:>12}\n",
-            "department", "received", "accepted", "dead-letter", "pass rate", "records/s"
-        ));
-        let mut total_rate = 0.0;
-        for (dept, r) in &rows {
-            let rate = match &prev {
-                Some((t, p)) => {
-                    let d = p.get(dept).map_or(0.0, |x| x.received);
-                    (r.received - d) / now.duration_since(*t).as_secs_f64().max(1e-3)
-                }
-                None => 0.0,
-            };
-            total_rate += rate;
-            let pass = if r.accepted + r.dead > 0.0 {
-                100.0 * r.accepted / (r.accepted + r.dead)
-            } else {
-                0.0
-            };
-            out.push_str(&format!(
-                "{dept:<14}{:>12}{:>12}{:>14}{:>11.2}%{:>12.0}\n",
-                r.received, r.accepted, r.dead, pass, rate
-            ));
+    }
+
+    #[test]
+    fn subscribe_help_says_which_group_and_why() {
+        use clap::CommandFactory;
+        let mut cmd = Args::command();
+        let help = cmd
+            .find_subcommand_mut("subscribe")
+            .unwrap()
+            .render_long_help()
+            .to_string();
+        for want in [
+            "private consumer group",
+            "never takes records",
+            "--group",
+            "--from",
+        ] {
+            assert!(help.contains(want), "{want}: {help}");
         }
-        out.push_str(&format!("{:<14}{:>62.0}\n", "all", total_rate));
-        out.push_str("\ndead-letter reasons\n");
-        for ((dept, reason), v) in &reasons {
-            out.push_str(&format!("  {dept:<14}{reason:<28}{v:>10}\n"));
-        }
-        if !notices.is_empty() {
-            out.push_str("\nnotices sent by the engine (department, kind)\n");
-            for ((dept, kind), v) in &notices {
-                out.push_str(&format!("  {dept:<20}{kind:<14}{v:>10}\n"));
-            }
-        }
-        tracked.retain(|_, v| v.iter().any(|x| *x > 0.0));
-        if !tracked.is_empty() {
-            out.push_str(&format!(
-                "\nfeedback on notices\n  {:<20}{:>10}{:>10}{:>10}\n",
-                "department", "open", "overdue", "done"
-            ));
-            for (dept, [open, overdue, done]) in &tracked {
-                out.push_str(&format!("  {dept:<20}{open:>10}{overdue:>10}{done:>10}\n"));
-            }
-        }
-        if !down.is_empty() {
-            out.push_str(&format!("\nnot answering: {}\n", down.join(", ")));
-        }
-        print!("{out}");
-        std::io::stdout().flush()?;
-        prev = Some((now, rows));
-        n += 1;
-        if iterations > 0 && n >= iterations {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(interval_ms)).await;
     }
 }

@@ -35,6 +35,8 @@ pub enum Stable {
 pub enum ReadError {
     #[error("{topic}: {source}")]
     Kafka { topic: String, source: KafkaError },
+    #[error("{topic}: stopped on request")]
+    Stopped { topic: String },
     #[error("{topic} partitions {open:?}: end not reached within {limit:?}{why}")]
     Timeout {
         topic: String,
@@ -48,6 +50,11 @@ impl crate::errors::Classify for ReadError {
     fn class(&self) -> crate::errors::Class {
         match self {
             ReadError::Kafka { source, .. } => crate::errors::kafka(source),
+            ReadError::Stopped { .. } => crate::errors::Class::new(
+                "shutdown",
+                crate::errors::Fault::External,
+                crate::errors::Disposition::Stop,
+            ),
             ReadError::Timeout { .. } => crate::errors::Class::new(
                 "kafka_read_timeout",
                 crate::errors::Fault::External,
@@ -87,6 +94,69 @@ pub fn read_to_end(
     partitions: &[(i32, Offset)],
     stable: Stable,
     limit: Duration,
+    f: impl FnMut(&BorrowedMessage<'_>),
+) -> Result<(), ReadError> {
+    read_partitions(
+        cfg,
+        client_id,
+        topic,
+        partitions,
+        stable,
+        Bound::End,
+        limit,
+        &|| false,
+        f,
+    )
+}
+
+/// Reads `partitions` of `topic` as [`read_to_end`] does, but only what was
+/// committed when the read began (each partition's last stable offset then):
+/// a partition written faster than it is read still ends. The feedback
+/// tracker's re-reads of notices topics once waited for an end the engine's
+/// writing never let come, and gave up after 120 s (issue 22). `stop` is asked
+/// at every poll: when it answers true the read ends with
+/// [`ReadError::Stopped`], so a service shutting down is not held by it.
+pub fn read_written(
+    cfg: &KafkaConfig,
+    client_id: &str,
+    topic: &str,
+    partitions: &[(i32, Offset)],
+    limit: Duration,
+    stop: &dyn Fn() -> bool,
+    f: impl FnMut(&BorrowedMessage<'_>),
+) -> Result<(), ReadError> {
+    read_partitions(
+        cfg,
+        client_id,
+        topic,
+        partitions,
+        Stable::AsIs,
+        Bound::AsOfStart,
+        limit,
+        stop,
+        f,
+    )
+}
+
+/// Where a read ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Bound {
+    /// At the end as the fetches find it (partition EOF).
+    End,
+    /// At the last stable offset when the read began, or EOF if sooner.
+    AsOfStart,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn read_partitions(
+    cfg: &KafkaConfig,
+    client_id: &str,
+    topic: &str,
+    partitions: &[(i32, Offset)],
+    stable: Stable,
+    bound: Bound,
+    limit: Duration,
+    stop: &dyn Fn() -> bool,
     mut f: impl FnMut(&BorrowedMessage<'_>),
 ) -> Result<(), ReadError> {
     let err = |source| ReadError::Kafka {
@@ -126,13 +196,37 @@ pub fn read_to_end(
             }
         }
     }
+    // Per partition, the offset it ends before (AsOfStart): a read_committed
+    // client's "latest" is the last stable offset.
+    let mut ends: std::collections::HashMap<i32, i64> = std::collections::HashMap::new();
+    if bound == Bound::AsOfStart {
+        for (p, _) in partitions {
+            let (_, end) = c
+                .fetch_watermarks(topic, *p, Duration::from_secs(10))
+                .map_err(err)?;
+            ends.insert(*p, end);
+        }
+    }
     let mut tpl = TopicPartitionList::new();
     for (p, from) in partitions {
         tpl.add_partition_offset(topic, *p, *from).map_err(err)?;
     }
     c.assign(&tpl).map_err(err)?;
-    let mut open: std::collections::HashSet<i32> = partitions.iter().map(|(p, _)| *p).collect();
+    let mut open: std::collections::HashSet<i32> = partitions
+        .iter()
+        .filter(|(p, from)| match (from, ends.get(p)) {
+            // Nothing committed from its start on before the read began.
+            (Offset::Offset(n), Some(end)) => n < end,
+            _ => true,
+        })
+        .map(|(p, _)| *p)
+        .collect();
     while !open.is_empty() {
+        if stop() {
+            return Err(ReadError::Stopped {
+                topic: topic.to_string(),
+            });
+        }
         if Instant::now() > deadline {
             let mut open: Vec<i32> = open.into_iter().collect();
             open.sort_unstable();
@@ -145,7 +239,22 @@ pub fn read_to_end(
         }
         match c.poll(Duration::from_millis(100)) {
             None => {}
-            Some(Ok(m)) if m.topic() == topic => f(&m),
+            Some(Ok(m)) if m.topic() == topic => match ends.get(&m.partition()) {
+                // Past the bound (the last record before it may be a
+                // transaction marker, never delivered): done, not passed on.
+                Some(end) if m.offset() >= *end => {
+                    open.remove(&m.partition());
+                }
+                Some(end) if m.offset() + 1 == *end => {
+                    f(&m);
+                    open.remove(&m.partition());
+                }
+                _ => {
+                    if open.contains(&m.partition()) {
+                        f(&m);
+                    }
+                }
+            },
             Some(Ok(_)) => {}
             Some(Err(KafkaError::PartitionEOF(p))) => {
                 open.remove(&p);

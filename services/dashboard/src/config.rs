@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use credit_runtime::config::{ConfigError, Loader, TelemetryConfig, Validate};
+use credit_runtime::config::{ConfigError, KafkaConfig, Loader, TelemetryConfig, Validate};
 use serde::Deserialize;
 
 pub const DEFAULTS: &str = include_str!("../default.toml");
@@ -43,6 +43,15 @@ pub struct DashboardConfig {
     pub history: usize,
     /// Ops endpoints to scrape.
     pub targets: Vec<Target>,
+    /// Records per second each publishing department is meant to send (the
+    /// demo's publisher rate), shown against the rate reached; 0 = none.
+    pub target_rate_per_s: f64,
+    /// Kafka listeners (`host:port`) probed each round with a TCP connect.
+    pub brokers: Vec<String>,
+    /// Read the publishing departments' dead-letter topics (with the
+    /// `[kafka]` section's login) for one sample per reason, personal data
+    /// masked; off: no Kafka access at all.
+    pub dead_letter_samples: bool,
 }
 
 impl Validate for DashboardConfig {
@@ -52,6 +61,16 @@ impl Validate for DashboardConfig {
         }
         if self.scrape_interval_ms < 100 {
             p.push(format!("{s}.scrape_interval_ms: must be at least 100"));
+        }
+        if !(self.target_rate_per_s >= 0.0 && self.target_rate_per_s.is_finite()) {
+            p.push(format!("{s}.target_rate_per_s: must be 0 (none) or more"));
+        }
+        for (i, b) in self.brokers.iter().enumerate() {
+            if b.rsplit_once(':')
+                .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
+            {
+                p.push(format!("{s}.brokers[{i}]: {b:?} is not host:port"));
+            }
         }
         if self.history < 2 {
             p.push(format!("{s}.history: must be at least 2"));
@@ -77,6 +96,8 @@ impl Validate for DashboardConfig {
 pub struct Config {
     pub telemetry: TelemetryConfig,
     pub dashboard: DashboardConfig,
+    /// Loaded only with `dashboard.dead_letter_samples`.
+    pub kafka: Option<KafkaConfig>,
 }
 
 impl Config {
@@ -112,10 +133,18 @@ impl Config {
                 flag_problems.extend(problems);
             }
         }
+        let kafka = match &dashboard {
+            Some(d) if d.dead_letter_samples => Some(l.section::<KafkaConfig>("kafka")),
+            _ => None,
+        };
         let result = l.finish(|| {
             Some(Config {
                 telemetry: telemetry?,
                 dashboard: dashboard?,
+                kafka: match kafka {
+                    Some(k) => Some(k?),
+                    None => None,
+                },
             })
         });
         match result {

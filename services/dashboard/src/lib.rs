@@ -11,6 +11,7 @@
 //! * [`config`]: the `[dashboard]` section.
 
 pub mod config;
+pub mod samples;
 pub mod summary;
 
 use std::collections::VecDeque;
@@ -64,7 +65,12 @@ async fn api_summary(State(s): State<AppState>) -> impl IntoResponse {
 
 /// Scrapes every target once, concurrently; a target that does not answer
 /// within `timeout` (or not with 200) is down.
-pub async fn scrape(http: &reqwest::Client, targets: &[Target], timeout: Duration) -> Round {
+pub async fn scrape(
+    http: &reqwest::Client,
+    targets: &[Target],
+    brokers: &[String],
+    timeout: Duration,
+) -> Round {
     let at_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
@@ -83,9 +89,36 @@ pub async fn scrape(http: &reqwest::Client, targets: &[Target], timeout: Duratio
             Err(e) => TargetScrape::down(&t.name, &t.url, short(&e)),
         }
     });
+    let probes = brokers.iter().map(|b| probe(b, timeout));
+    let (targets, brokers) = futures::future::join(
+        futures::future::join_all(scrapes),
+        futures::future::join_all(probes),
+    )
+    .await;
     Round {
         at_ms,
-        targets: futures::future::join_all(scrapes).await,
+        targets,
+        brokers,
+    }
+}
+
+/// Connects to a Kafka listener and closes again.
+async fn probe(address: &str, timeout: Duration) -> summary::BrokerProbe {
+    let started = std::time::Instant::now();
+    let r = tokio::time::timeout(timeout, tokio::net::TcpStream::connect(address)).await;
+    let (up, error) = match r {
+        Ok(Ok(_)) => (true, None),
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+            (false, Some("connection refused".to_string()))
+        }
+        Ok(Err(e)) => (false, Some(e.kind().to_string())),
+        Err(_) => (false, Some("timed out".to_string())),
+    };
+    summary::BrokerProbe {
+        address: address.to_string(),
+        up,
+        connect_ms: up.then(|| started.elapsed().as_secs_f64() * 1000.0),
+        error,
     }
 }
 
@@ -109,6 +142,8 @@ pub struct Running {
     shutdown: Shutdown,
     server: tokio::task::JoinHandle<()>,
     scraper: tokio::task::JoinHandle<()>,
+    /// Reads dead-letter samples; stops on `shutdown` within 200 ms.
+    follower: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Running {
@@ -121,18 +156,29 @@ impl Running {
         self.shutdown.cancel();
         let _ = self.server.await;
         let _ = self.scraper.await;
+        if let Some(f) = self.follower {
+            let _ = f.await;
+        }
     }
 
     /// Runs until `shutdown` (from the caller's signals) fires.
     pub async fn wait(self) {
         let _ = self.server.await;
         let _ = self.scraper.await;
+        if let Some(f) = self.follower {
+            let _ = f.await;
+        }
     }
 }
 
 /// Binds `dashboard.listen`, starts scraping, and serves until `shutdown`.
 pub async fn spawn(config: Config, tel: Telemetry, shutdown: Shutdown) -> anyhow::Result<Running> {
     let d = config.dashboard;
+    let samples = samples::Samples::default();
+    let follower = config.kafka.map(|kafka| {
+        let (out, stop) = (samples.clone(), shutdown.clone());
+        tokio::task::spawn_blocking(move || samples::follow(kafka, out, stop))
+    });
     let empty = serde_json::to_string(&summary::summarise(&[], RATE_WINDOW_MS))?;
     let state = AppState {
         summary: Arc::new(Mutex::new(Arc::new(empty))),
@@ -153,12 +199,19 @@ pub async fn spawn(config: Config, tel: Telemetry, shutdown: Shutdown) -> anyhow
                 _ = stop.cancelled() => break,
                 _ = tick.tick() => {}
             }
-            let round = scrape(&http, &d.targets, timeout).await;
+            let round = scrape(&http, &d.targets, &d.brokers, timeout).await;
             if history.len() == d.history {
                 history.pop_front();
             }
             history.push_back(round);
-            let s = summary::summarise(history.make_contiguous(), RATE_WINDOW_MS);
+            let mut s = summary::summarise(history.make_contiguous(), RATE_WINDOW_MS);
+            s.target_per_s = (d.target_rate_per_s > 0.0).then_some(d.target_rate_per_s);
+            s.dead_letter_samples = samples
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .values()
+                .cloned()
+                .collect();
             match serde_json::to_string(&s) {
                 Ok(json) => {
                     *state.summary.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(json)
@@ -173,5 +226,6 @@ pub async fn spawn(config: Config, tel: Telemetry, shutdown: Shutdown) -> anyhow
         shutdown,
         server,
         scraper,
+        follower,
     })
 }

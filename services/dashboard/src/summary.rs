@@ -10,6 +10,7 @@
 
 use std::collections::BTreeMap;
 
+use credit_core::notice::NoticeKind;
 use credit_runtime::metrics::{MetricName, label};
 use credit_runtime::prom;
 use serde::Serialize;
@@ -42,7 +43,25 @@ pub enum Key {
         department: String,
         state: String,
     },
+    ErrorsHandled {
+        class: String,
+    },
+    /// A latency histogram's cumulative bucket, summed over its other labels.
+    Bucket {
+        metric: &'static str,
+        /// Upper bound in seconds (`+Inf` as infinity), as text so keys order.
+        le: String,
+    },
 }
+
+/// The latency histograms the page shows, by exported base name: each
+/// service's processing time per batch, the engine's input-to-notices time and
+/// its transaction commit time.
+pub const LATENCIES: [MetricName; 3] = [
+    MetricName::ProcessingDuration,
+    MetricName::EngineFanoutLatency,
+    MetricName::EngineCommitDuration,
+];
 
 impl Key {
     fn is_counter(&self) -> bool {
@@ -86,6 +105,18 @@ pub fn extract(text: &str) -> BTreeMap<Key, f64> {
             Key::NoticesTracked {
                 department: l(label::DEPARTMENT),
                 state: l(label::STATE),
+            }
+        } else if s.name == MetricName::ErrorsHandled.exported() {
+            Key::ErrorsHandled {
+                class: l(label::CLASS),
+            }
+        } else if let Some(m) = LATENCIES
+            .iter()
+            .find(|m| s.name.strip_suffix("_bucket") == Some(m.exported()))
+        {
+            Key::Bucket {
+                metric: m.exported(),
+                le: l("le"),
             }
         } else {
             continue;
@@ -136,6 +167,38 @@ impl TargetScrape {
 pub struct Round {
     pub at_ms: u64,
     pub targets: Vec<TargetScrape>,
+    /// Each Kafka listener probed in this round.
+    pub brokers: Vec<BrokerProbe>,
+}
+
+/// One Kafka listener, probed with a TCP connect: it answers or not, and how
+/// fast. It says the broker process listens (not that it serves requests:
+/// the services' retried errors, [`Summary::errors`], say that).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BrokerProbe {
+    pub address: String,
+    pub up: bool,
+    pub connect_ms: Option<f64>,
+    pub error: Option<String>,
+}
+
+/// A broker as the page shows it: the latest probe and its connect time in
+/// every kept round (0 when down), and the share of kept rounds it was up.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BrokerStatus {
+    #[serde(flatten)]
+    pub latest: BrokerProbe,
+    pub up_percent: f64,
+    pub history_connect_ms: Vec<f64>,
+}
+
+/// Errors the services handled per second over the window, by class (retry,
+/// dead_letter, stop): the error policy's own counter.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ErrorRate {
+    pub class: String,
+    pub total: f64,
+    pub per_s: f64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -151,8 +214,38 @@ pub struct Summary {
     pub dead_letters: Vec<DepartmentReasonRate>,
     pub consumer_lag: Vec<Lag>,
     pub lag_by_group: Vec<GroupLag>,
+    /// Records per second each publishing department is meant to send (the
+    /// dashboard's `target_rate_per_s`), shown against what it reaches.
+    pub target_per_s: Option<f64>,
+    /// p50 / p99 of each latency histogram over the rate window.
+    pub latency: Vec<Latency>,
+    /// The Kafka listeners the dashboard probes.
+    pub brokers: Vec<BrokerStatus>,
+    /// Errors handled by the services, by class.
+    pub errors: Vec<ErrorRate>,
+    /// The latest dead letter per reason (`dashboard.dead_letter_samples`).
+    pub dead_letter_samples: Vec<crate::samples::Sample>,
     pub notices: Vec<NoticeRate>,
+    /// The `kind` label values the engine counts notices under, in the order
+    /// the page shows them ([`NoticeKind::ALL`], [`NoticeKind::as_str`]): the
+    /// page builds its columns from this list, never from a copy of its own.
+    pub notice_kinds: Vec<&'static str>,
+    /// Notices per department, one count per kind of [`Summary::notice_kinds`].
+    pub notices_by_department: Vec<DepartmentNotices>,
     pub feedback: Vec<Feedback>,
+}
+
+/// One department's notices: a count per kind, the same order as
+/// [`Summary::notice_kinds`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct DepartmentNotices {
+    pub department: String,
+    pub by_kind: Vec<f64>,
+    /// Notices under a `kind` label value that is no [`NoticeKind`] (an
+    /// engine of another version): shown, never silently dropped.
+    pub other: f64,
+    pub total: f64,
+    pub per_s: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -212,6 +305,52 @@ pub struct Lag {
 pub struct GroupLag {
     pub group: String,
     pub lag: f64,
+    /// The group's lag in every kept round, oldest first (rounds where no
+    /// target reported it count 0): its trend.
+    pub history: Vec<f64>,
+}
+
+/// One latency histogram over the rate window.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Latency {
+    /// Exported name (`credit_bus_processing_duration_seconds`).
+    pub metric: String,
+    /// What it measures, for the page.
+    pub what: &'static str,
+    /// Observations per second in the window.
+    pub per_s: f64,
+    /// Estimated quantiles in seconds (linear within a bucket, as
+    /// Prometheus' `histogram_quantile`); `None` without observations.
+    pub p50_s: Option<f64>,
+    pub p99_s: Option<f64>,
+}
+
+/// The `q` quantile of cumulative `buckets` (upper bound, count), sorted by
+/// bound, as Prometheus' `histogram_quantile` estimates it: linear within the
+/// bucket it falls in; in the `+Inf` bucket, the highest finite bound.
+pub fn quantile(q: f64, buckets: &[(f64, f64)]) -> Option<f64> {
+    let total = buckets.last()?.1;
+    if total <= 0.0 {
+        return None;
+    }
+    let rank = q * total;
+    let mut prev = (0.0, 0.0);
+    for &(le, count) in buckets {
+        if count >= rank {
+            if le.is_infinite() {
+                return Some(prev.0);
+            }
+            let inside = count - prev.1;
+            let frac = if inside > 0.0 {
+                (rank - prev.1) / inside
+            } else {
+                1.0
+            };
+            return Some(prev.0 + (le - prev.0) * frac);
+        }
+        prev = (le, count);
+    }
+    Some(prev.0)
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -383,6 +522,12 @@ pub fn summarise(history: &[Round], window_ms: u64) -> Summary {
                     lag: v,
                 });
             }
+            Key::Bucket { .. } => {}
+            Key::ErrorsHandled { class } => s.errors.push(ErrorRate {
+                class: class.clone(),
+                total: v,
+                per_s: r(k),
+            }),
             Key::NoticesTracked { department, state } => {
                 let f = feedback.entry(department).or_default();
                 match state.as_str() {
@@ -426,12 +571,95 @@ pub fn summarise(history: &[Round], window_ms: u64) -> Summary {
             .total_cmp(&a.per_s)
             .then(b.total.total_cmp(&a.total))
     });
+    s.notice_kinds = NoticeKind::ALL.iter().map(|k| k.as_str()).collect();
+    let mut by_dept: BTreeMap<&str, DepartmentNotices> = BTreeMap::new();
+    for n in &notices {
+        let d = by_dept
+            .entry(n.department.as_str())
+            .or_insert_with(|| DepartmentNotices {
+                department: n.department.clone(),
+                by_kind: vec![0.0; NoticeKind::ALL.len()],
+                ..DepartmentNotices::default()
+            });
+        match NoticeKind::ALL.iter().position(|k| k.as_str() == n.kind) {
+            Some(i) => d.by_kind[i] += n.total,
+            None => d.other += n.total,
+        }
+        d.total += n.total;
+        d.per_s += n.per_s;
+    }
+    s.notices_by_department = by_dept.into_values().collect();
     s.notices = notices;
+    let per_round: Vec<BTreeMap<&Key, f64>> = history.iter().map(totals).collect();
     s.lag_by_group = groups
         .into_iter()
         .map(|(g, lag)| GroupLag {
             group: g.to_string(),
             lag,
+            history: per_round
+                .iter()
+                .map(|t| {
+                    sum_where(
+                        t,
+                        |k| matches!(k, Key::ConsumerLag { group, .. } if group == g),
+                    )
+                })
+                .collect(),
+        })
+        .collect();
+    s.brokers = latest
+        .brokers
+        .iter()
+        .map(|b| {
+            let probes: Vec<Option<&BrokerProbe>> = history
+                .iter()
+                .map(|r| r.brokers.iter().find(|p| p.address == b.address))
+                .collect();
+            let up = probes.iter().filter(|p| p.is_some_and(|p| p.up)).count();
+            BrokerStatus {
+                latest: b.clone(),
+                up_percent: 100.0 * up as f64 / probes.len() as f64,
+                history_connect_ms: probes
+                    .iter()
+                    .map(|p| p.and_then(|p| p.connect_ms).unwrap_or(0.0))
+                    .collect(),
+            }
+        })
+        .collect();
+    s.latency = LATENCIES
+        .iter()
+        .filter_map(|m| {
+            let mut b: Vec<(f64, f64)> = rate
+                .iter()
+                .filter_map(|(k, v)| match k {
+                    Key::Bucket { metric, le } if *metric == m.exported() => {
+                        Some((le.parse::<f64>().ok()?, *v))
+                    }
+                    _ => None,
+                })
+                .collect();
+            let seen = total
+                .keys()
+                .any(|k| matches!(k, Key::Bucket { metric, .. } if *metric == m.exported()));
+            if !seen {
+                return None;
+            }
+            b.sort_by(|x, y| x.0.total_cmp(&y.0));
+            Some(Latency {
+                metric: m.exported().to_string(),
+                what: match m {
+                    MetricName::ProcessingDuration => {
+                        "normaliser batch, first record read to last output acknowledged"
+                    }
+                    MetricName::EngineFanoutLatency => {
+                        "engine, input published to its notices committed"
+                    }
+                    _ => "engine transaction commit",
+                },
+                per_s: b.last().map_or(0.0, |x| x.1),
+                p50_s: quantile(0.5, &b),
+                p99_s: quantile(0.99, &b),
+            })
         })
         .collect();
     s.feedback = feedback
@@ -473,8 +701,10 @@ credit_bus_records_out_total{department="tax"} 48
 credit_bus_records_dead_lettered_total{department="tax",reason="invalid_uscc"} 2
 "#;
 
-    const ENGINE: &str = r#"credit_bus_notices_sent_total{department="finance",kind="PUNISHMENT"} 40
-credit_bus_notices_sent_total{department="finance",kind="LIFT"} 2
+    /// What the engine's `/metrics` shows (label values as the engine writes
+    /// them, `NoticeKind::as_str`; the page test reads a real engine's).
+    const ENGINE: &str = r#"credit_bus_notices_sent_total{department="finance",kind="punishment"} 40
+credit_bus_notices_sent_total{department="finance",kind="lift"} 2
 credit_bus_consumer_lag{group="credit.engine",partition="0",topic="credit.records"} 11
 "#;
 
@@ -485,7 +715,11 @@ credit_bus_notices_tracked{department="tax",state="open"} 1
 "#;
 
     fn round(at_ms: u64, targets: Vec<TargetScrape>) -> Round {
-        Round { at_ms, targets }
+        Round {
+            at_ms,
+            targets,
+            brokers: Vec::new(),
+        }
     }
 
     fn up(name: &str, text: &str) -> TargetScrape {
@@ -499,7 +733,8 @@ credit_bus_notices_tracked{department="tax",state="open"} 1
     #[test]
     fn extract_keeps_only_the_series_it_reads() {
         let s = extract(COURTS_T0);
-        assert_eq!(s.len(), 6, "{s:?}");
+        // Counters, lag, and the latency histogram's buckets; not target_info.
+        assert_eq!(s.len(), 7, "{s:?}");
         assert_eq!(
             s[&Key::ConsumerLag {
                 group: "credit.normaliser.courts".into(),
@@ -575,13 +810,13 @@ credit_bus_notices_tracked{department="tax",state="open"} 1
             vec![
                 NoticeRate {
                     department: "finance".into(),
-                    kind: "LIFT".into(),
+                    kind: "lift".into(),
                     total: 2.0,
                     per_s: 0.0
                 },
                 NoticeRate {
                     department: "finance".into(),
-                    kind: "PUNISHMENT".into(),
+                    kind: "punishment".into(),
                     total: 40.0,
                     per_s: 0.0
                 },
@@ -592,11 +827,14 @@ credit_bus_notices_tracked{department="tax",state="open"} 1
             vec![
                 GroupLag {
                     group: "credit.engine".into(),
-                    lag: 11.0
+                    lag: 11.0,
+                    history: vec![11.0, 11.0],
                 },
+                // Its trend: 10 then 5.
                 GroupLag {
                     group: "credit.normaliser.courts".into(),
-                    lag: 5.0
+                    lag: 5.0,
+                    history: vec![10.0, 5.0],
                 },
             ]
         );
@@ -701,6 +939,131 @@ credit_bus_notices_tracked{department="tax",state="open"} 1
         let s = summarise(&h, 1000);
         assert_eq!(s.totals.in_per_s, 50.0);
         assert_eq!(s.dead_letter_reasons[0].per_s, 2.0);
+    }
+
+    /// Every kind the engine counts lands in its own column, whatever the
+    /// kind: the label values are `NoticeKind::as_str`, as in the engine's
+    /// `count_committed`; an unknown value is counted apart, not dropped.
+    #[test]
+    fn notices_by_department_have_one_count_per_engine_kind() {
+        let mut page = String::new();
+        for (i, k) in NoticeKind::ALL.iter().enumerate() {
+            page.push_str(&format!(
+                "credit_bus_notices_sent_total{{department=\"finance\",kind=\"{}\"}} {}\n",
+                k.as_str(),
+                i + 1
+            ));
+        }
+        page.push_str("credit_bus_notices_sent_total{department=\"tax\",kind=\"LIFT\"} 5\n");
+        let s = summarise(&[round(0, vec![up("engine", &page)])], 1000);
+        assert_eq!(
+            s.notice_kinds,
+            vec!["punishment", "reward", "lift", "withdrawal"]
+        );
+        assert_eq!(
+            s.notices_by_department,
+            vec![
+                DepartmentNotices {
+                    department: "finance".into(),
+                    by_kind: vec![1.0, 2.0, 3.0, 4.0],
+                    other: 0.0,
+                    total: 10.0,
+                    per_s: 0.0,
+                },
+                DepartmentNotices {
+                    department: "tax".into(),
+                    by_kind: vec![0.0; 4],
+                    other: 5.0,
+                    total: 5.0,
+                    per_s: 0.0,
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn quantiles_interpolate_within_buckets_as_prometheus_does() {
+        let b = [
+            (0.01, 50.0),
+            (0.1, 90.0),
+            (1.0, 100.0),
+            (f64::INFINITY, 100.0),
+        ];
+        assert_eq!(quantile(0.5, &b), Some(0.01));
+        assert!((quantile(0.7, &b).unwrap() - 0.055).abs() < 1e-12);
+        assert!((quantile(0.99, &b).unwrap() - 0.91).abs() < 1e-12);
+        assert_eq!(quantile(0.5, &[(0.1, 0.0), (f64::INFINITY, 0.0)]), None);
+        // Beyond the last finite bound: that bound.
+        assert_eq!(
+            quantile(0.99, &[(0.1, 1.0), (f64::INFINITY, 10.0)]),
+            Some(0.1)
+        );
+    }
+
+    /// The engine's fan-out histogram (as the exporter writes it, two
+    /// departments' series summed) gives p50 / p99 over the window.
+    #[test]
+    fn latency_from_histogram_buckets_over_the_window() {
+        let name = MetricName::EngineFanoutLatency.exported();
+        let page = |n: f64| {
+            let mut p = String::new();
+            for d in ["tax", "courts"] {
+                for (le, c) in [("0.005", 0.0), ("0.05", 0.5), ("0.5", 0.9), ("+Inf", 1.0)] {
+                    p += &format!(
+                        "{name}_bucket{{department=\"{d}\",le=\"{le}\"}} {}\n",
+                        c * n
+                    );
+                }
+                p += &format!("{name}_count{{department=\"{d}\"}} {n}\n");
+            }
+            p
+        };
+        let h = vec![
+            round(0, vec![up("engine", &page(100.0))]),
+            round(2_000, vec![up("engine", &page(300.0))]),
+        ];
+        let s = summarise(&h, 5000);
+        assert_eq!(s.latency.len(), 1, "{:?}", s.latency);
+        let l = &s.latency[0];
+        assert_eq!(l.metric, name);
+        assert_eq!(l.per_s, 200.0);
+        assert!((l.p50_s.unwrap() - 0.05).abs() < 1e-12, "{l:?}");
+        assert!((l.p99_s.unwrap() - 0.5).abs() < 1e-12, "{l:?}");
+    }
+
+    #[test]
+    fn brokers_with_their_uptime_and_connect_trend_and_errors_by_class() {
+        let probe = |up: bool, ms: f64| BrokerProbe {
+            address: "127.0.0.1:9092".into(),
+            up,
+            connect_ms: up.then_some(ms),
+            error: (!up).then(|| "connection refused".into()),
+        };
+        let errors = |n: u64| {
+            format!(
+                "credit_bus_errors_total{{class=\"retry\",error=\"kafka_transport\"}} {n}\n\
+                 credit_bus_errors_total{{class=\"dead_letter\",error=\"invalid_uscc\"}} 3\n"
+            )
+        };
+        let mut h = Vec::new();
+        for (i, (listening, ms)) in [(true, 0.5), (false, 0.0), (true, 1.5), (true, 0.25)]
+            .into_iter()
+            .enumerate()
+        {
+            let mut r = round(i as u64 * 1000, vec![up("courts", &errors(10 * i as u64))]);
+            r.brokers.push(probe(listening, ms));
+            h.push(r);
+        }
+        let s = summarise(&h, 2000);
+        assert_eq!(s.brokers.len(), 1);
+        let b = &s.brokers[0];
+        assert!(b.latest.up);
+        assert_eq!(b.up_percent, 75.0);
+        assert_eq!(b.history_connect_ms, vec![0.5, 0.0, 1.5, 0.25]);
+        let retry = s.errors.iter().find(|e| e.class == "retry").unwrap();
+        assert_eq!((retry.total, retry.per_s), (30.0, 10.0));
+        let dl = s.errors.iter().find(|e| e.class == "dead_letter").unwrap();
+        assert_eq!((dl.total, dl.per_s), (3.0, 0.0));
     }
 
     #[test]

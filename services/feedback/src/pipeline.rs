@@ -34,7 +34,6 @@ use credit_runtime::dlq as runtime_dlq;
 use credit_runtime::errors::{Classify, Disposition, ErrorPolicy, RetryError};
 use credit_runtime::metrics::{MetricName, label};
 use credit_runtime::ops::Readiness;
-use credit_runtime::read::Stable;
 use credit_runtime::telemetry::Telemetry;
 use credit_runtime::trace;
 use credit_schemas::feedback::OwnedFeedback;
@@ -183,15 +182,19 @@ enum Kind {
 /// Topics to read, each partition from a position (`None`: the beginning).
 type ReadPlan = Vec<(String, Vec<(i32, Option<i64>)>)>;
 
-/// Reads each topic of `plan` to its end, as a department reads it
-/// (`read_committed`: notices of aborted engine transactions are never seen).
-/// The end is the last stable offset as it is ([`Stable::AsIs`]), not after
-/// open transactions end: every notice a department has read was committed
-/// before it answered, so a barrier that looks for a notice some feedback
-/// names finds it, and the engine, writing all the time, may always hold a
-/// transaction open. Partition EOF names no topic, so each topic gets its
-/// own short-lived reader; up to `READERS` run at once.
-fn read_topics(kafka: &KafkaConfig, plan: ReadPlan) -> Result<Vec<Origin>, String> {
+/// Reads each topic of `plan`, as a department reads it (`read_committed`:
+/// notices of aborted engine transactions are never seen), up to what was
+/// committed when the read began (`credit_runtime::read::read_written`): a
+/// notices topic the engine writes faster than it is read still ends. Every
+/// notice a department has answered was committed before it answered, so a
+/// barrier that looks for a notice some feedback names finds it. Partition
+/// EOF names no topic, so each topic gets its own short-lived reader; up to
+/// `READERS` run at once. `stop` ends the reads (shutdown).
+fn read_topics(
+    kafka: &KafkaConfig,
+    plan: ReadPlan,
+    stop: &CancellationToken,
+) -> Result<Vec<Origin>, String> {
     const READERS: usize = 8;
     let next = std::sync::atomic::AtomicUsize::new(0);
     let results: Vec<Result<Vec<Origin>, String>> = std::thread::scope(|s| {
@@ -210,13 +213,13 @@ fn read_topics(kafka: &KafkaConfig, plan: ReadPlan) -> Result<Vec<Origin>, Strin
                             .iter()
                             .map(|&(p, o)| (p, Offset::Offset(o.unwrap_or(0))))
                             .collect();
-                        credit_runtime::read::read_to_end(
+                        credit_runtime::read::read_written(
                             kafka,
                             "credit-feedback-reader",
                             topic,
                             &from,
-                            Stable::AsIs,
                             Duration::from_secs(120),
+                            &|| stop.is_cancelled(),
                             |m| out.push(Origin::of(m)),
                         )
                         .map_err(|e| e.to_string())?;
@@ -305,7 +308,8 @@ impl Tracker {
 
     async fn read(&self, plan: ReadPlan) -> anyhow::Result<Vec<Origin>> {
         let kafka = self.kafka.clone();
-        tokio::task::spawn_blocking(move || read_topics(&kafka, plan))
+        let stop = self.shutdown.clone();
+        tokio::task::spawn_blocking(move || read_topics(&kafka, plan, &stop))
             .await?
             .map_err(|e| anyhow::anyhow!(e))
     }
@@ -697,7 +701,14 @@ pub async fn run(
 
     let started = Instant::now();
     tokio::select! {
-        r = rebuild(&mut t, &rejected_topic) => r?,
+        r = rebuild(&mut t, &rejected_topic) => match r {
+            // Its reads end early on a shutdown.
+            Err(_) if shutdown.is_cancelled() => {
+                tracing::info!("stopped while rebuilding");
+                return Ok(());
+            }
+            r => r?,
+        },
         _ = shutdown.cancelled() => {
             tracing::info!("stopped while rebuilding");
             return Ok(());
@@ -757,7 +768,14 @@ pub async fn run(
             (0, _) => waiting_since = None,
             (_, None) => waiting_since = Some(Instant::now()),
             (_, Some(since)) if since.elapsed() >= grace => {
-                t.barrier().await?;
+                // A barrier re-reads the notices topics; a shutdown stops it
+                // (what it read is read again after a restart).
+                if let Err(e) = t.barrier().await {
+                    if shutdown.is_cancelled() {
+                        break;
+                    }
+                    return Err(e);
+                }
                 waiting_since = (t.shared.book().pending() > 0).then(Instant::now);
             }
             _ => {}
