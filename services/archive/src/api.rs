@@ -186,9 +186,8 @@ pub fn check_code(raw: &str, today: i32) -> Result<String, String> {
 fn as_of(q: &HashMap<String, String>) -> Result<AsOf, Problem> {
     match q.get("as_of") {
         None => Ok(AsOf::instant(now_ms())),
-        Some(s) => AsOf::parse(s).map_err(|e| {
-            Problem::new(StatusCode::BAD_REQUEST, "bad-as-of", "Bad as_of", e)
-        }),
+        Some(s) => AsOf::parse(s)
+            .map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "bad-as-of", "Bad as_of", e)),
     }
 }
 
@@ -450,11 +449,10 @@ async fn known_measure(api: &Api, id: &str) -> Result<bool, Problem> {
     {
         return Ok(true);
     }
-    let bodies: Vec<(i32, String)> =
-        sqlx::query_as("SELECT version, body FROM catalogue_versions")
-            .fetch_all(&api.pool)
-            .await
-            .map_err(Problem::unavailable)?;
+    let bodies: Vec<(i32, String)> = sqlx::query_as("SELECT version, body FROM catalogue_versions")
+        .fetch_all(&api.pool)
+        .await
+        .map_err(Problem::unavailable)?;
     let mut cache = api.measures.lock().unwrap_or_else(|e| e.into_inner());
     for (v, body) in bodies {
         cache.entry(v).or_insert_with(|| {
@@ -489,7 +487,12 @@ async fn precheck(
         }
     })?;
     let malformed = |detail: String| {
-        Problem::new(StatusCode::BAD_REQUEST, "malformed-batch", "Malformed pre-check", detail)
+        Problem::new(
+            StatusCode::BAD_REQUEST,
+            "malformed-batch",
+            "Malformed pre-check",
+            detail,
+        )
     };
     if req.codes.len() > api.max_precheck {
         return Err(Problem::new(
@@ -513,10 +516,14 @@ async fn precheck(
             ));
         }
         (Some(m), None) if !known_measure(&api, m).await? => {
-            return Err(malformed(format!("measure {m:?} is in no catalogue version")));
+            return Err(malformed(format!(
+                "measure {m:?} is in no catalogue version"
+            )));
         }
         (None, Some(d)) if credit_core::catalogue::department(d).is_none() => {
-            return Err(malformed(format!("department {d:?} is not a catalogue department")));
+            return Err(malformed(format!(
+                "department {d:?} is not a catalogue department"
+            )));
         }
         _ => {}
     }
@@ -539,7 +546,11 @@ async fn precheck(
             StatusCode::BAD_REQUEST,
             "bad-code",
             "Bad subject codes",
-            format!("{} of {} codes are not valid subject codes (see invalid)", invalid.len(), req.codes.len()),
+            format!(
+                "{} of {} codes are not valid subject codes (see invalid)",
+                invalid.len(),
+                req.codes.len()
+            ),
         );
         invalid.truncate(100);
         p.invalid = invalid;
@@ -557,7 +568,12 @@ async fn precheck(
         .records
         .iter()
         .map(|r| (r.record_id.as_str(), r.subject_key.as_str()))
-        .chain(facts.notices.iter().map(|n| (n.record_id.as_str(), n.subject_key.as_str())))
+        .chain(
+            facts
+                .notices
+                .iter()
+                .map(|n| (n.record_id.as_str(), n.subject_key.as_str())),
+        )
         .collect();
     let notice_subject: HashMap<&str, &str> = facts
         .notices
@@ -565,10 +581,16 @@ async fn precheck(
         .map(|n| (n.notice_id.as_str(), n.subject_key.as_str()))
         .collect();
     for r in &facts.records {
-        per.entry(&r.subject_key).or_default().records.push(r.clone());
+        per.entry(&r.subject_key)
+            .or_default()
+            .records
+            .push(r.clone());
     }
     for n in &facts.notices {
-        per.entry(&n.subject_key).or_default().notices.push(n.clone());
+        per.entry(&n.subject_key)
+            .or_default()
+            .notices
+            .push(n.clone());
     }
     for f in &facts.feedback {
         if let Some(s) = notice_subject.get(f.notice_id.as_str()) {
@@ -679,11 +701,7 @@ async fn audit(
 }
 
 async fn openapi() -> Response {
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        OPENAPI,
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
 }
 
 async fn not_found() -> Problem {
@@ -737,7 +755,11 @@ mod tests {
             .values()
             .map(|p| p.as_object().unwrap().len())
             .sum();
-        assert_eq!(documented, ROUTES.len(), "openapi.json documents a route the API does not serve");
+        assert_eq!(
+            documented,
+            ROUTES.len(),
+            "openapi.json documents a route the API does not serve"
+        );
     }
 
     #[test]
@@ -750,11 +772,18 @@ mod tests {
         let mut wrong = rid.clone();
         wrong.replace_range(17.., if rid.ends_with('0') { "1" } else { "0" });
         let e = check_code(&wrong, today).unwrap_err();
-        assert!(e.contains("resident ID") && !e.contains(&wrong[..17]), "{e}");
+        assert!(
+            e.contains("resident ID") && !e.contains(&wrong[..17]),
+            "{e}"
+        );
         let mut bad = uscc.clone();
         bad.replace_range(17.., if uscc.ends_with('0') { "1" } else { "0" });
         let e = check_code(&bad, today).unwrap_err();
         assert!(e.contains("USCC") && !e.contains(&bad[..10]), "{e}");
-        assert!(check_code("123", today).unwrap_err().contains("3 characters"));
+        assert!(
+            check_code("123", today)
+                .unwrap_err()
+                .contains("3 characters")
+        );
     }
 }

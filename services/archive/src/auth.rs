@@ -210,12 +210,18 @@ mod tests {
         ];
         let t = Tokens::load(&deps).unwrap();
         let c = t.authenticate(Some("Bearer finance-secret")).unwrap();
-        assert_eq!((c.department.as_str(), c.has(Role::PersonalData)), ("finance", false));
+        assert_eq!(
+            (c.department.as_str(), c.has(Role::PersonalData)),
+            ("finance", false)
+        );
         let c = t.authenticate(Some("bearer   courts-secret")).unwrap();
         assert!(c.has(Role::PersonalData));
         assert_eq!(t.authenticate(None), Err(AuthError::Missing));
         assert_eq!(t.authenticate(Some("Basic abc")), Err(AuthError::Missing));
-        assert_eq!(t.authenticate(Some("Bearer finance-secre")), Err(AuthError::Unknown));
+        assert_eq!(
+            t.authenticate(Some("Bearer finance-secre")),
+            Err(AuthError::Unknown)
+        );
         // Problems are reported together, without the tokens.
         deps.push(access("tax", "zz", &[]));
         deps.push(access("market", &token_sha256("finance-secret"), &[]));

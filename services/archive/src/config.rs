@@ -34,7 +34,10 @@ impl fmt::Debug for DepartmentAccess {
             .field("id", &self.id)
             .field("token_file", &self.token_file)
             .field("token_env", &self.token_env)
-            .field("token_sha256", &self.token_sha256.as_ref().map(|_| REDACTED))
+            .field(
+                "token_sha256",
+                &self.token_sha256.as_ref().map(|_| REDACTED),
+            )
             .field("roles", &self.roles)
             .finish()
     }

@@ -206,10 +206,12 @@ async fn insert_records(
         ]) {
             col.push(v.clone());
         }
-        for (col, v) in o
-            .iter_mut()
-            .zip([&r.responsible_person, &r.list_type, &r.grade, &r.legal_basis])
-        {
+        for (col, v) in o.iter_mut().zip([
+            &r.responsible_person,
+            &r.list_type,
+            &r.grade,
+            &r.legal_basis,
+        ]) {
             col.push(v.clone());
         }
         dd.push(r.decision_date);
@@ -221,7 +223,10 @@ async fn insert_records(
         so.push(r.source.offset);
     }
     let attrs: Vec<String> = rows.iter().map(|(_, a)| a.to_string()).collect();
-    let keys: Vec<String> = rows.iter().map(|(r, _)| r.source.record_key.clone()).collect();
+    let keys: Vec<String> = rows
+        .iter()
+        .map(|(r, _)| r.source.record_key.clone())
+        .collect();
     let sql = format!(
         r#"INSERT INTO records (topic, "partition", "offset", learned_at, record_id, department, domain,
              subject_type, subject_key, subject_name, responsible_person, info_kind, list_type, grade,
@@ -313,7 +318,22 @@ async fn insert_notices(
         so.push(n.source_offset);
         reason.push(n.reason.clone());
     }
-    let [nid, kind, dep, mid, mname, lb, rid, lt, st, sk, sn, idep, dn, stp] = s;
+    let [
+        nid,
+        kind,
+        dep,
+        mid,
+        mname,
+        lb,
+        rid,
+        lt,
+        st,
+        sk,
+        sn,
+        idep,
+        dn,
+        stp,
+    ] = s;
     Ok(sqlx::query(&format!(
         r#"INSERT INTO notices (topic, "partition", "offset", learned_at, notice_id, kind, department,
              measure_id, measure_name, legal_basis, catalogue_version, generation, record_id, list_type,
@@ -574,7 +594,12 @@ pub async fn facts(pool: &PgPool, codes: &[String], known_ms: i64) -> sqlx::Resu
         l = ms("learned_at"),
         ra = ms("responded_at"),
     ))
-    .bind(notices.iter().map(|n| n.notice_id.clone()).collect::<Vec<_>>())
+    .bind(
+        notices
+            .iter()
+            .map(|n| n.notice_id.clone())
+            .collect::<Vec<_>>(),
+    )
     .bind(known_ms)
     .fetch_all(&mut *conn)
     .await?

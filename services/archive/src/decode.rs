@@ -265,7 +265,11 @@ pub fn command(value: &[u8], pos: Pos, learned_ms: i64) -> Result<Fact, String> 
 }
 
 /// A catalogue-topic record: a valid version is stored, other keys skipped.
-pub fn catalogue(key: Option<&[u8]>, value: Option<&[u8]>, learned_ms: i64) -> Result<Fact, String> {
+pub fn catalogue(
+    key: Option<&[u8]>,
+    value: Option<&[u8]>,
+    learned_ms: i64,
+) -> Result<Fact, String> {
     match credit_schemas::commands::catalogue_record(key, value) {
         CatalogueRecord::Version(c) => Ok(Fact::Catalogue(CatalogueFact {
             version: i32::try_from(c.version).map_err(|_| "version out of range".to_string())?,
@@ -326,7 +330,11 @@ mod tests {
                 let mut body = Vec::new();
                 credit_schemas::encode::credit_record_body(&mut body, &r);
                 out.push((
-                    (r.record_id().to_string(), r.subject.key.to_string(), r.valid_from),
+                    (
+                        r.record_id().to_string(),
+                        r.subject.key.to_string(),
+                        r.valid_from,
+                    ),
                     body,
                 ));
             }
@@ -399,14 +407,27 @@ mod tests {
         let Fact::Notice(f) = notice(resolve(s, s, &body).unwrap(), pos(), 3).unwrap() else {
             panic!()
         };
-        assert_eq!((f.kind, &f.notice_id[..], f.learned_ms), (NoticeKind::Punishment, n.notice_id, 3));
+        assert_eq!(
+            (f.kind, &f.notice_id[..], f.learned_ms),
+            (NoticeKind::Punishment, n.notice_id, 3)
+        );
         assert!(resolve(s, s, &body[..body.len() - 1]).is_err());
-        let Fact::Command(CommandFact::End(e)) =
-            command(br#"{"record_id":"courts:0:1","reason":"repaired"}"#, pos(), 4).unwrap()
-        else {
+        let Fact::Command(CommandFact::End(e)) = command(
+            br#"{"record_id":"courts:0:1","reason":"repaired"}"#,
+            pos(),
+            4,
+        )
+        .unwrap() else {
             panic!()
         };
-        assert_eq!((&e.record_id[..], &e.reason[..]), ("courts:0:1", "repaired"));
-        assert!(command(b"{}", pos(), 4).unwrap_err().contains("not a command"));
+        assert_eq!(
+            (&e.record_id[..], &e.reason[..]),
+            ("courts:0:1", "repaired")
+        );
+        assert!(
+            command(b"{}", pos(), 4)
+                .unwrap_err()
+                .contains("not a command")
+        );
     }
 }

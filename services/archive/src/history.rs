@@ -73,7 +73,9 @@ impl AsOf {
         let s = s.trim();
         let b = s.as_bytes();
         let bad = || {
-            format!("as_of {s:?} is neither a date (YYYY-MM-DD) nor an RFC 3339 timestamp (YYYY-MM-DDTHH:MM:SS[.fff](Z|+HH:MM))")
+            format!(
+                "as_of {s:?} is neither a date (YYYY-MM-DD) nor an RFC 3339 timestamp (YYYY-MM-DDTHH:MM:SS[.fff](Z|+HH:MM))"
+            )
         };
         let num = |r: std::ops::Range<usize>| -> Result<u32, String> {
             let part = b.get(r).ok_or_else(bad)?;
@@ -98,8 +100,7 @@ impl AsOf {
         if b.len() == 10 {
             return Ok(AsOf::end_of_day(day));
         }
-        if !matches!(b[10], b'T' | b't' | b' ') || b.len() < 20 || b[13] != b':' || b[16] != b':'
-        {
+        if !matches!(b[10], b'T' | b't' | b' ') || b.len() < 20 || b[13] != b':' || b[16] != b':' {
             return Err(bad());
         }
         let (hh, mm, ss) = (num(11..13)?, num(14..16)?, num(17..19)?);
@@ -391,7 +392,11 @@ impl SubjectState {
 
     /// Whether a punishment of `measure` (any department) or by
     /// `department` (any measure) is in force.
-    pub fn restricted(&self, measure: Option<&str>, department: Option<&str>) -> Vec<&MeasureInForce> {
+    pub fn restricted(
+        &self,
+        measure: Option<&str>,
+        department: Option<&str>,
+    ) -> Vec<&MeasureInForce> {
         self.measures_in_force
             .iter()
             .filter(|(d, _)| department.is_none_or(|want| want == d.as_str()))
@@ -529,7 +534,8 @@ pub fn state(facts: &Facts, at: AsOf) -> SubjectState {
     let mut feedback: BTreeMap<&str, &FeedbackFact> = BTreeMap::new();
     for f in facts.feedback.iter().filter(|f| known(f.learned_ms)) {
         let slot = feedback.entry(&f.notice_id).or_insert(f);
-        if (f.responded_at_ms, f.learned_ms, &f.pos) > (slot.responded_at_ms, slot.learned_ms, &slot.pos)
+        if (f.responded_at_ms, f.learned_ms, &f.pos)
+            > (slot.responded_at_ms, slot.learned_ms, &slot.pos)
         {
             *slot = f;
         }
@@ -632,7 +638,10 @@ pub fn personal_fields(s: &SubjectState) -> Vec<&'static str> {
         person |= v.record.subject_type == "NATURAL_PERSON";
         responsible |= v.record.responsible_person.is_some();
     }
-    person |= s.notices.iter().any(|n| n.notice.subject_type == "NATURAL_PERSON");
+    person |= s
+        .notices
+        .iter()
+        .any(|n| n.notice.subject_type == "NATURAL_PERSON");
     if person {
         fields.extend(["subject_key", "subject_name"]);
     }
@@ -685,7 +694,13 @@ mod tests {
         }
     }
 
-    pub(crate) fn record(id: &str, key: &str, learned_ms: i64, from: i32, until: Option<i32>) -> RecordFact {
+    pub(crate) fn record(
+        id: &str,
+        key: &str,
+        learned_ms: i64,
+        from: i32,
+        until: Option<i32>,
+    ) -> RecordFact {
         RecordFact {
             pos: pos("records", learned_ms),
             learned_ms,
@@ -717,7 +732,14 @@ mod tests {
         }
     }
 
-    fn notice(record: &str, measure: &str, kind: NoticeKind, generation: i32, learned_ms: i64, offset: i64) -> NoticeFact {
+    fn notice(
+        record: &str,
+        measure: &str,
+        kind: NoticeKind,
+        generation: i32,
+        learned_ms: i64,
+        offset: i64,
+    ) -> NoticeFact {
         NoticeFact {
             pos: pos("notices", offset),
             learned_ms,
@@ -796,18 +818,33 @@ mod tests {
                 reason: "repaired".into(),
             }],
         };
-        let at = |ms| AsOf { known_ms: ms, day: 200 };
-        assert!(state(&facts, at(1_500)).measures_in_force.is_empty(), "no notice yet");
+        let at = |ms| AsOf {
+            known_ms: ms,
+            day: 200,
+        };
+        assert!(
+            state(&facts, at(1_500)).measures_in_force.is_empty(),
+            "no notice yet"
+        );
         let s = state(&facts, at(5_000));
         assert_eq!(s.measures_in_force["finance"][0].measure_id, "m1");
         assert_eq!(s.list_entries[0].status, Status::Active);
-        assert_eq!(s.measures_in_force["finance"][0].explanation.department_record_key.as_deref(), Some("k1"));
+        assert_eq!(
+            s.measures_in_force["finance"][0]
+                .explanation
+                .department_record_key
+                .as_deref(),
+            Some("k1")
+        );
         // Ended by the command: out of force at once, even before the lift.
         let s = state(&facts, at(8_500));
         assert!(s.measures_in_force.is_empty());
         assert_eq!(
             s.list_entries[0].status,
-            Status::Ended { reason: "repaired".into(), ended_at_ms: 8_000 }
+            Status::Ended {
+                reason: "repaired".into(),
+                ended_at_ms: 8_000
+            }
         );
         assert!(state(&facts, at(10_000)).measures_in_force.is_empty());
         // Expired on the day after its validity.
@@ -815,24 +852,67 @@ mod tests {
         f2.ends.clear();
         f2.notices.pop();
         f2.records[0].valid_until = Some(150);
-        assert_eq!(state(&f2, at(5_000)).list_entries[0].status, Status::Expired);
-        assert_eq!(state(&f2, AsOf { known_ms: 5_000, day: 150 }).list_entries[0].status, Status::Active);
-        assert_eq!(state(&f2, AsOf { known_ms: 5_000, day: 50 }).list_entries[0].status, Status::Pending);
+        assert_eq!(
+            state(&f2, at(5_000)).list_entries[0].status,
+            Status::Expired
+        );
+        assert_eq!(
+            state(
+                &f2,
+                AsOf {
+                    known_ms: 5_000,
+                    day: 150
+                }
+            )
+            .list_entries[0]
+                .status,
+            Status::Active
+        );
+        assert_eq!(
+            state(
+                &f2,
+                AsOf {
+                    known_ms: 5_000,
+                    day: 50
+                }
+            )
+            .list_entries[0]
+                .status,
+            Status::Pending
+        );
     }
 
     #[test]
     fn a_resent_record_supersedes_the_earlier_one() {
         let facts = Facts {
-            records: vec![record("courts:0:1", "k1", 1_000, 100, None), record("courts:0:7", "k1", 3_000, 100, None)],
+            records: vec![
+                record("courts:0:1", "k1", 1_000, 100, None),
+                record("courts:0:7", "k1", 3_000, 100, None),
+            ],
             ..Facts::default()
         };
-        let s = state(&facts, AsOf { known_ms: 5_000, day: 200 });
-        let statuses: Vec<_> = s.list_entries.iter().map(|v| (&v.record.record_id[..], v.status.clone())).collect();
+        let s = state(
+            &facts,
+            AsOf {
+                known_ms: 5_000,
+                day: 200,
+            },
+        );
+        let statuses: Vec<_> = s
+            .list_entries
+            .iter()
+            .map(|v| (&v.record.record_id[..], v.status.clone()))
+            .collect();
         assert_eq!(
             statuses,
             vec![
                 ("courts:0:7", Status::Active),
-                ("courts:0:1", Status::Superseded { by: "courts:0:7".into() })
+                (
+                    "courts:0:1",
+                    Status::Superseded {
+                        by: "courts:0:7".into()
+                    }
+                )
             ]
         );
     }
@@ -843,14 +923,37 @@ mod tests {
         r.subject_type = "NATURAL_PERSON".into();
         r.subject_key = "44010619900101123X".into();
         r.subject_name = "李四".into();
-        let facts = Facts { records: vec![r, record("courts:0:2", "k2", 1_000, 100, None)], ..Facts::default() };
-        let mut s = state(&facts, AsOf { known_ms: 5_000, day: 200 });
-        assert_eq!(personal_fields(&s), ["subject_key", "subject_name", "responsible_person"]);
+        let facts = Facts {
+            records: vec![r, record("courts:0:2", "k2", 1_000, 100, None)],
+            ..Facts::default()
+        };
+        let mut s = state(
+            &facts,
+            AsOf {
+                known_ms: 5_000,
+                day: 200,
+            },
+        );
+        assert_eq!(
+            personal_fields(&s),
+            ["subject_key", "subject_name", "responsible_person"]
+        );
         mask(&mut s);
         let text = serde_json::to_string(&s).unwrap();
-        assert!(!text.contains("44010619900101123X") && !text.contains("李四") && !text.contains("张三"), "{text}");
-        assert!(text.contains("440106********123X") && text.contains("李*"), "{text}");
-        assert!(text.contains("91440101MA5CYUF21X"), "organisations' codes stay: {text}");
+        assert!(
+            !text.contains("44010619900101123X")
+                && !text.contains("李四")
+                && !text.contains("张三"),
+            "{text}"
+        );
+        assert!(
+            text.contains("440106********123X") && text.contains("李*"),
+            "{text}"
+        );
+        assert!(
+            text.contains("91440101MA5CYUF21X"),
+            "organisations' codes stay: {text}"
+        );
     }
 
     /// A generated history: records of a few entries (some resent), each
@@ -858,8 +961,21 @@ mod tests {
     /// feedback on some notices, and operator ends, with learned times that
     /// may tie and arrive out of order across topics.
     fn arb_facts() -> impl Strategy<Value = Facts> {
-        let rec = (0..4usize, 0..3usize, 0i64..100, 0i32..20, proptest::option::of(0i32..30));
-        let duty = (0..4usize, 0..2usize, 1..4i32, 0i64..100, any::<bool>(), proptest::option::of(0i64..100));
+        let rec = (
+            0..4usize,
+            0..3usize,
+            0i64..100,
+            0i32..20,
+            proptest::option::of(0i32..30),
+        );
+        let duty = (
+            0..4usize,
+            0..2usize,
+            1..4i32,
+            0i64..100,
+            any::<bool>(),
+            proptest::option::of(0i64..100),
+        );
         let end = (0..4usize, 0i64..100);
         (
             proptest::collection::vec(rec, 0..8),
@@ -870,10 +986,22 @@ mod tests {
                 let mut f = Facts::default();
                 // One record per record id, one run of generations per duty,
                 // as the normaliser and the engine write them.
-                let recs: BTreeMap<usize, _> = recs.into_iter().map(|(e, k, t, from, len)| (e, (k, t, from, len))).collect();
-                let duties: BTreeMap<(usize, usize), _> = duties.into_iter().map(|(e, m, g, t, l, fb)| ((e, m), (g, t, l, fb))).collect();
+                let recs: BTreeMap<usize, _> = recs
+                    .into_iter()
+                    .map(|(e, k, t, from, len)| (e, (k, t, from, len)))
+                    .collect();
+                let duties: BTreeMap<(usize, usize), _> = duties
+                    .into_iter()
+                    .map(|(e, m, g, t, l, fb)| ((e, m), (g, t, l, fb)))
+                    .collect();
                 for (i, (e, (k, t, from, len))) in recs.into_iter().enumerate() {
-                    let mut r = record(&format!("courts:0:{e}"), &format!("k{k}"), t, from, len.map(|l| from + l));
+                    let mut r = record(
+                        &format!("courts:0:{e}"),
+                        &format!("k{k}"),
+                        t,
+                        from,
+                        len.map(|l| from + l),
+                    );
                     r.pos.offset = i as i64;
                     f.records.push(r);
                 }
@@ -884,7 +1012,8 @@ mod tests {
                     let mut t = t;
                     for g in 1..=gens {
                         off += 1;
-                        f.notices.push(notice(&id, &measure, NoticeKind::Punishment, g, t, off));
+                        f.notices
+                            .push(notice(&id, &measure, NoticeKind::Punishment, g, t, off));
                         if let Some(fb) = fb {
                             off += 1;
                             f.feedback.push(FeedbackFact {
@@ -900,7 +1029,8 @@ mod tests {
                         if g < gens || lifted_last {
                             t += 7;
                             off += 1;
-                            f.notices.push(notice(&id, &measure, NoticeKind::Lift, g, t, off));
+                            f.notices
+                                .push(notice(&id, &measure, NoticeKind::Lift, g, t, off));
                         }
                         t += 5;
                     }
@@ -919,10 +1049,30 @@ mod tests {
 
     fn known_at(f: &Facts, t: i64) -> Facts {
         Facts {
-            records: f.records.iter().filter(|x| x.learned_ms <= t).cloned().collect(),
-            notices: f.notices.iter().filter(|x| x.learned_ms <= t).cloned().collect(),
-            feedback: f.feedback.iter().filter(|x| x.learned_ms <= t).cloned().collect(),
-            ends: f.ends.iter().filter(|x| x.learned_ms <= t).cloned().collect(),
+            records: f
+                .records
+                .iter()
+                .filter(|x| x.learned_ms <= t)
+                .cloned()
+                .collect(),
+            notices: f
+                .notices
+                .iter()
+                .filter(|x| x.learned_ms <= t)
+                .cloned()
+                .collect(),
+            feedback: f
+                .feedback
+                .iter()
+                .filter(|x| x.learned_ms <= t)
+                .cloned()
+                .collect(),
+            ends: f
+                .ends
+                .iter()
+                .filter(|x| x.learned_ms <= t)
+                .cloned()
+                .collect(),
         }
     }
 
@@ -930,7 +1080,14 @@ mod tests {
     /// puts it in force, the lift of the same generation takes it out.
     fn replayed_in_force(f: &Facts) -> BTreeMap<(String, String), bool> {
         let mut ns: Vec<&NoticeFact> = f.notices.iter().collect();
-        ns.sort_by(|a, b| (a.learned_ms, a.generation, !applies(a.kind), &a.pos).cmp(&(b.learned_ms, b.generation, !applies(b.kind), &b.pos)));
+        ns.sort_by(|a, b| {
+            (a.learned_ms, a.generation, !applies(a.kind), &a.pos).cmp(&(
+                b.learned_ms,
+                b.generation,
+                !applies(b.kind),
+                &b.pos,
+            ))
+        });
         let mut out = BTreeMap::new();
         for n in ns {
             out.insert((n.record_id.clone(), n.measure_id.clone()), applies(n.kind));

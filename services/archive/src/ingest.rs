@@ -149,13 +149,15 @@ async fn decode_message(
                 Ok(w) => w,
                 Err(e) => return Ok(Err(e)),
             };
-            let reader = input.reader_schema().expect("Avro inputs have a reader schema");
+            let reader = input
+                .reader_schema()
+                .expect("Avro inputs have a reader schema");
             Ok(match input {
                 Input::Feedback => decode::feedback(&writer, body, pos, learned),
-                Input::Records => {
-                    decode::resolve(&writer, reader, body).and_then(|v| decode::record(v, pos, learned))
-                }
-                _ => decode::resolve(&writer, reader, body).and_then(|v| decode::notice(v, pos, learned)),
+                Input::Records => decode::resolve(&writer, reader, body)
+                    .and_then(|v| decode::record(v, pos, learned)),
+                _ => decode::resolve(&writer, reader, body)
+                    .and_then(|v| decode::notice(v, pos, learned)),
             })
         }
     }
@@ -224,7 +226,11 @@ pub async fn run(
         tpl.add_partition_offset(t, *p, offset)?;
     }
     consumer.assign(&tpl)?;
-    tracing::info!(partitions = parts.len(), resumed = positions.len(), "archive ingest assigned");
+    tracing::info!(
+        partitions = parts.len(),
+        resumed = positions.len(),
+        "archive ingest assigned"
+    );
     ready.set_ready();
     let mut schemas = Schemas {
         registry: RegistryClient::new(&registry.url)?,
