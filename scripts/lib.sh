@@ -211,7 +211,12 @@ kafka_stop() { "$KAFKA_SH" stop "$1"; }
 kafka_admin_password_file() { echo "$CB_RUN/kafka-$1/admin.password"; }
 
 # PostgreSQL: scripts/postgres.sh (install, start NAME --port P, stop, status).
-ensure_postgres() { "$CB_ROOT/scripts/postgres.sh" install; }
+POSTGRES_SH="$CB_ROOT/scripts/postgres.sh"
+ensure_postgres() { "$POSTGRES_SH" install; }
+# postgres_start NAME ARGS...: starts server NAME (ARGS as for `postgres.sh
+# start`). Like kafka_start: set the EXIT trap that stops it first.
+postgres_start() { "$POSTGRES_SH" start "$@" >/dev/null; }
+postgres_stop() { "$POSTGRES_SH" stop "$1"; }
 
 # Debian's chromium (and its driver) for the dashboard's browser test: a real
 # headless browser, from the distribution, since nothing else can be downloaded.
