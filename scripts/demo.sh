@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole system on one machine: installs what is missing, starts Apache
 # Kafka, the schema registry, one normaliser per publishing department, the
-# engine, the feedback tracker, the code-quality service, the dashboard, three
+# engine, the feedback tracker, the code-quality service, the archive (on a
+# PostgreSQL server of its own), the dashboard, three
 # acknowledging departments and a sample-data publisher (5% bad records), and
 # shows the live view.
 # Ctrl-C (or SIGTERM) stops everything in order (publishers, services, then the
@@ -16,11 +17,14 @@ cd "$CB_ROOT"
 
 ensure_system_packages
 ensure_kafka
+ensure_postgres
 log "building release binaries (first build takes a few minutes)"
 cargo build --release --bins
 BIN="$CB_TARGET/release"
 BROKER=demo
 PORT=${CREDIT_BUS_DEMO_PORT:-9092}
+PG_SERVER=demo
+PG_PORT=${CREDIT_BUS_DEMO_PG_PORT:-9432}
 export CREDIT_BUS__KAFKA__BROKERS="127.0.0.1:$PORT"
 export CREDIT_BUS__KAFKA__SECURITY_PROTOCOL=sasl_plaintext
 export CREDIT_BUS__KAFKA__SASL_MECHANISM=SCRAM-SHA-512
@@ -94,6 +98,7 @@ cleanup() {
   stop_group 4 "${services[@]}"
   stop_group 1 "${registry[@]}"
   CREDIT_BUS_KAFKA_STOP_TIMEOUT=3 "$KAFKA_SH" stop "$BROKER"
+  CREDIT_BUS_PG_STOP_TIMEOUT=3 postgres_stop "$PG_SERVER" || true
 }
 trap cleanup EXIT
 trap 'exit 130' INT
@@ -146,6 +151,25 @@ log "starting the code-quality service (ops and /report on 127.0.0.1:9130)"
 CREDIT_BUS__TELEMETRY__OPS_LISTEN="127.0.0.1:9130" \
   start_bg services quality "$CB_RUN/quality.log" "$BIN/credit-quality"
 dash_args+=(--target "quality=http://127.0.0.1:9130")
+
+# The archive: everything the bus carries, in PostgreSQL, with the query API
+# on 127.0.0.1:9140 (docs/archive.md). Three departments get a token each, in
+# a file only this user can read: finance reads (personal data masked),
+# courts also reads personal data, tax reads the audit log.
+postgres_start "$PG_SERVER" --port "$PG_PORT"
+ARCHIVE_DB="postgres://postgres@127.0.0.1:$PG_PORT"
+psql "$ARCHIVE_DB/postgres" -Atc "SELECT 1 FROM pg_database WHERE datname = 'credit_archive'" | grep -q 1 \
+  || psql "$ARCHIVE_DB/postgres" -qc "CREATE DATABASE credit_archive"
+write_archive_config "$CB_RUN/archive" "finance:read" "courts:read,personal_data" "tax:audit"
+log "starting the archive (API and ops on 127.0.0.1:9140)"
+CREDIT_BUS__TELEMETRY__OPS_LISTEN="127.0.0.1:9140" CREDIT_BUS__ARCHIVE__DATABASE_URL="$ARCHIVE_DB/credit_archive" \
+  start_bg services archive "$CB_RUN/archive.log" "$BIN/credit-archive" --config "$CB_RUN/archive/archive.toml"
+dash_args+=(--target "archive=http://127.0.0.1:9140")
+log "archive queries to try (a code from \`credit-bus subscribe --department finance --max 1\`):"
+log "  credit-bus subject <code> --token-file $CB_RUN/archive/finance.token"
+log "  credit-bus subject <code> --measures --as-of $(date -u +%F) --token-file $CB_RUN/archive/courts.token"
+log "  credit-bus precheck --file codes.txt --department finance --token-file $CB_RUN/archive/finance.token"
+log "  curl -H \"Authorization: Bearer \$(cat $CB_RUN/archive/tax.token)\" 127.0.0.1:9140/v1/audit"
 
 log "starting the live dashboard on 127.0.0.1:9200"
 start_bg services dashboard "$CB_RUN/dashboard.log" "$BIN/credit-dashboard" --listen 127.0.0.1:9200 "${dash_args[@]}"
