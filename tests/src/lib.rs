@@ -160,6 +160,18 @@ pub async fn recreate_database(url: &str) {
         .unwrap();
 }
 
+/// Drops a test database at the end of its test (the server's data outlives the run).
+pub async fn drop_database(url: &str) {
+    let base = std::env::var("CREDIT_BUS_TEST_DATABASE_URL").unwrap();
+    let (_, name) = url.rsplit_once('/').unwrap();
+    use sqlx::Connection;
+    let mut c = sqlx::PgConnection::connect(&base).await.unwrap();
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&mut c)
+        .await
+        .unwrap();
+}
+
 /// A registry running in this process on a free port.
 pub struct Registry {
     pub url: String,

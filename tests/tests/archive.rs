@@ -386,6 +386,8 @@ async fn records_through_the_engine_are_archived_explained_as_of_and_rebuilt_ide
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(credit_archive::db::dump(&pool).await.unwrap() == first);
     archive.running.stop().await.unwrap();
+    pool.close().await;
+    drop_database(&db).await;
     registry.stop().await;
 }
 
@@ -694,6 +696,7 @@ async fn departments_see_what_their_roles_allow_and_every_personal_read_is_audit
     assert!(doc["paths"]["/v1/precheck"]["post"].is_object());
 
     archive.running.stop().await.unwrap();
+    drop_database(&db).await;
     registry.stop().await;
     std::fs::remove_file(file).ok();
 }
