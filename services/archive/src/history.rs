@@ -287,7 +287,9 @@ pub enum Status {
     Pending,
     /// Its stated validity ended before the day.
     Expired,
-    /// An operator ended it (credit repair, withdrawal, ...).
+    /// An operator ended it (credit repair, withdrawal, ...) and the engine
+    /// confirmed it (lifted or withdrew the entry's measures for that
+    /// reason); `ended_at_ms` is when the archive learned the command.
     Ended { reason: String, ended_at_ms: i64 },
     /// The department sent the same record again (same record key of its
     /// own) with other content: the later one stands.
@@ -423,9 +425,26 @@ fn applies(k: NoticeKind) -> bool {
 pub fn state(facts: &Facts, at: AsOf) -> SubjectState {
     let known = |ms: i64| ms <= at.known_ms;
 
-    // Operator ends: the earliest known end of each entry.
+    // Operator ends, each only once the engine confirmed it: a lift or
+    // withdrawal of the entry with the command's reason, learned no earlier
+    // than the command. The engine refuses some commands (a repair before
+    // the minimum publication period, an entry it does not hold), and a
+    // refused command ends nothing. The earliest confirmed end counts.
+    let confirmed = |e: &EndFact| {
+        facts.notices.iter().any(|n| {
+            known(n.learned_ms)
+                && !applies(n.kind)
+                && n.record_id == e.record_id
+                && n.reason.as_deref() == Some(e.reason.as_str())
+                && n.learned_ms >= e.learned_ms
+        })
+    };
     let mut ends: BTreeMap<&str, &EndFact> = BTreeMap::new();
-    for e in facts.ends.iter().filter(|e| known(e.learned_ms)) {
+    for e in facts
+        .ends
+        .iter()
+        .filter(|e| known(e.learned_ms) && confirmed(e))
+    {
         let slot = ends.entry(&e.record_id).or_insert(e);
         if (e.learned_ms, &e.pos) < (slot.learned_ms, &slot.pos) {
             *slot = e;
@@ -808,7 +827,10 @@ mod tests {
             records: vec![record("courts:0:1", "k1", 1_000, 100, None)],
             notices: vec![
                 notice("courts:0:1", "m1", NoticeKind::Punishment, 1, 2_000, 0),
-                notice("courts:0:1", "m1", NoticeKind::Lift, 1, 9_000, 1),
+                NoticeFact {
+                    reason: Some("repaired".into()),
+                    ..notice("courts:0:1", "m1", NoticeKind::Lift, 1, 9_000, 1)
+                },
             ],
             feedback: vec![],
             ends: vec![EndFact {
@@ -836,8 +858,12 @@ mod tests {
                 .as_deref(),
             Some("k1")
         );
-        // Ended by the command: out of force at once, even before the lift.
+        // The command alone ends nothing: the engine may refuse it.
         let s = state(&facts, at(8_500));
+        assert_eq!(s.list_entries[0].status, Status::Active);
+        assert_eq!(s.measures_in_force["finance"].len(), 1);
+        // Confirmed by the engine's lift: ended since the command.
+        let s = state(&facts, at(9_000));
         assert!(s.measures_in_force.is_empty());
         assert_eq!(
             s.list_entries[0].status,
@@ -845,6 +871,13 @@ mod tests {
                 reason: "repaired".into(),
                 ended_at_ms: 8_000
             }
+        );
+        // A lift for another reason (a duty expiring) confirms no repair.
+        let mut other = facts.clone();
+        other.notices[1].reason = Some("expired".into());
+        assert_eq!(
+            state(&other, at(9_500)).list_entries[0].status,
+            Status::Active
         );
         assert!(state(&facts, at(10_000)).measures_in_force.is_empty());
         // Expired on the day after its validity.
