@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # The whole system on one machine: installs what is missing, starts Apache
 # Kafka, the schema registry, one normaliser per publishing department, the
-# engine, the feedback tracker, the code-quality service, the dashboard, three
+# engine, the feedback tracker, the code-quality service, the archive (on a
+# PostgreSQL server of its own), the dashboard, three
 # acknowledging departments and a sample-data publisher (5% bad records), and
 # shows the live view.
 # Ctrl-C (or SIGTERM) stops everything in order (publishers, services, then the
-# registry and the broker) within 10 s; a second Ctrl-C kills at once.
+# registry, the broker and the database) within 10 s; a second Ctrl-C kills at once.
 #
 # Kafka: SASL/SCRAM client listener on 127.0.0.1:${CREDIT_BUS_DEMO_PORT:-9092},
 # controller on the port two above it; no plaintext client listener, as in
@@ -16,7 +17,9 @@
 #   CREDIT_BUS_DEMO_CONTROLLER_PORT Kafka controller port [the SASL port + 2]
 #   CREDIT_BUS_DEMO_REGISTRY_PORT   schema registry [8081]
 #   CREDIT_BUS_DEMO_OPS_PORT        services' ops ports from here: normalisers
-#                                   +1..+5, engine +10, feedback +20, quality +30 [9100]
+#                                   +1..+5, engine +10, feedback +20, quality +30,
+#                                   archive (API) +40 [9100]
+#   CREDIT_BUS_DEMO_PG_PORT         the archive's PostgreSQL [9432]
 #   CREDIT_BUS_DEMO_DASHBOARD_PORT  the dashboard [9200]
 #   CREDIT_BUS_DEMO_RATE            records/s each publishing department sends [200]
 #   CREDIT_BUS_DEMO_ITERATIONS      refreshes of the view before the demo stops
@@ -30,6 +33,7 @@ cd "$CB_ROOT"
 
 ensure_system_packages
 ensure_kafka
+ensure_postgres
 if [ -n "${CREDIT_BUS_DEMO_BIN_DIR:-}" ]; then
   BIN=$CREDIT_BUS_DEMO_BIN_DIR
 else
@@ -43,6 +47,8 @@ REGISTRY_PORT=${CREDIT_BUS_DEMO_REGISTRY_PORT:-8081}
 OPS_PORT=${CREDIT_BUS_DEMO_OPS_PORT:-9100}
 DASHBOARD_PORT=${CREDIT_BUS_DEMO_DASHBOARD_PORT:-9200}
 RATE=${CREDIT_BUS_DEMO_RATE:-200}
+PG_SERVER=demo
+PG_PORT=${CREDIT_BUS_DEMO_PG_PORT:-9432}
 export CREDIT_BUS__KAFKA__BROKERS="127.0.0.1:$PORT"
 export CREDIT_BUS__REGISTRY__URL="http://127.0.0.1:$REGISTRY_PORT"
 export CREDIT_BUS__KAFKA__SECURITY_PROTOCOL=sasl_plaintext
@@ -122,6 +128,7 @@ cleanup() {
   stop_group 5000 "${services[@]}"
   stop_group 500 "${registry[@]}"
   CREDIT_BUS_KAFKA_STOP_TIMEOUT=3 "$KAFKA_SH" stop "$BROKER"
+  CREDIT_BUS_PG_STOP_TIMEOUT=3 postgres_stop "$PG_SERVER" || true
   local ms=$(((${EPOCHREALTIME/./} - ${started/./}) / 1000))
   log "everything the demo started has stopped ($((ms / 1000)).$((ms % 1000 / 100)) s)"
 }
@@ -181,6 +188,26 @@ log "starting the code-quality service (ops and /report on $QUALITY_OPS)"
 CREDIT_BUS__TELEMETRY__OPS_LISTEN="$QUALITY_OPS" \
   start_bg services quality "$CB_RUN/quality.log" "$BIN/credit-quality"
 dash_args+=(--target "quality=http://$QUALITY_OPS")
+
+# The archive: everything the bus carries, in PostgreSQL, with the query API
+# on $ARCHIVE_OPS (docs/archive.md). Three departments get a token each, in a
+# file only this user can read: finance reads (personal data masked), courts
+# also reads personal data, tax reads the audit log.
+ARCHIVE_OPS="127.0.0.1:$((OPS_PORT + 40))"
+postgres_start "$PG_SERVER" --port "$PG_PORT"
+ARCHIVE_DB="postgres://postgres@127.0.0.1:$PG_PORT"
+psql "$ARCHIVE_DB/postgres" -Atc "SELECT 1 FROM pg_database WHERE datname = 'credit_archive'" | grep -q 1 \
+  || psql "$ARCHIVE_DB/postgres" -qc "CREATE DATABASE credit_archive"
+write_archive_config "$CB_RUN/archive" "finance:read" "courts:read,personal_data" "tax:audit"
+log "starting the archive (API and ops on $ARCHIVE_OPS)"
+CREDIT_BUS__TELEMETRY__OPS_LISTEN="$ARCHIVE_OPS" CREDIT_BUS__ARCHIVE__DATABASE_URL="$ARCHIVE_DB/credit_archive" \
+  start_bg services archive "$CB_RUN/archive.log" "$BIN/credit-archive" --config "$CB_RUN/archive/archive.toml"
+dash_args+=(--target "archive=http://$ARCHIVE_OPS")
+log "archive queries to try (a code from \`credit-bus subscribe --department finance --max 1\`):"
+log "  credit-bus subject <code> --token-file $CB_RUN/archive/finance.token"
+log "  credit-bus subject <code> --measures --as-of $(date -u +%F) --token-file $CB_RUN/archive/courts.token"
+log "  credit-bus precheck --file codes.txt --department finance --token-file $CB_RUN/archive/finance.token"
+log "  curl -H \"Authorization: Bearer \$(cat $CB_RUN/archive/tax.token)\" $ARCHIVE_OPS/v1/audit"
 
 log "starting the live dashboard on 127.0.0.1:$DASHBOARD_PORT"
 CREDIT_BUS__DASHBOARD__TARGET_RATE_PER_S="$RATE" CREDIT_BUS__DASHBOARD__BROKERS="[\"$CREDIT_BUS__KAFKA__BROKERS\"]" \

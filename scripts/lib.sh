@@ -211,7 +211,30 @@ kafka_stop() { "$KAFKA_SH" stop "$1"; }
 kafka_admin_password_file() { echo "$CB_RUN/kafka-$1/admin.password"; }
 
 # PostgreSQL: scripts/postgres.sh (install, start NAME --port P, stop, status).
-ensure_postgres() { "$CB_ROOT/scripts/postgres.sh" install; }
+POSTGRES_SH="$CB_ROOT/scripts/postgres.sh"
+ensure_postgres() { "$POSTGRES_SH" install; }
+# postgres_start NAME ARGS...: starts server NAME (ARGS as for `postgres.sh
+# start`). Like kafka_start: set the EXIT trap that stops it first.
+postgres_start() { "$POSTGRES_SH" start "$@" >/dev/null; }
+postgres_stop() { "$POSTGRES_SH" stop "$1"; }
+
+# write_archive_config DIR DEPT:ROLE[,ROLE]...: a random bearer token per
+# department in DIR/<dept>.token (0600) and DIR/archive.toml naming the files
+# (the tokens themselves never enter the config).
+write_archive_config() {
+  local dir=$1 spec dept roles; shift
+  mkdir -p "$dir"
+  (
+    umask 077
+    : >"$dir/archive.toml"
+    for spec in "$@"; do
+      dept=${spec%%:*} roles=${spec#*:}
+      [ -f "$dir/$dept.token" ] || od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >"$dir/$dept.token"
+      printf '[[archive.departments]]\nid = "%s"\ntoken_file = "%s"\nroles = [%s]\n\n' \
+        "$dept" "$dir/$dept.token" "$(sed 's/[^,]*/"&"/g' <<<"$roles")" >>"$dir/archive.toml"
+    done
+  )
+}
 
 # Debian's chromium (and its driver) for the dashboard's browser test: a real
 # headless browser, from the distribution, since nothing else can be downloaded.

@@ -9,6 +9,8 @@
 #   CREDIT_BUS_TEST_PLAINTEXT_PORT   19093  the tests' harness listener (plaintext,
 #                                           super user: tests only)
 #   CREDIT_BUS_TEST_CONTROLLER_PORT  19094  KRaft controller
+#   CREDIT_BUS_TEST_PG_PORT          19432  PostgreSQL for the archive's tests (each
+#                                           test creates a database of its own)
 # Extra arguments go to the test binaries (e.g. a test name filter).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -33,13 +35,18 @@ BROKER="test"
 SASL_PORT=${CREDIT_BUS_TEST_SASL_PORT:-19092}
 PLAINTEXT_PORT=${CREDIT_BUS_TEST_PLAINTEXT_PORT:-19093}
 CONTROLLER_PORT=${CREDIT_BUS_TEST_CONTROLLER_PORT:-19094}
-# The cleanup is in place before the broker starts, so an interrupted start is stopped too.
-trap 'kafka_stop "$BROKER"' EXIT
+PG_SERVER="test"
+PG_PORT=${CREDIT_BUS_TEST_PG_PORT:-19432}
+# The cleanup is in place before the servers start, so an interrupted start is stopped too.
+trap 'kafka_stop "$BROKER" || true; postgres_stop "$PG_SERVER" || true' EXIT
 # A fresh broker: every run formats its own (a broker left by an earlier run
 # that was killed is stopped first; kafka.sh stops only what it started).
 "$KAFKA_SH" delete "$BROKER"
 kafka_start "$BROKER" --sasl-port "$SASL_PORT" --plaintext-port "$PLAINTEXT_PORT" \
   --controller-port "$CONTROLLER_PORT"
+# One PostgreSQL server for the run (its data directory is kept between runs;
+# every test creates a database with a unique name, so nothing carries over).
+postgres_start "$PG_SERVER" --port "$PG_PORT"
 
 # Tests reach the broker through the plaintext harness listener; the
 # authentication tests through the SASL listener as `admin`; tests that crash
@@ -51,6 +58,7 @@ CREDIT_BUS_TEST_ADMIN_PASSWORD_FILE=$(kafka_admin_password_file "$BROKER")
 export CREDIT_BUS_TEST_ADMIN_PASSWORD_FILE
 export CREDIT_BUS_KAFKA_SCRIPT="$KAFKA_SH"
 export CREDIT_BUS_BIN_DIR="$CB_TARGET/debug"
+export CREDIT_BUS_TEST_DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/postgres"
 
 log "running the test suite against Apache Kafka at $CREDIT_BUS_TEST_BROKERS (SASL $CREDIT_BUS_TEST_SASL_BROKERS)"
 status=0

@@ -122,6 +122,56 @@ pub fn telemetry() -> TelemetryConfig {
     }
 }
 
+/// A PostgreSQL database of the test's own on the suite's server
+/// (`CREDIT_BUS_TEST_DATABASE_URL`, which scripts/test.sh sets after starting
+/// it): created empty under a unique name; returns its URL.
+pub async fn database(prefix: &str) -> String {
+    let base = std::env::var("CREDIT_BUS_TEST_DATABASE_URL").expect(
+        "CREDIT_BUS_TEST_DATABASE_URL is not set: run the suite with scripts/test.sh, which starts PostgreSQL",
+    );
+    let name = unique(prefix).replace('-', "_");
+    use sqlx::Connection;
+    let mut c = sqlx::PgConnection::connect(&base)
+        .await
+        .expect("connecting to the test PostgreSQL");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut c)
+        .await
+        .expect("CREATE DATABASE");
+    let (root, _) = base
+        .rsplit_once('/')
+        .expect("a database URL ends in /<database>");
+    format!("{root}/{name}")
+}
+
+/// Drops and re-creates a test database (closing its connections).
+pub async fn recreate_database(url: &str) {
+    let base = std::env::var("CREDIT_BUS_TEST_DATABASE_URL").unwrap();
+    let (_, name) = url.rsplit_once('/').unwrap();
+    use sqlx::Connection;
+    let mut c = sqlx::PgConnection::connect(&base).await.unwrap();
+    sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)"))
+        .execute(&mut c)
+        .await
+        .unwrap();
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut c)
+        .await
+        .unwrap();
+}
+
+/// Drops a test database at the end of its test (the server's data outlives the run).
+pub async fn drop_database(url: &str) {
+    let base = std::env::var("CREDIT_BUS_TEST_DATABASE_URL").unwrap();
+    let (_, name) = url.rsplit_once('/').unwrap();
+    use sqlx::Connection;
+    let mut c = sqlx::PgConnection::connect(&base).await.unwrap();
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&mut c)
+        .await
+        .unwrap();
+}
+
 /// A registry running in this process on a free port.
 pub struct Registry {
     pub url: String,

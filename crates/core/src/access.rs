@@ -16,7 +16,7 @@
 //! | `engine` | read `records`, `engine.commands`; read+write `engine.state`, `catalogue`; write every `<d>.notices` and `engine.dlq`; group `engine`; transactional ids `engine.*` |
 //! | `feedback` | read every `<d>.notices` and `<d>.feedback`; read+write `feedback.rejected`; group `feedback` |
 //! | `operator` | write `engine.commands`; read+write `catalogue`; read `engine.state` (dry-run) and `engine.dlq` |
-//! | `archive` | read `records`, every `<d>.notices` and `<d>.feedback`, `engine.commands`; group `archive` |
+//! | `archive` | read `records`, every `<d>.notices` and `<d>.feedback`, `engine.commands`, `catalogue`; group `archive` |
 //! | `quality` | read `records` and every `<d>.dlq` (reasons only); read+write `quality.state`; write `quality.dlq`; group `quality` |
 //!
 //! Services that read partitions without a group (recovery, replay, dry-run)
@@ -226,7 +226,7 @@ pub enum Role {
     /// publish|activate [--dry-run]`. (`topics create` and `access apply` run
     /// as the cluster administrator.)
     Operator,
-    /// The archive service (not built yet): reads records, notices, feedback
+    /// The archive service: reads records, notices, feedback
     /// and engine commands into the access-controlled store.
     Archive,
     /// The quality service: duplicate codes (重码) from the records and wrong
@@ -476,8 +476,11 @@ impl Model {
         }
         {
             let mut g = Grants::default();
+            // The catalogue too: an explanation names the catalogue version
+            // a notice came from, with its effective date.
             g.topic(n.records(), &[Read])
-                .topic(n.engine_commands(), &[Read]);
+                .topic(n.engine_commands(), &[Read])
+                .topic(n.catalogue(), &[Read]);
             for d in DEPARTMENTS {
                 g.topic(n.notices(d.id), &[Read])
                     .topic(n.feedback(d.id), &[Read]);
@@ -630,7 +633,7 @@ mod tests {
         if topic == n.catalogue() {
             return (
                 names(&["engine", "operator"]),
-                names(&["engine", "operator"]),
+                names(&["archive", "engine", "operator"]),
             );
         }
         if topic == n.feedback_rejected() {
@@ -933,7 +936,7 @@ mod tests {
         // department: feedback, notices, group (+ inbound, dlq); normaliser: 4;
         // registry: 3 + reader; engine: 5 topics (state and catalogue twice) + notices + group + txn + reader;
         // feedback: 2 per department + rejected twice + group + reader; operator: 5 + reader;
-        // archive: 2 + 2 per department + group; quality: records, 1 per
+        // archive: 3 + 2 per department + group; quality: records, 1 per
         // publisher, state twice, dead letters, group, reader.
         let want = depts * 3
             + publishers * 2
@@ -942,7 +945,7 @@ mod tests {
             + (7 + depts + 3)
             + (2 * depts + 2 + 2)
             + (5 + 1)
-            + (2 + 2 * depts + 1)
+            + (3 + 2 * depts + 1)
             + (1 + publishers + 2 + 1 + 1 + 1);
         // DescribeConfigs on every topic written: departments' feedback and
         // inbound, normalisers' records and dead letters, the registry's

@@ -462,6 +462,20 @@ pub fn mask_id(id: &str) -> String {
     }
 }
 
+/// Masks a natural person's name for anything outside the archive's
+/// protected store (and for archive readers without the personal-data role):
+/// the first character (the surname's), the rest as `*` (`李*`, `欧***`).
+pub fn mask_person_name(name: &str) -> String {
+    let mut chars = name.trim().chars();
+    match chars.next() {
+        Some(first) => {
+            let rest = chars.count().max(1);
+            format!("{first}{}", "*".repeat(rest))
+        }
+        None => String::new(),
+    }
+}
+
 /// Builds a valid USCC from its first 16 characters by appending both check
 /// characters. Used by the sample generator and by tests; `None` if `first16`
 /// holds a non-USCC symbol.

@@ -7,6 +7,9 @@
 //!   scraped from each service's `/metrics`, and feedback open / overdue / done.
 //! * `credit-bus feedback send|report`: answer a notice as a department; the
 //!   tracker's per-department table.
+//! * `credit-bus subject <code> [--as-of] [--measures]` and `credit-bus
+//!   precheck --file codes.txt --measure <id> | --department <id>`: the
+//!   archive's answers, through its API with a department's token.
 //! * `credit-bus access apply|users|acls|helm`: the access model (one Kafka
 //!   user per department and service, with its ACLs) applied to a broker,
 //!   printed, or rendered for the Helm chart.
@@ -15,6 +18,7 @@
 //! credentials first, so a wrong password stops them with a clear message.
 
 mod access;
+mod archive;
 mod catalogue;
 mod entry;
 mod prom;
@@ -100,6 +104,40 @@ enum Cmd {
     Access {
         #[command(subcommand)]
         cmd: access::AccessCmd,
+    },
+    /// A subject's record from the archive (or its measures in force, with
+    /// their explanation chains).
+    Subject {
+        /// USCC or resident ID number.
+        code: String,
+        /// A date (end of that day in the city) or an RFC 3339 timestamp.
+        #[arg(long)]
+        as_of: Option<String>,
+        /// Only the measures in force, by implementing department.
+        #[arg(long)]
+        measures: bool,
+        #[command(flatten)]
+        target: archive::Target,
+    },
+    /// Which subjects in a file (one code a line) a measure or an
+    /// implementing department restricts, from the archive.
+    Precheck {
+        #[arg(long)]
+        file: std::path::PathBuf,
+        /// A catalogue measure id.
+        #[arg(
+            long,
+            required_unless_present = "department",
+            conflicts_with = "department"
+        )]
+        measure: Option<String>,
+        /// An implementing department id.
+        #[arg(long)]
+        department: Option<String>,
+        #[arg(long)]
+        as_of: Option<String>,
+        #[command(flatten)]
+        target: archive::Target,
     },
     /// Live view of the bus from the services' /metrics endpoints.
     Watch {
@@ -382,6 +420,28 @@ async fn main() -> anyhow::Result<()> {
                 detail,
             };
             watch::run(services, interval_ms, iterations, opts).await?
+        }
+        Cmd::Subject {
+            code,
+            as_of,
+            measures,
+            target,
+        } => archive::subject(&target, &code, as_of.as_deref(), measures).await?,
+        Cmd::Precheck {
+            file,
+            measure,
+            department,
+            as_of,
+            target,
+        } => {
+            archive::precheck(
+                &target,
+                &file,
+                measure.as_deref(),
+                department.as_deref(),
+                as_of.as_deref(),
+            )
+            .await?
         }
     }
     Ok(())

@@ -99,17 +99,8 @@ pub fn is_masked_person_name(name: &str) -> bool {
 }
 
 /// A natural person's name for a report: the surname's first character, the
-/// rest masked.
-pub fn mask_person_name(name: &str) -> String {
-    let mut chars = name.trim().chars();
-    match chars.next() {
-        Some(first) => {
-            let rest = chars.count().max(1);
-            format!("{first}{}", "*".repeat(rest))
-        }
-        None => String::new(),
-    }
-}
+/// rest masked (one helper for the bus, in `credit_core::ids`).
+pub use credit_core::ids::mask_person_name;
 
 /// Counts of one department.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

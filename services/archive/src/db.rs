@@ -1,0 +1,764 @@
+//! The archive's PostgreSQL side: migrations, the batched idempotent writes
+//! of the ingest, and the reads of the API.
+//!
+//! Writes: one multi-row `INSERT ... SELECT FROM UNNEST($1, $2, ...)` per
+//! table per batch (one round trip however many rows), `ON CONFLICT DO
+//! NOTHING` on the row's source position, and the batch's input positions in
+//! the same transaction. Times are passed as integers (ms since the epoch,
+//! days since 1970-01-01) and turned into `timestamptz`/`date` by the
+//! statement, so the crate needs no date library and the values round-trip
+//! exactly.
+
+use std::collections::HashMap;
+
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::{Postgres, Row, Transaction};
+
+use crate::decode::{CatalogueFact, CommandFact, Fact};
+use crate::history::{EndFact, Facts, FeedbackFact, Lineage, NoticeFact, Pos, RecordFact};
+
+/// The migrations in `services/archive/migrations`, embedded.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// `learned_at` from ms since the epoch, exactly.
+const TS: &str = "(TIMESTAMPTZ 'epoch' + {} * INTERVAL '1 millisecond')";
+/// ms since the epoch from a `timestamptz` column.
+fn ms(col: &str) -> String {
+    format!("(extract(epoch FROM {col}) * 1000)::int8")
+}
+/// days since 1970-01-01 from a `date` column.
+fn days(col: &str) -> String {
+    format!("({col} - DATE '1970-01-01')")
+}
+fn ts(expr: &str) -> String {
+    TS.replace("{}", expr)
+}
+
+/// Connects (a small pool) and applies the migrations.
+pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<PgPool> {
+    let pool = PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(std::time::Duration::from_secs(10))
+        .connect(url)
+        .await
+        .map_err(|e| anyhow::anyhow!("connecting to the archive database: {e}"))?;
+    MIGRATOR
+        .run(&pool)
+        .await
+        .map_err(|e| anyhow::anyhow!("migrating the archive database: {e}"))?;
+    Ok(pool)
+}
+
+/// Where the ingest stands, per (topic, partition): the next offset to read.
+pub async fn positions(pool: &PgPool) -> sqlx::Result<HashMap<(String, i32), i64>> {
+    let rows = sqlx::query(r#"SELECT topic, "partition", next_offset FROM ingest_positions"#)
+        .fetch_all(pool)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| ((r.get(0), r.get(1)), r.get(2)))
+        .collect())
+}
+
+/// One batch of the ingest: its facts, the messages that could not be read,
+/// and the next offset of every partition it read.
+#[derive(Debug, Default)]
+pub struct Batch {
+    pub facts: Vec<Fact>,
+    pub errors: Vec<(Pos, i64, String)>,
+    pub next: HashMap<(String, i32), i64>,
+}
+
+#[derive(Default)]
+struct Columns {
+    topic: Vec<String>,
+    partition: Vec<i32>,
+    offset: Vec<i64>,
+    learned: Vec<i64>,
+}
+
+impl Columns {
+    fn push(&mut self, p: &Pos, learned: i64) {
+        self.topic.push(p.topic.clone());
+        self.partition.push(p.partition);
+        self.offset.push(p.offset);
+        self.learned.push(learned);
+    }
+}
+
+/// Writes a batch in one transaction; returns the rows inserted (a replayed
+/// message inserts nothing).
+pub async fn write(pool: &PgPool, batch: &Batch) -> sqlx::Result<u64> {
+    let mut tx = pool.begin().await?;
+    let mut n = 0;
+    let records: Vec<_> = batch
+        .facts
+        .iter()
+        .filter_map(|f| match f {
+            Fact::Record(r, a) => Some((&**r, a)),
+            _ => None,
+        })
+        .collect();
+    n += insert_records(&mut tx, &records).await?;
+    let notices: Vec<&NoticeFact> = batch
+        .facts
+        .iter()
+        .filter_map(|f| match f {
+            Fact::Notice(n) => Some(&**n),
+            _ => None,
+        })
+        .collect();
+    n += insert_notices(&mut tx, &notices).await?;
+    let feedback: Vec<&FeedbackFact> = batch
+        .facts
+        .iter()
+        .filter_map(|f| match f {
+            Fact::Feedback(x) => Some(x),
+            _ => None,
+        })
+        .collect();
+    n += insert_feedback(&mut tx, &feedback).await?;
+    let commands: Vec<&CommandFact> = batch
+        .facts
+        .iter()
+        .filter_map(|f| match f {
+            Fact::Command(c) => Some(c),
+            _ => None,
+        })
+        .collect();
+    n += insert_commands(&mut tx, &commands).await?;
+    for f in &batch.facts {
+        if let Fact::Catalogue(c) = f {
+            n += insert_catalogue(&mut tx, c).await?;
+        }
+    }
+    if !batch.errors.is_empty() {
+        let mut c = Columns::default();
+        let mut reasons = Vec::new();
+        for (p, learned, reason) in &batch.errors {
+            c.push(p, *learned);
+            reasons.push(reason.clone());
+        }
+        n += sqlx::query(&format!(
+            r#"INSERT INTO ingest_errors (topic, "partition", "offset", learned_at, reason)
+               SELECT t, p, o, {}, r FROM UNNEST($1::text[], $2::int4[], $3::int8[], $4::int8[], $5::text[]) AS u(t, p, o, l, r)
+               ON CONFLICT DO NOTHING"#,
+            ts("l")
+        ))
+        .bind(&c.topic)
+        .bind(&c.partition)
+        .bind(&c.offset)
+        .bind(&c.learned)
+        .bind(&reasons)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    }
+    if !batch.next.is_empty() {
+        let (mut t, mut p, mut o) = (Vec::new(), Vec::new(), Vec::new());
+        for ((topic, partition), next) in &batch.next {
+            t.push(topic.clone());
+            p.push(*partition);
+            o.push(*next);
+        }
+        sqlx::query(
+            r#"INSERT INTO ingest_positions (topic, "partition", next_offset)
+               SELECT * FROM UNNEST($1::text[], $2::int4[], $3::int8[])
+               ON CONFLICT (topic, "partition") DO UPDATE
+               SET next_offset = GREATEST(ingest_positions.next_offset, EXCLUDED.next_offset)"#,
+        )
+        .bind(&t)
+        .bind(&p)
+        .bind(&o)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(n)
+}
+
+async fn insert_records(
+    tx: &mut Transaction<'_, Postgres>,
+    rows: &[(&RecordFact, &serde_json::Value)],
+) -> sqlx::Result<u64> {
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let mut c = Columns::default();
+    let mut s: [Vec<String>; 11] = Default::default();
+    let mut o: [Vec<Option<String>>; 4] = Default::default();
+    let (mut dd, mut vf, mut sp, mut so) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut pd, mut vu, mut amount) = (Vec::new(), Vec::new(), Vec::new());
+    for (r, _) in rows {
+        c.push(&r.pos, r.learned_ms);
+        for (col, v) in s.iter_mut().zip([
+            &r.record_id,
+            &r.department,
+            &r.domain,
+            &r.subject_type,
+            &r.subject_key,
+            &r.subject_name,
+            &r.info_kind,
+            &r.decision_number,
+            &r.severity,
+            &r.conduct,
+            &r.source.topic,
+        ]) {
+            col.push(v.clone());
+        }
+        for (col, v) in o.iter_mut().zip([
+            &r.responsible_person,
+            &r.list_type,
+            &r.grade,
+            &r.legal_basis,
+        ]) {
+            col.push(v.clone());
+        }
+        dd.push(r.decision_date);
+        vf.push(r.valid_from);
+        pd.push(r.publication_date);
+        vu.push(r.valid_until);
+        amount.push(r.amount_fen);
+        sp.push(r.source.partition);
+        so.push(r.source.offset);
+    }
+    let attrs: Vec<String> = rows.iter().map(|(_, a)| a.to_string()).collect();
+    let keys: Vec<String> = rows
+        .iter()
+        .map(|(r, _)| r.source.record_key.clone())
+        .collect();
+    let sql = format!(
+        r#"INSERT INTO records (topic, "partition", "offset", learned_at, record_id, department, domain,
+             subject_type, subject_key, subject_name, responsible_person, info_kind, list_type, grade,
+             decision_number, decision_date, publication_date, valid_from, valid_until, severity,
+             legal_basis, conduct, amount_fen, attributes, source_topic, source_partition, source_offset,
+             source_record_id)
+           SELECT t, p, o, {learned}, rid, dep, dom, st, sk, sn, rp, ik, lt, gr, dn,
+             DATE '1970-01-01' + dd, DATE '1970-01-01' + pd, DATE '1970-01-01' + vf, DATE '1970-01-01' + vu,
+             sev, lb, con, amt, attrs::jsonb, stp, spa, sof, skey
+           FROM UNNEST($1::text[], $2::int4[], $3::int8[], $4::int8[], $5::text[], $6::text[], $7::text[],
+             $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[],
+             $15::text[], $16::int4[], $17::int4[], $18::int4[], $19::int4[], $20::text[], $21::text[],
+             $22::text[], $23::int8[], $24::text[], $25::text[], $26::int4[], $27::int8[], $28::text[])
+             AS u(t, p, o, l, rid, dep, dom, st, sk, sn, rp, ik, lt, gr, dn, dd, pd, vf, vu, sev, lb, con,
+                  amt, attrs, stp, spa, sof, skey)
+           ON CONFLICT DO NOTHING"#,
+        learned = ts("l")
+    );
+    let [rid, dep, dom, st, sk, sn, ik, dn, sev, con, stp] = s;
+    let [rp, lt, gr, lb] = o;
+    Ok(sqlx::query(&sql)
+        .bind(&c.topic)
+        .bind(&c.partition)
+        .bind(&c.offset)
+        .bind(&c.learned)
+        .bind(&rid)
+        .bind(&dep)
+        .bind(&dom)
+        .bind(&st)
+        .bind(&sk)
+        .bind(&sn)
+        .bind(&rp)
+        .bind(&ik)
+        .bind(&lt)
+        .bind(&gr)
+        .bind(&dn)
+        .bind(&dd)
+        .bind(&pd)
+        .bind(&vf)
+        .bind(&vu)
+        .bind(&sev)
+        .bind(&lb)
+        .bind(&con)
+        .bind(&amount)
+        .bind(&attrs)
+        .bind(&stp)
+        .bind(&sp)
+        .bind(&so)
+        .bind(&keys)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected())
+}
+
+async fn insert_notices(
+    tx: &mut Transaction<'_, Postgres>,
+    rows: &[&NoticeFact],
+) -> sqlx::Result<u64> {
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let mut c = Columns::default();
+    let mut s: [Vec<String>; 14] = Default::default();
+    let (mut cv, mut generation, mut sp, mut so, mut reason) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for n in rows {
+        c.push(&n.pos, n.learned_ms);
+        for (col, v) in s.iter_mut().zip([
+            &n.notice_id,
+            &n.kind.as_str().to_string(),
+            &n.department,
+            &n.measure_id,
+            &n.measure_name,
+            &n.legal_basis,
+            &n.record_id,
+            &n.list_type,
+            &n.subject_type,
+            &n.subject_key,
+            &n.subject_name,
+            &n.identifying_department,
+            &n.decision_number,
+            &n.source_topic,
+        ]) {
+            col.push(v.clone());
+        }
+        cv.push(n.catalogue_version);
+        generation.push(n.generation);
+        sp.push(n.source_partition);
+        so.push(n.source_offset);
+        reason.push(n.reason.clone());
+    }
+    let [
+        nid,
+        kind,
+        dep,
+        mid,
+        mname,
+        lb,
+        rid,
+        lt,
+        st,
+        sk,
+        sn,
+        idep,
+        dn,
+        stp,
+    ] = s;
+    Ok(sqlx::query(&format!(
+        r#"INSERT INTO notices (topic, "partition", "offset", learned_at, notice_id, kind, department,
+             measure_id, measure_name, legal_basis, catalogue_version, generation, record_id, list_type,
+             subject_type, subject_key, subject_name, identifying_department, decision_number, reason,
+             source_topic, source_partition, source_offset)
+           SELECT t, p, o, {}, nid, k, dep, mid, mn, lb, cv, g, rid, lt, st, sk, sn, idep, dn, rs, stp, spa, sof
+           FROM UNNEST($1::text[], $2::int4[], $3::int8[], $4::int8[], $5::text[], $6::text[], $7::text[],
+             $8::text[], $9::text[], $10::text[], $11::int4[], $12::int4[], $13::text[], $14::text[],
+             $15::text[], $16::text[], $17::text[], $18::text[], $19::text[], $20::text[], $21::text[],
+             $22::int4[], $23::int8[])
+             AS u(t, p, o, l, nid, k, dep, mid, mn, lb, cv, g, rid, lt, st, sk, sn, idep, dn, rs, stp, spa, sof)
+           ON CONFLICT DO NOTHING"#,
+        ts("l")
+    ))
+    .bind(&c.topic)
+    .bind(&c.partition)
+    .bind(&c.offset)
+    .bind(&c.learned)
+    .bind(&nid)
+    .bind(&kind)
+    .bind(&dep)
+    .bind(&mid)
+    .bind(&mname)
+    .bind(&lb)
+    .bind(&cv)
+    .bind(&generation)
+    .bind(&rid)
+    .bind(&lt)
+    .bind(&st)
+    .bind(&sk)
+    .bind(&sn)
+    .bind(&idep)
+    .bind(&dn)
+    .bind(&reason)
+    .bind(&stp)
+    .bind(&sp)
+    .bind(&so)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected())
+}
+
+async fn insert_feedback(
+    tx: &mut Transaction<'_, Postgres>,
+    rows: &[&FeedbackFact],
+) -> sqlx::Result<u64> {
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let mut c = Columns::default();
+    let (mut nid, mut dep, mut out, mut reason, mut at) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for f in rows {
+        c.push(&f.pos, f.learned_ms);
+        nid.push(f.notice_id.clone());
+        dep.push(f.department.clone());
+        out.push(f.outcome.clone());
+        reason.push(f.reason.clone());
+        at.push(f.responded_at_ms);
+    }
+    Ok(sqlx::query(&format!(
+        r#"INSERT INTO feedback (topic, "partition", "offset", learned_at, notice_id, department, outcome,
+             reason, responded_at)
+           SELECT t, p, o, {}, nid, dep, oc, rs, {}
+           FROM UNNEST($1::text[], $2::int4[], $3::int8[], $4::int8[], $5::text[], $6::text[], $7::text[],
+             $8::text[], $9::int8[]) AS u(t, p, o, l, nid, dep, oc, rs, ra)
+           ON CONFLICT DO NOTHING"#,
+        ts("l"),
+        ts("ra")
+    ))
+    .bind(&c.topic)
+    .bind(&c.partition)
+    .bind(&c.offset)
+    .bind(&c.learned)
+    .bind(&nid)
+    .bind(&dep)
+    .bind(&out)
+    .bind(&reason)
+    .bind(&at)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected())
+}
+
+async fn insert_commands(
+    tx: &mut Transaction<'_, Postgres>,
+    rows: &[&CommandFact],
+) -> sqlx::Result<u64> {
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let mut c = Columns::default();
+    let (mut rid, mut reason, mut version) = (Vec::new(), Vec::new(), Vec::new());
+    for cmd in rows {
+        match cmd {
+            CommandFact::End(e) => {
+                c.push(&e.pos, e.learned_ms);
+                rid.push(Some(e.record_id.clone()));
+                reason.push(Some(e.reason.clone()));
+                version.push(None);
+            }
+            CommandFact::Activate {
+                pos,
+                learned_ms,
+                version: v,
+            } => {
+                c.push(pos, *learned_ms);
+                rid.push(None);
+                reason.push(None);
+                version.push(Some(*v));
+            }
+        }
+    }
+    Ok(sqlx::query(&format!(
+        r#"INSERT INTO commands (topic, "partition", "offset", learned_at, record_id, reason, activate_version)
+           SELECT t, p, o, {}, rid, rs, v
+           FROM UNNEST($1::text[], $2::int4[], $3::int8[], $4::int8[], $5::text[], $6::text[], $7::int4[])
+             AS u(t, p, o, l, rid, rs, v)
+           ON CONFLICT DO NOTHING"#,
+        ts("l")
+    ))
+    .bind(&c.topic)
+    .bind(&c.partition)
+    .bind(&c.offset)
+    .bind(&c.learned)
+    .bind(&rid)
+    .bind(&reason)
+    .bind(&version)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected())
+}
+
+async fn insert_catalogue(
+    tx: &mut Transaction<'_, Postgres>,
+    c: &CatalogueFact,
+) -> sqlx::Result<u64> {
+    Ok(sqlx::query(&format!(
+        "INSERT INTO catalogue_versions (version, learned_at, effective, description, body)
+         VALUES ($1, {}, $3, $4, $5) ON CONFLICT DO NOTHING",
+        ts("$2::int8")
+    ))
+    .bind(c.version)
+    .bind(c.learned_ms)
+    .bind(&c.effective)
+    .bind(&c.description)
+    .bind(&c.body)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected())
+}
+
+fn pos_of(r: &sqlx::postgres::PgRow) -> Pos {
+    Pos {
+        topic: r.get("topic"),
+        partition: r.get("partition"),
+        offset: r.get("offset"),
+    }
+}
+
+/// Every fact about `codes` learned at or before `known_ms`.
+pub async fn facts(pool: &PgPool, codes: &[String], known_ms: i64) -> sqlx::Result<Facts> {
+    let mut conn = pool.acquire().await?;
+    let learned = ts("$2::int8");
+    let records = sqlx::query(&format!(
+        r#"SELECT topic, "partition", "offset", {l} AS learned_ms, record_id, department, domain,
+             subject_type, subject_key, subject_name, responsible_person, info_kind, list_type, grade,
+             decision_number, {dd} AS dd, {pd} AS pd, {vf} AS vf, {vu} AS vu, severity, legal_basis,
+             conduct, amount_fen, source_topic, source_partition, source_offset, source_record_id
+           FROM records WHERE subject_key = ANY($1) AND learned_at <= {learned}"#,
+        l = ms("learned_at"),
+        dd = days("decision_date"),
+        pd = days("publication_date"),
+        vf = days("valid_from"),
+        vu = days("valid_until"),
+    ))
+    .bind(codes)
+    .bind(known_ms)
+    .fetch_all(&mut *conn)
+    .await?
+    .iter()
+    .map(|r| RecordFact {
+        pos: pos_of(r),
+        learned_ms: r.get("learned_ms"),
+        record_id: r.get("record_id"),
+        department: r.get("department"),
+        domain: r.get("domain"),
+        subject_type: r.get("subject_type"),
+        subject_key: r.get("subject_key"),
+        subject_name: r.get("subject_name"),
+        responsible_person: r.get("responsible_person"),
+        info_kind: r.get("info_kind"),
+        list_type: r.get("list_type"),
+        grade: r.get("grade"),
+        decision_number: r.get("decision_number"),
+        decision_date: r.get("dd"),
+        publication_date: r.get("pd"),
+        valid_from: r.get("vf"),
+        valid_until: r.get("vu"),
+        severity: r.get("severity"),
+        legal_basis: r.get("legal_basis"),
+        conduct: r.get("conduct"),
+        amount_fen: r.get("amount_fen"),
+        source: Lineage {
+            topic: r.get("source_topic"),
+            partition: r.get("source_partition"),
+            offset: r.get("source_offset"),
+            record_key: r.get("source_record_id"),
+        },
+    })
+    .collect();
+    let notices: Vec<NoticeFact> = sqlx::query(&format!(
+        r#"SELECT topic, "partition", "offset", {l} AS learned_ms, notice_id, kind, department,
+             measure_id, measure_name, legal_basis, catalogue_version, generation, record_id, list_type,
+             subject_type, subject_key, subject_name, identifying_department, decision_number, reason,
+             source_topic, source_partition, source_offset
+           FROM notices WHERE subject_key = ANY($1) AND learned_at <= {learned}"#,
+        l = ms("learned_at"),
+    ))
+    .bind(codes)
+    .bind(known_ms)
+    .fetch_all(&mut *conn)
+    .await?
+    .iter()
+    .filter_map(|r| {
+        let kind: String = r.get("kind");
+        Some(NoticeFact {
+            pos: pos_of(r),
+            learned_ms: r.get("learned_ms"),
+            notice_id: r.get("notice_id"),
+            kind: credit_core::notice::NoticeKind::ALL
+                .into_iter()
+                .find(|k| k.as_str() == kind)?,
+            department: r.get("department"),
+            measure_id: r.get("measure_id"),
+            measure_name: r.get("measure_name"),
+            legal_basis: r.get("legal_basis"),
+            catalogue_version: r.get("catalogue_version"),
+            generation: r.get("generation"),
+            record_id: r.get("record_id"),
+            list_type: r.get("list_type"),
+            subject_type: r.get("subject_type"),
+            subject_key: r.get("subject_key"),
+            subject_name: r.get("subject_name"),
+            identifying_department: r.get("identifying_department"),
+            decision_number: r.get("decision_number"),
+            reason: r.get("reason"),
+            source_topic: r.get("source_topic"),
+            source_partition: r.get("source_partition"),
+            source_offset: r.get("source_offset"),
+        })
+    })
+    .collect();
+    let feedback = sqlx::query(&format!(
+        r#"SELECT topic, "partition", "offset", {l} AS learned_ms, notice_id, department, outcome,
+             reason, {ra} AS responded_ms
+           FROM feedback WHERE notice_id = ANY($1) AND learned_at <= {learned}"#,
+        l = ms("learned_at"),
+        ra = ms("responded_at"),
+    ))
+    .bind(
+        notices
+            .iter()
+            .map(|n| n.notice_id.clone())
+            .collect::<Vec<_>>(),
+    )
+    .bind(known_ms)
+    .fetch_all(&mut *conn)
+    .await?
+    .iter()
+    .map(|r| FeedbackFact {
+        pos: pos_of(r),
+        learned_ms: r.get("learned_ms"),
+        notice_id: r.get("notice_id"),
+        department: r.get("department"),
+        outcome: r.get("outcome"),
+        reason: r.get("reason"),
+        responded_at_ms: r.get("responded_ms"),
+    })
+    .collect();
+    let mut ids: Vec<String> = notices.iter().map(|n| n.record_id.clone()).collect();
+    ids.extend(
+        (&records as &Vec<RecordFact>)
+            .iter()
+            .map(|r| r.record_id.clone()),
+    );
+    ids.sort();
+    ids.dedup();
+    let ends = sqlx::query(&format!(
+        r#"SELECT topic, "partition", "offset", {l} AS learned_ms, record_id, reason
+           FROM commands WHERE record_id = ANY($1) AND learned_at <= {learned}"#,
+        l = ms("learned_at"),
+    ))
+    .bind(&ids)
+    .bind(known_ms)
+    .fetch_all(&mut *conn)
+    .await?
+    .iter()
+    .map(|r| EndFact {
+        pos: pos_of(r),
+        learned_ms: r.get("learned_ms"),
+        record_id: r.get("record_id"),
+        reason: r.get("reason"),
+    })
+    .collect();
+    Ok(Facts {
+        records,
+        notices,
+        feedback,
+        ends,
+    })
+}
+
+/// A catalogue version's effective date and description, when archived.
+pub async fn catalogue_versions(
+    pool: &PgPool,
+    versions: &[i32],
+) -> sqlx::Result<HashMap<i32, (String, String)>> {
+    Ok(sqlx::query(
+        "SELECT version, effective, description FROM catalogue_versions WHERE version = ANY($1)",
+    )
+    .bind(versions)
+    .fetch_all(pool)
+    .await?
+    .into_iter()
+    .map(|r| (r.get(0), (r.get(1), r.get(2))))
+    .collect())
+}
+
+/// One audit row.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Audit {
+    pub department: String,
+    pub action: String,
+    pub subject_key: String,
+    pub fields: Vec<String>,
+    pub masked: bool,
+}
+
+/// Writes audit rows (one statement).
+pub async fn audit(pool: &PgPool, rows: &[Audit]) -> sqlx::Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    // Arrays of arrays are not rectangular here: the fields go as one
+    // comma-joined text each and are split by the statement.
+    sqlx::query(
+        "INSERT INTO audit (department, action, subject_key, fields, masked)
+         SELECT d, a, s, string_to_array(f, ','), m
+         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bool[]) AS u(d, a, s, f, m)",
+    )
+    .bind(rows.iter().map(|r| r.department.clone()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.action.clone()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.subject_key.clone()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.fields.join(",")).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.masked).collect::<Vec<_>>())
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// An audit row as read back.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AuditRow {
+    pub id: i64,
+    /// When (ms since the epoch).
+    pub at_ms: i64,
+    #[serde(flatten)]
+    pub audit: Audit,
+}
+
+/// Audit rows, newest first, optionally of one subject.
+pub async fn audit_rows(
+    pool: &PgPool,
+    subject: Option<&str>,
+    limit: i64,
+) -> sqlx::Result<Vec<AuditRow>> {
+    Ok(sqlx::query(&format!(
+        "SELECT id, {} AS at_ms, department, action, subject_key, fields, masked FROM audit
+         WHERE $1::text IS NULL OR subject_key = $1 ORDER BY id DESC LIMIT $2",
+        ms("at")
+    ))
+    .bind(subject)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?
+    .into_iter()
+    .map(|r| AuditRow {
+        id: r.get("id"),
+        at_ms: r.get("at_ms"),
+        audit: Audit {
+            department: r.get("department"),
+            action: r.get("action"),
+            subject_key: r.get("subject_key"),
+            fields: r.get("fields"),
+            masked: r.get("masked"),
+        },
+    })
+    .collect())
+}
+
+/// Every fact table in a stable order, one JSON line per row: what a rebuild
+/// from the topics must reproduce exactly (the audit log and the ingest's
+/// positions are not facts from the topics).
+pub async fn dump(pool: &PgPool) -> sqlx::Result<String> {
+    let mut out = String::new();
+    for (table, order) in [
+        ("records", r#"topic, "partition", "offset""#),
+        ("notices", r#"topic, "partition", "offset""#),
+        ("feedback", r#"topic, "partition", "offset""#),
+        ("commands", r#"topic, "partition", "offset""#),
+        ("catalogue_versions", "version"),
+        ("ingest_errors", r#"topic, "partition", "offset""#),
+    ] {
+        let rows = sqlx::query(&format!(
+            "SELECT row_to_json(x)::text FROM (SELECT * FROM {table} ORDER BY {order}) x"
+        ))
+        .fetch_all(pool)
+        .await?;
+        for r in rows {
+            out.push_str(table);
+            out.push(' ');
+            out.push_str(&r.get::<String, _>(0));
+            out.push('\n');
+        }
+    }
+    Ok(out)
+}
