@@ -35,8 +35,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use credit_core::topics::Naming;
-use credit_measures::Catalogue;
-use credit_measures::rules;
 use credit_runtime::acks::{AckContext, AckProducer, Acks};
 use credit_runtime::metrics::MetricName;
 use credit_runtime::telemetry::Telemetry;
@@ -503,10 +501,30 @@ fn bucket_quantile(before: &str, after: &str, name: &str, q: f64) -> String {
         .map_or("?".into(), |(le, _)| format!("{}", le * 1000.0))
 }
 
-/// Expected notices for a workload under the shipped catalogue.
-fn expected_notices(w: &credit_bus_tests::engine::Workload) -> usize {
-    let c = Catalogue::parse(credit_measures::V1).expect("the shipped catalogue is valid");
-    w.entries.iter().map(|e| rules::targets(&c, e).len()).sum()
+/// The notices the engine plans for a workload, per record id: its own
+/// planning run as reference (entries already ended send nothing, duties
+/// follow the catalogue's validity and publication periods), over
+/// `partitions` engine partitions.
+fn planned_notices(
+    w: &credit_bus_tests::engine::Workload,
+    partitions: i32,
+) -> HashMap<String, usize> {
+    let mut oracle = credit_bus_tests::engine::Oracle::new(partitions);
+    for (id, bytes) in &w.records {
+        oracle.record(id, bytes);
+    }
+    let mut per_record: HashMap<String, usize> = HashMap::new();
+    for id in &oracle.notices {
+        // `<record_id>/<measure>/<department>/<kind>/<generation>`.
+        let record = id.split('/').next().unwrap_or_default();
+        *per_record.entry(record.to_string()).or_default() += 1;
+    }
+    per_record
+}
+
+/// Expected notices for a workload.
+fn expected_notices(w: &credit_bus_tests::engine::Workload, partitions: i32) -> usize {
+    planned_notices(w, partitions).values().sum()
 }
 
 async fn record_schema(registry: &str, naming: &Naming) -> anyhow::Result<u32> {
@@ -687,23 +705,18 @@ async fn latency(
     written: &[Written],
     rate: f64,
 ) -> anyhow::Result<Latency> {
-    let c = Catalogue::parse(credit_measures::V1).expect("the shipped catalogue is valid");
     let records = (rate * (a.warmup_secs + a.latency_secs)).ceil() as usize;
     let warmup = Duration::from_secs_f64(a.warmup_secs);
     let (prefix, naming) = setup(e, "lat-raw").await?;
     let schema = record_schema(registry, &naming).await?;
     let w = credit_bus_tests::engine::workload(records, schema, 6);
-    let total = expected_notices(&w);
+    let fanout = planned_notices(&w, a.partitions);
+    let total: usize = fanout.values().sum();
     let input = copy_topic(&prefix);
     let k = kafka(e, &prefix);
 
     // The baseline reads the copy topic. Its warm-up record (fan-out 0) goes
     // there too.
-    let fanout: HashMap<String, usize> = w
-        .entries
-        .iter()
-        .map(|en| (en.record_id.clone(), rules::targets(&c, en).len()))
-        .collect();
     let (reader, ready) = spawn_read_back(a, &naming, (total, 2));
     let stop = CancellationToken::new();
     let copier = {
@@ -808,7 +821,7 @@ pub async fn run(a: FanoutArgs) -> anyhow::Result<()> {
     let registry = start_registry(&e, &format!("bench-reg-{}", std::process::id())).await?;
     let schema = record_schema(&registry.url(), &Naming::new("bench-reg")).await?;
     let w = credit_bus_tests::engine::workload(a.records, schema, 5);
-    let total = expected_notices(&w);
+    let total = expected_notices(&w, a.partitions);
     println!(
         "fan-out through the broker at {}: {} records, {} list entries, {total} notices, {} input partitions, {} per notices topic, batch {}, {} rounds",
         a.brokers,
@@ -821,7 +834,7 @@ pub async fn run(a: FanoutArgs) -> anyhow::Result<()> {
     );
     if a.warmup_records > 0 {
         let w0 = credit_bus_tests::engine::workload(a.warmup_records, schema, 4);
-        let total0 = expected_notices(&w0);
+        let total0 = expected_notices(&w0, a.partitions);
         let (engine, naming) = engine_round(&a, &e, &registry.url(), &w0, total0, 99).await?;
         let written0 = read_all(
             &a.brokers,
