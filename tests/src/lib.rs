@@ -8,6 +8,7 @@
 //! A test that must crash a broker starts one of its own ([`OwnBroker`]).
 
 pub mod engine;
+pub mod poison;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, Ordering};
