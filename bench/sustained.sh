@@ -32,6 +32,8 @@ done
 port=${BENCH_PORT:-23192}
 ops=$((port + 100))
 run=$(mktemp -d /tmp/credit-sustained.XXXXXX)
+# The demo's PostgreSQL runs as the `postgres` user (as root): it must reach its data directory.
+chmod 0755 "$run"
 export CB_RUN=$run
 
 # The demo in a session of its own, with SIGINT at its default (a background
