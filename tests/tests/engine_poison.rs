@@ -14,6 +14,10 @@
 //! partition and offset (the original bytes, or a prefix with length and
 //! SHA-256 when too large), the engine process is the one started and still
 //! healthy, and the good records' notices are there exactly once.
+//!
+//! And the registry away for 30 s while records the engine cannot decode
+//! without it flow: it waits (counted as retries), stays up, dead-letters
+//! nothing, and resumes by itself.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -322,6 +326,118 @@ async fn the_engine_dead_letters_poison_on_every_input_and_stays_up() {
     eprintln!(
         "{} poison inputs dead-lettered with their reasons; {} notices for {} good records, each once",
         sent.len(),
+        seen.len(),
+        w.records.len()
+    );
+    engine.kill9();
+    registry.stop().await;
+}
+
+/// The records schema with one more optional field at the end: a version a
+/// department's normaliser might write while the engine has not fetched it.
+fn evolved_record_schema() -> String {
+    let avsc = credit_schemas::CREDIT_RECORD_AVSC.trim_end();
+    let end = avsc.rfind(']').expect("the top-level field list");
+    format!(
+        r#"{},
+    {{"name": "channel", "type": ["null", "string"], "default": null}}
+  ]
+}}"#,
+        avsc[..end].trim_end()
+    )
+}
+
+/// The registry away for 30 s while records the engine cannot decode
+/// without it flow (framed with a schema id it has not fetched yet): the
+/// engine waits (counted as retries), stays up, dead-letters nothing, and
+/// once the registry is back every notice comes, each once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_engine_waits_for_a_registry_away_for_30_s() {
+    let prefix = unique("t-engine-regaway");
+    let naming = credit_core::topics::Naming::new(&prefix);
+    create_topics(&prefix).await;
+    let store = unique("t-engine-regaway-schemas");
+    let listen = format!("127.0.0.1:{}", free_port());
+    let registry = Registry::start_at(&store, &listen).await;
+    let client = RegistryClient::new(&registry.url).unwrap();
+    let subject = value_subject(&naming.records());
+    let schema_id = client
+        .register(&subject, credit_schemas::CREDIT_RECORD_AVSC)
+        .await
+        .unwrap();
+    let evolved = client
+        .register(&subject, &evolved_record_schema())
+        .await
+        .unwrap();
+    assert_ne!(schema_id, evolved);
+    let partitions = kafka_config(&prefix).partitions;
+    let w = workload(300, schema_id, 43);
+    let (first, second) = w.records.split_at(100);
+    let p = big_producer();
+    let port = free_port();
+    let log = std::env::temp_dir().join(format!("{}.log", unique("engine-regaway")));
+    let mut engine = spawn_engine(&brokers(), &prefix, &registry.url, &log, "engine-r", port);
+    send_all(&p, &naming.records(), first).await;
+    wait_for_progress(port).await;
+
+    // Away; records in the evolved version (its optional field null) arrive.
+    registry.stop().await;
+    let later: Vec<(String, Vec<u8>)> = second
+        .iter()
+        .map(|(id, framed)| {
+            let mut v = framed.clone();
+            v[1..5].copy_from_slice(&evolved.to_be_bytes());
+            v.push(0); // channel: null
+            (id.clone(), v)
+        })
+        .collect();
+    send_all(&p, &naming.records(), &later).await;
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    assert!(
+        engine.0.try_wait().unwrap().is_none(),
+        "the engine waits, it does not stop (log: {})",
+        log.display()
+    );
+    let metrics = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.lines().any(|l| l
+            .starts_with(credit_runtime::metrics::MetricName::ErrorsHandled.exported())
+            && l.contains("class=\"retry\"")
+            && l.contains("error=\"registry_unavailable\"")),
+        "the engine's retries are counted"
+    );
+
+    // Back on the same address and store: everything resumes by itself.
+    let registry = Registry::start_at(&store, &listen).await;
+    let mut oracle = Oracle::new(partitions);
+    for (id, bytes) in &w.records {
+        oracle.record(id, bytes);
+    }
+    let expected: BTreeSet<String> = oracle.notices.clone();
+    let seen = read_notices(
+        &naming,
+        |s| s.len() >= expected.len(),
+        Duration::from_secs(120),
+    );
+    assert_exactly_once(&expected, &seen);
+    let dead = consume(
+        &naming.engine_dead_letters(),
+        1,
+        Duration::from_secs(3),
+        Duration::from_secs(3),
+    );
+    assert!(
+        dead.is_empty(),
+        "nothing dead-lettered for the registry being away: {}",
+        dead.len()
+    );
+    eprintln!(
+        "registry away 30 s: {} notices for {} records, each once, engine up",
         seen.len(),
         w.records.len()
     );
