@@ -8,6 +8,8 @@ use rdkafka::ClientConfig;
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
+use credit_core::notice::{Notice, NoticeKind};
+
 use crate::{brokers, header};
 
 pub const MB: usize = 1_000_000;
@@ -94,4 +96,32 @@ pub fn assert_dead_letter_of(m: &OwnedMessage, s: &Sent) {
             );
         }
     }
+}
+
+/// A notice as the engine writes it, framed with `schema_id`.
+pub fn notice_bytes(schema_id: u32, id: &str, dept: &str) -> Vec<u8> {
+    let n = Notice {
+        notice_id: id,
+        kind: NoticeKind::Punishment,
+        department: dept,
+        measure_id: "no-subsidy",
+        measure_name: "限制申请政府补贴",
+        legal_basis: "国发〔2016〕33号",
+        catalogue_version: 1,
+        generation: 1,
+        record_id: "courts:0:1",
+        list_type: "JUDGEMENT_DEFAULTER",
+        subject_type: "LEGAL_PERSON",
+        subject_key: "91440101MA59UU8U0F",
+        subject_name: "广州某公司",
+        identifying_department: "courts",
+        decision_number: "(2024)粤01执1号",
+        reason: None,
+        source_topic: "credit.records",
+        source_partition: 0,
+        source_offset: 1,
+    };
+    let mut buf = Vec::new();
+    credit_schemas::encode::notice_framed(&mut buf, schema_id, &n);
+    buf
 }

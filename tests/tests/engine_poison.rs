@@ -26,37 +26,8 @@ use credit_bus_tests::engine::*;
 use credit_bus_tests::poison::*;
 use credit_bus_tests::*;
 use credit_core::dlq;
-use credit_core::notice::{Notice, NoticeKind};
 use credit_core::topics::{record_partition, value_subject};
 use credit_schemas::registry::RegistryClient;
-
-/// A notice framed with `schema_id` (a valid frame, but not a record).
-fn notice_bytes(schema_id: u32) -> Vec<u8> {
-    let n = Notice {
-        notice_id: "courts:0:1/no-subsidy/finance/punishment/1",
-        kind: NoticeKind::Punishment,
-        department: "finance",
-        measure_id: "no-subsidy",
-        measure_name: "限制申请政府补贴",
-        legal_basis: "国发〔2016〕33号",
-        catalogue_version: 1,
-        generation: 1,
-        record_id: "courts:0:1",
-        list_type: "JUDGEMENT_DEFAULTER",
-        subject_type: "LEGAL_PERSON",
-        subject_key: "91440101MA59UU8U0F",
-        subject_name: "广州某公司",
-        identifying_department: "courts",
-        decision_number: "(2024)粤01执1号",
-        reason: None,
-        source_topic: "credit.records",
-        source_partition: 0,
-        source_offset: 1,
-    };
-    let mut buf = Vec::new();
-    credit_schemas::encode::notice_framed(&mut buf, schema_id, &n);
-    buf
-}
 
 fn garbage() -> Vec<u8> {
     let mut x: u32 = 0x2545_f491;
@@ -109,7 +80,11 @@ async fn the_engine_dead_letters_poison_on_every_input_and_stays_up() {
         ("records: unknown schema id", unknown_id, "unknown_schema"),
         (
             "records: another subject's schema",
-            notice_bytes(notice_schema),
+            notice_bytes(
+                notice_schema,
+                "courts:0:1/no-subsidy/finance/punishment/1",
+                "finance",
+            ),
             "schema_mismatch",
         ),
         ("records: truncated Avro", truncated, "malformed_avro"),
