@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 use credit_bus_tests::*;
 use credit_core::dlq;
 use credit_core::feedback::{Feedback, Outcome};
-use credit_core::notice::{Notice, NoticeKind};
 use credit_core::topics::{Naming, value_subject};
 use credit_feedback::{Config, Report};
 use credit_runtime::metrics::MetricName;
@@ -57,29 +56,7 @@ impl Bus {
             .register(&value_subject(&topic), credit_schemas::NOTICE_AVSC)
             .await
             .unwrap();
-        let n = Notice {
-            notice_id: id,
-            kind: NoticeKind::Punishment,
-            department: dept,
-            measure_id: "no-subsidy",
-            measure_name: "限制申请政府补贴",
-            legal_basis: "国发〔2016〕33号",
-            catalogue_version: 1,
-            generation: 1,
-            record_id: "courts:0:1",
-            list_type: "JUDGEMENT_DEFAULTER",
-            subject_type: "LEGAL_PERSON",
-            subject_key: "91440101MA59UU8U0F",
-            subject_name: "广州某公司",
-            identifying_department: "courts",
-            decision_number: "(2024)粤01执1号",
-            reason: None,
-            source_topic: "credit.records",
-            source_partition: 0,
-            source_offset: 1,
-        };
-        let mut buf = Vec::new();
-        credit_schemas::encode::notice_framed(&mut buf, schema_id, &n);
+        let buf = credit_bus_tests::poison::notice_bytes(schema_id, id, dept);
         self.send(&topic, id.as_bytes(), &buf, Some(ts_ms), None)
             .await;
     }
