@@ -13,6 +13,7 @@
 //!   malformed and oversized pre-checks as problem details.
 
 use std::borrow::Cow;
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use credit_archive::auth::{Role, token_sha256};
@@ -289,6 +290,94 @@ async fn records_through_the_engine_are_archived_explained_as_of_and_rebuilt_ide
         "{record}"
     );
 
+    // The pre-check agrees with every subject's own measures in force, by
+    // measure and by department, once every planned notice is archived.
+    let pool = sqlx::PgPool::connect(&db).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (n,): (i64,) = sqlx::query_as("SELECT count(DISTINCT notice_id) FROM notices")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        if n as usize >= oracle.notices.len() {
+            assert_eq!(n as usize, oracle.notices.len(), "archived notices");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{n} of {} notices archived",
+            oracle.notices.len()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    pool.close().await;
+    let mut codes: Vec<String> = w
+        .records
+        .iter()
+        .map(|(_, f)| {
+            credit_schemas::decode::record_head(&f[5..])
+                .unwrap()
+                .subject_key
+                .to_string()
+        })
+        .collect();
+    codes.sort();
+    codes.dedup();
+    let punishing = m["kind"] == "punishment";
+    assert!(punishing, "{m}");
+    let measure = m["measure_id"].as_str().unwrap().to_string();
+    let pre = format!("{}/v1/precheck", archive.url);
+    let restricted = |a: &Value| -> BTreeSet<String> {
+        a["restricted"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{a}"))
+            .iter()
+            .map(|r| r["code"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let mut by_measure = BTreeSet::new();
+    let mut by_department = BTreeSet::new();
+    for c in &codes {
+        let (status, _, b) = get(
+            &format!("{}/v1/subjects/{c}/measures", archive.url),
+            Some(&token),
+        )
+        .await;
+        assert!(status == 200 || status == 404, "{b}");
+        for ms in b["measures_in_force"]
+            .as_object()
+            .into_iter()
+            .flat_map(|o| o.values())
+        {
+            for x in ms
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|x| x["kind"] == "punishment")
+            {
+                if x["measure_id"] == measure.as_str() {
+                    by_measure.insert(c.clone());
+                }
+                if x["implementing_department"] == dept.as_str() {
+                    by_department.insert(c.clone());
+                }
+            }
+        }
+    }
+    assert!(by_measure.contains(&code) && by_department.contains(&code));
+    for (filter, want) in [
+        (serde_json::json!({"measure": measure}), &by_measure),
+        (serde_json::json!({"department": dept}), &by_department),
+    ] {
+        let mut body = filter.clone();
+        body["codes"] = serde_json::json!(codes);
+        let (status, _, a) = post(&pre, &token, &body).await;
+        assert_eq!(status, 200, "{a}");
+        assert_eq!(a["checked"], codes.len(), "{a}");
+        assert_eq!(&restricted(&a), want, "pre-check by {filter}: {a}");
+    }
+    let precheck_code = serde_json::json!({"codes": [code], "measure": measure});
+
     // The entry is withdrawn: out of force now, in force as of before.
     tokio::time::sleep(Duration::from_millis(20)).await;
     let before = credit_archive::history::rfc3339(
@@ -341,6 +430,14 @@ async fn records_through_the_engine_are_archived_explained_as_of_and_rebuilt_ide
         "in force as of {before}: {then}"
     );
     assert_eq!(then["as_of"]["known_at"], before.as_str());
+    // The pre-check says the same, now and as of before.
+    let (status, _, a) = post(&pre, &token, &precheck_code).await;
+    assert_eq!((status, restricted(&a).len()), (200, 0), "{a}");
+    let mut then_body = precheck_code.clone();
+    then_body["as_of"] = Value::from(before.as_str());
+    let (status, _, a) = post(&pre, &token, &then_body).await;
+    assert_eq!(status, 200, "{a}");
+    assert_eq!(restricted(&a), BTreeSet::from([code.clone()]), "{a}");
     // As of a day before anything was archived, the subject is unknown.
     let (status, ct, p) = get(&format!("{subject_url}?as_of=2000-01-01"), Some(&token)).await;
     assert_eq!(

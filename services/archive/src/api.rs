@@ -46,6 +46,9 @@ pub struct Api {
     pub audit_limit: i64,
     /// Measure ids per archived catalogue version (parsed once each).
     measures: Mutex<HashMap<i32, BTreeSet<String>>>,
+    /// Effective date and description per archived catalogue version: a
+    /// published version never changes, so each is read once.
+    versions: Mutex<HashMap<i32, (String, String)>>,
 }
 
 impl Api {
@@ -56,6 +59,7 @@ impl Api {
             max_precheck,
             audit_limit,
             measures: Mutex::new(HashMap::new()),
+            versions: Mutex::new(HashMap::new()),
         }
     }
 }
@@ -382,9 +386,29 @@ async fn fill_catalogue(api: &Api, v: &mut serde_json::Value) -> Result<(), Prob
         .collect();
     versions.sort();
     versions.dedup();
-    let known = db::catalogue_versions(&api.pool, &versions)
-        .await
-        .map_err(Problem::unavailable)?;
+    let missing: Vec<i32> = {
+        let cached = api.versions.lock().unwrap_or_else(|e| e.into_inner());
+        versions
+            .iter()
+            .copied()
+            .filter(|v| !cached.contains_key(v))
+            .collect()
+    };
+    if !missing.is_empty() {
+        let found = db::catalogue_versions(&api.pool, &missing)
+            .await
+            .map_err(Problem::unavailable)?;
+        // Only versions found are kept: one not archived yet may come.
+        api.versions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(found);
+    }
+    let known = api
+        .versions
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
     for m in by_dept
         .values_mut()
         .filter_map(|ms| ms.as_array_mut())
@@ -559,9 +583,23 @@ async fn precheck(
     let mut unique: Vec<String> = codes.clone();
     unique.sort();
     unique.dedup();
-    let facts = db::facts(&api.pool, &unique, at.known_ms)
-        .await
-        .map_err(Problem::unavailable)?;
+    // Narrow first (index only), then fold the full facts of the candidates.
+    let candidates = db::punished(
+        &api.pool,
+        &unique,
+        at.known_ms,
+        req.measure.as_deref(),
+        req.department.as_deref(),
+    )
+    .await
+    .map_err(Problem::unavailable)?;
+    let facts = if candidates.is_empty() {
+        history::Facts::default()
+    } else {
+        db::facts(&api.pool, &candidates, at.known_ms)
+            .await
+            .map_err(Problem::unavailable)?
+    };
     // One subject's facts each.
     let mut per: BTreeMap<&str, history::Facts> = BTreeMap::new();
     let record_subject: HashMap<&str, &str> = facts

@@ -11,6 +11,7 @@
 
 use std::collections::HashMap;
 
+use credit_core::notice::NoticeKind;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::{Postgres, Row, Transaction};
 
@@ -486,165 +487,278 @@ async fn insert_catalogue(
     .rows_affected())
 }
 
-fn pos_of(r: &sqlx::postgres::PgRow) -> Pos {
-    Pos {
-        topic: r.get("topic"),
-        partition: r.get("partition"),
-        offset: r.get("offset"),
-    }
+/// One fact row of [`facts`]' single statement, as `row_to_json` spells it.
+#[derive(serde::Deserialize)]
+struct RecordRow {
+    topic: String,
+    partition: i32,
+    offset: i64,
+    learned_ms: i64,
+    record_id: String,
+    department: String,
+    domain: String,
+    subject_type: String,
+    subject_key: String,
+    subject_name: String,
+    responsible_person: Option<String>,
+    info_kind: String,
+    list_type: Option<String>,
+    grade: Option<String>,
+    decision_number: String,
+    dd: i32,
+    pd: Option<i32>,
+    vf: i32,
+    vu: Option<i32>,
+    severity: String,
+    legal_basis: Option<String>,
+    conduct: String,
+    amount_fen: Option<i64>,
+    source_topic: String,
+    source_partition: i32,
+    source_offset: i64,
+    source_record_id: String,
 }
 
-/// Every fact about `codes` learned at or before `known_ms`.
+#[derive(serde::Deserialize)]
+struct NoticeRow {
+    topic: String,
+    partition: i32,
+    offset: i64,
+    learned_ms: i64,
+    notice_id: String,
+    kind: String,
+    department: String,
+    measure_id: String,
+    measure_name: String,
+    legal_basis: String,
+    catalogue_version: i32,
+    generation: i32,
+    record_id: String,
+    list_type: String,
+    subject_type: String,
+    subject_key: String,
+    subject_name: String,
+    identifying_department: String,
+    decision_number: String,
+    reason: Option<String>,
+    source_topic: String,
+    source_partition: i32,
+    source_offset: i64,
+}
+
+#[derive(serde::Deserialize)]
+struct FeedbackRow {
+    topic: String,
+    partition: i32,
+    offset: i64,
+    learned_ms: i64,
+    notice_id: String,
+    department: String,
+    outcome: String,
+    reason: Option<String>,
+    responded_ms: i64,
+}
+
+#[derive(serde::Deserialize)]
+struct EndRow {
+    topic: String,
+    partition: i32,
+    offset: i64,
+    learned_ms: i64,
+    record_id: String,
+    reason: String,
+}
+
+/// Every fact about `codes` learned at or before `known_ms`, in one
+/// statement (one round trip: the subject query's latency is mostly round
+/// trips): the records and notices by subject, the feedback on those
+/// notices and the end commands of those entries, each row as JSON tagged
+/// with its table.
 pub async fn facts(pool: &PgPool, codes: &[String], known_ms: i64) -> sqlx::Result<Facts> {
-    let mut conn = pool.acquire().await?;
-    let learned = ts("$2::int8");
-    let records = sqlx::query(&format!(
-        r#"SELECT topic, "partition", "offset", {l} AS learned_ms, record_id, department, domain,
-             subject_type, subject_key, subject_name, responsible_person, info_kind, list_type, grade,
-             decision_number, {dd} AS dd, {pd} AS pd, {vf} AS vf, {vu} AS vu, severity, legal_basis,
-             conduct, amount_fen, source_topic, source_partition, source_offset, source_record_id
-           FROM records WHERE subject_key = ANY($1) AND learned_at <= {learned}"#,
+    let sql = format!(
+        r#"WITH r AS (
+             SELECT topic, "partition", "offset", {l} AS learned_ms, record_id, department, domain,
+               subject_type, subject_key, subject_name, responsible_person, info_kind, list_type, grade,
+               decision_number, {dd} AS dd, {pd} AS pd, {vf} AS vf, {vu} AS vu, severity, legal_basis,
+               conduct, amount_fen, source_topic, source_partition, source_offset, source_record_id
+             FROM records WHERE subject_key = ANY($1) AND learned_at <= {learned}),
+           n AS (
+             SELECT topic, "partition", "offset", {l} AS learned_ms, notice_id, kind, department,
+               measure_id, measure_name, legal_basis, catalogue_version, generation, record_id, list_type,
+               subject_type, subject_key, subject_name, identifying_department, decision_number, reason,
+               source_topic, source_partition, source_offset
+             FROM notices WHERE subject_key = ANY($1) AND learned_at <= {learned}),
+           f AS (
+             SELECT topic, "partition", "offset", {l} AS learned_ms, notice_id, department, outcome,
+               reason, {ra} AS responded_ms
+             FROM feedback WHERE notice_id IN (SELECT notice_id FROM n) AND learned_at <= {learned}),
+           c AS (
+             SELECT topic, "partition", "offset", {l} AS learned_ms, record_id, reason
+             FROM commands
+             WHERE record_id IN (SELECT record_id FROM r UNION SELECT record_id FROM n)
+               AND reason IS NOT NULL AND learned_at <= {learned})
+           SELECT 0::int2, row_to_json(r)::text FROM r
+           UNION ALL SELECT 1::int2, row_to_json(n)::text FROM n
+           UNION ALL SELECT 2::int2, row_to_json(f)::text FROM f
+           UNION ALL SELECT 3::int2, row_to_json(c)::text FROM c"#,
         l = ms("learned_at"),
         dd = days("decision_date"),
         pd = days("publication_date"),
         vf = days("valid_from"),
         vu = days("valid_until"),
-    ))
-    .bind(codes)
-    .bind(known_ms)
-    .fetch_all(&mut *conn)
-    .await?
-    .iter()
-    .map(|r| RecordFact {
-        pos: pos_of(r),
-        learned_ms: r.get("learned_ms"),
-        record_id: r.get("record_id"),
-        department: r.get("department"),
-        domain: r.get("domain"),
-        subject_type: r.get("subject_type"),
-        subject_key: r.get("subject_key"),
-        subject_name: r.get("subject_name"),
-        responsible_person: r.get("responsible_person"),
-        info_kind: r.get("info_kind"),
-        list_type: r.get("list_type"),
-        grade: r.get("grade"),
-        decision_number: r.get("decision_number"),
-        decision_date: r.get("dd"),
-        publication_date: r.get("pd"),
-        valid_from: r.get("vf"),
-        valid_until: r.get("vu"),
-        severity: r.get("severity"),
-        legal_basis: r.get("legal_basis"),
-        conduct: r.get("conduct"),
-        amount_fen: r.get("amount_fen"),
-        source: Lineage {
-            topic: r.get("source_topic"),
-            partition: r.get("source_partition"),
-            offset: r.get("source_offset"),
-            record_key: r.get("source_record_id"),
-        },
-    })
-    .collect();
-    let notices: Vec<NoticeFact> = sqlx::query(&format!(
-        r#"SELECT topic, "partition", "offset", {l} AS learned_ms, notice_id, kind, department,
-             measure_id, measure_name, legal_basis, catalogue_version, generation, record_id, list_type,
-             subject_type, subject_key, subject_name, identifying_department, decision_number, reason,
-             source_topic, source_partition, source_offset
-           FROM notices WHERE subject_key = ANY($1) AND learned_at <= {learned}"#,
-        l = ms("learned_at"),
-    ))
-    .bind(codes)
-    .bind(known_ms)
-    .fetch_all(&mut *conn)
-    .await?
-    .iter()
-    .filter_map(|r| {
-        let kind: String = r.get("kind");
-        Some(NoticeFact {
-            pos: pos_of(r),
-            learned_ms: r.get("learned_ms"),
-            notice_id: r.get("notice_id"),
-            kind: credit_core::notice::NoticeKind::ALL
-                .into_iter()
-                .find(|k| k.as_str() == kind)?,
-            department: r.get("department"),
-            measure_id: r.get("measure_id"),
-            measure_name: r.get("measure_name"),
-            legal_basis: r.get("legal_basis"),
-            catalogue_version: r.get("catalogue_version"),
-            generation: r.get("generation"),
-            record_id: r.get("record_id"),
-            list_type: r.get("list_type"),
-            subject_type: r.get("subject_type"),
-            subject_key: r.get("subject_key"),
-            subject_name: r.get("subject_name"),
-            identifying_department: r.get("identifying_department"),
-            decision_number: r.get("decision_number"),
-            reason: r.get("reason"),
-            source_topic: r.get("source_topic"),
-            source_partition: r.get("source_partition"),
-            source_offset: r.get("source_offset"),
-        })
-    })
-    .collect();
-    let feedback = sqlx::query(&format!(
-        r#"SELECT topic, "partition", "offset", {l} AS learned_ms, notice_id, department, outcome,
-             reason, {ra} AS responded_ms
-           FROM feedback WHERE notice_id = ANY($1) AND learned_at <= {learned}"#,
-        l = ms("learned_at"),
         ra = ms("responded_at"),
-    ))
-    .bind(
-        notices
-            .iter()
-            .map(|n| n.notice_id.clone())
-            .collect::<Vec<_>>(),
-    )
-    .bind(known_ms)
-    .fetch_all(&mut *conn)
-    .await?
-    .iter()
-    .map(|r| FeedbackFact {
-        pos: pos_of(r),
-        learned_ms: r.get("learned_ms"),
-        notice_id: r.get("notice_id"),
-        department: r.get("department"),
-        outcome: r.get("outcome"),
-        reason: r.get("reason"),
-        responded_at_ms: r.get("responded_ms"),
-    })
-    .collect();
-    let mut ids: Vec<String> = notices.iter().map(|n| n.record_id.clone()).collect();
-    ids.extend(
-        (&records as &Vec<RecordFact>)
-            .iter()
-            .map(|r| r.record_id.clone()),
+        learned = ts("$2::int8"),
     );
-    ids.sort();
-    ids.dedup();
-    let ends = sqlx::query(&format!(
-        r#"SELECT topic, "partition", "offset", {l} AS learned_ms, record_id, reason
-           FROM commands WHERE record_id = ANY($1) AND learned_at <= {learned}"#,
-        l = ms("learned_at"),
+    let rows: Vec<(i16, String)> = sqlx::query_as(&sql)
+        .bind(codes)
+        .bind(known_ms)
+        .fetch_all(pool)
+        .await?;
+    let mut out = Facts::default();
+    let bad = |e: serde_json::Error| sqlx::Error::Decode(Box::new(e));
+    for (table, json) in rows {
+        match table {
+            0 => {
+                let r: RecordRow = serde_json::from_str(&json).map_err(bad)?;
+                out.records.push(RecordFact {
+                    pos: Pos {
+                        topic: r.topic,
+                        partition: r.partition,
+                        offset: r.offset,
+                    },
+                    learned_ms: r.learned_ms,
+                    record_id: r.record_id,
+                    department: r.department,
+                    domain: r.domain,
+                    subject_type: r.subject_type,
+                    subject_key: r.subject_key,
+                    subject_name: r.subject_name,
+                    responsible_person: r.responsible_person,
+                    info_kind: r.info_kind,
+                    list_type: r.list_type,
+                    grade: r.grade,
+                    decision_number: r.decision_number,
+                    decision_date: r.dd,
+                    publication_date: r.pd,
+                    valid_from: r.vf,
+                    valid_until: r.vu,
+                    severity: r.severity,
+                    legal_basis: r.legal_basis,
+                    conduct: r.conduct,
+                    amount_fen: r.amount_fen,
+                    source: Lineage {
+                        topic: r.source_topic,
+                        partition: r.source_partition,
+                        offset: r.source_offset,
+                        record_key: r.source_record_id,
+                    },
+                });
+            }
+            1 => {
+                let n: NoticeRow = serde_json::from_str(&json).map_err(bad)?;
+                // A kind this build does not know (a newer writer's) is not
+                // a duty it can reason about.
+                let Some(kind) = NoticeKind::ALL.into_iter().find(|k| k.as_str() == n.kind) else {
+                    continue;
+                };
+                out.notices.push(NoticeFact {
+                    pos: Pos {
+                        topic: n.topic,
+                        partition: n.partition,
+                        offset: n.offset,
+                    },
+                    learned_ms: n.learned_ms,
+                    notice_id: n.notice_id,
+                    kind,
+                    department: n.department,
+                    measure_id: n.measure_id,
+                    measure_name: n.measure_name,
+                    legal_basis: n.legal_basis,
+                    catalogue_version: n.catalogue_version,
+                    generation: n.generation,
+                    record_id: n.record_id,
+                    list_type: n.list_type,
+                    subject_type: n.subject_type,
+                    subject_key: n.subject_key,
+                    subject_name: n.subject_name,
+                    identifying_department: n.identifying_department,
+                    decision_number: n.decision_number,
+                    reason: n.reason,
+                    source_topic: n.source_topic,
+                    source_partition: n.source_partition,
+                    source_offset: n.source_offset,
+                });
+            }
+            2 => {
+                let f: FeedbackRow = serde_json::from_str(&json).map_err(bad)?;
+                out.feedback.push(FeedbackFact {
+                    pos: Pos {
+                        topic: f.topic,
+                        partition: f.partition,
+                        offset: f.offset,
+                    },
+                    learned_ms: f.learned_ms,
+                    notice_id: f.notice_id,
+                    department: f.department,
+                    outcome: f.outcome,
+                    reason: f.reason,
+                    responded_at_ms: f.responded_ms,
+                });
+            }
+            _ => {
+                let e: EndRow = serde_json::from_str(&json).map_err(bad)?;
+                out.ends.push(EndFact {
+                    pos: Pos {
+                        topic: e.topic,
+                        partition: e.partition,
+                        offset: e.offset,
+                    },
+                    learned_ms: e.learned_ms,
+                    record_id: e.record_id,
+                    reason: e.reason,
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Of `codes`, those with a duty whose greatest known (generation,
+/// lift-after-apply) notice as of `known_ms` is a punishment of `measure`
+/// and/or by `department`: the only subjects a pre-check can find
+/// restricted. One statement over the covering `notices_subject` index; the
+/// caller folds the full facts of these few to decide (an entry that ended
+/// or expired without a lift is not restricted).
+pub async fn punished(
+    pool: &PgPool,
+    codes: &[String],
+    known_ms: i64,
+    measure: Option<&str>,
+    department: Option<&str>,
+) -> sqlx::Result<Vec<String>> {
+    let rows: Vec<(String,)> = sqlx::query_as(&format!(
+        r#"SELECT DISTINCT subject_key FROM (
+             SELECT DISTINCT ON (record_id, measure_id, department) subject_key, kind
+             FROM notices
+             WHERE subject_key = ANY($1) AND learned_at <= {learned}
+               AND ($3::text IS NULL OR measure_id = $3)
+               AND ($4::text IS NULL OR department = $4)
+             ORDER BY record_id, measure_id, department, generation DESC,
+                      kind IN ('{lift}', '{withdrawal}') DESC
+           ) duty
+           WHERE kind = '{punishment}'"#,
+        learned = ts("$2::int8"),
+        lift = NoticeKind::Lift.as_str(),
+        withdrawal = NoticeKind::Withdrawal.as_str(),
+        punishment = NoticeKind::Punishment.as_str(),
     ))
-    .bind(&ids)
+    .bind(codes)
     .bind(known_ms)
-    .fetch_all(&mut *conn)
-    .await?
-    .iter()
-    .map(|r| EndFact {
-        pos: pos_of(r),
-        learned_ms: r.get("learned_ms"),
-        record_id: r.get("record_id"),
-        reason: r.get("reason"),
-    })
-    .collect();
-    Ok(Facts {
-        records,
-        notices,
-        feedback,
-        ends,
-    })
+    .bind(measure)
+    .bind(department)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().map(|(c,)| c).collect())
 }
 
 /// A catalogue version's effective date and description, when archived.
