@@ -7,6 +7,12 @@
 #   bench/run.sh recovery-broker [ARGS...]   SIGKILL of the broker, restart on its log dir
 #   bench/run.sh callgrind                   instructions per record of the normaliser (no broker)
 #   bench/run.sh all                         each of the above with its defaults
+#   bench/run.sh archive [ARGS...]           the credit archive (PostgreSQL, no broker): ingest vs
+#                                            COPY, subject queries vs a bare PK lookup, pre-check
+#                                            vs a bare = ANY, on a PostgreSQL server of its own
+#                                            (scripts/postgres.sh, name bench, port $BENCH_PG_PORT,
+#                                            default 23432; shared_buffers 1GB, data under .run/pg-bench
+#                                            so `--keep NAME` can reuse a loaded archive)
 #   bench/run.sh sustained [--minutes N] [--rate R] [--interval-s S]
 #                                            the whole demo at its advertised rate for N minutes
 #                                            (default 30): target vs reached per interval
@@ -62,15 +68,30 @@ run() { # bench args...
     recovery-broker)
       "$bin" recovery --brokers "127.0.0.1:$port" --kill broker --broker-dir "$dir" "$@" ;;
     callgrind) bench/callgrind.sh ;;
-    *) sed -n '2,21p' "$0" >&2; exit 2 ;;
+    *) sed -n "2,27p" "$0" >&2; exit 2 ;;
   esac
 }
 
 what=${1:-}
-[ -n "$what" ] || { sed -n '2,21p' "$0" >&2; exit 2; }
+[ -n "$what" ] || { sed -n "2,27p" "$0" >&2; exit 2; }
 shift || true
 if [ "$what" = sustained ]; then
   exec bench/sustained.sh "$@"
+fi
+if [ "$what" = archive ]; then
+  echo "==> building the release benchmark" >&2
+  cargo build --release -p credit-bench --bin archive >&2
+  pg_port=${BENCH_PG_PORT:-23432}
+  scripts/postgres.sh install
+  # The reference settings (shared_buffers 1 GB); the load's WAL
+  # skipped (wal_level minimal: COPY into a table truncated in the same
+  # transaction) and its index builds given memory.
+  scripts/postgres.sh start bench --port "$pg_port" --set shared_buffers=1GB \
+    --set wal_level=minimal --set max_wal_senders=0 --set max_wal_size=8GB \
+    --set maintenance_work_mem=1GB >/dev/null
+  trap 'scripts/postgres.sh stop bench' EXIT
+  "$target/release/archive" --database-url "postgres://postgres@127.0.0.1:$pg_port/postgres" "$@"
+  exit
 fi
 build
 if [ "$what" = callgrind ]; then

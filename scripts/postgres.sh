@@ -5,9 +5,10 @@
 # other address). For tests and the demo, never production.
 #
 #   scripts/postgres.sh install           Debian's postgresql where missing
-#   scripts/postgres.sh start NAME --port P
+#   scripts/postgres.sh start NAME --port P [--set NAME=VALUE]...
 #                                         initdb once, start, wait until it accepts
-#                                         connections; prints the pid
+#                                         connections; prints the pid. --set passes
+#                                         a server setting (the benchmarks' shared_buffers)
 #   scripts/postgres.sh stop NAME         fast shutdown (SIGINT), wait until gone
 #                                         (SIGKILL after 30 s)
 #   scripts/postgres.sh status NAME       exit 0 when running
@@ -59,10 +60,13 @@ server_dir() { echo "$CB_RUN/pg-$1"; }
 cmd_start() {
   local name=${1:-}; [ -n "$name" ] || usage; shift
   check_name "$name"
-  local port=""
+  local port="" settings=()
   while [ $# -gt 0 ]; do
     case $1 in
       --port) port=${2:-}; shift 2 ;;
+      --set)
+        [[ "${2:-}" =~ ^[a-z_]+=[^[:space:]]+$ ]] || die "start: --set NAME=VALUE, got '${2:-}'"
+        settings+=(-c "$2"); shift 2 ;;
       *) die "start: unknown argument $1" ;;
     esac
   done
@@ -102,7 +106,7 @@ cmd_start() {
   (
     cd "$dir"
     as_server setsid "$bin/postgres" -D "$dir/data" -p "$port" -c listen_addresses=127.0.0.1 \
-      -c unix_socket_directories= -c logging_collector=off
+      -c unix_socket_directories= -c logging_collector=off "${settings[@]}"
   ) </dev/null >"$dir/postgres.log" 2>&1 &
   local pid=$!
   guard_pid "$pid"

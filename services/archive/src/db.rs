@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 
 use credit_core::notice::NoticeKind;
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Postgres, Row, Transaction};
 
 use crate::decode::{CatalogueFact, CommandFact, Fact};
@@ -37,10 +37,18 @@ fn ts(expr: &str) -> String {
 
 /// Connects (a small pool) and applies the migrations.
 pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<PgPool> {
+    let options: PgConnectOptions = url
+        .parse()
+        .map_err(|e| anyhow::anyhow!("the archive database URL: {e}"))?;
+    // Every statement here is prepared once per connection and has the same
+    // shape whatever its parameters (look-ups by key): planning it again for
+    // each execution (PostgreSQL's custom plans) cost 0.6 ms of the subject
+    // query's 0.7 ms on the server, the generic plan 0.02 ms.
+    let options = options.options([("plan_cache_mode", "force_generic_plan")]);
     let pool = PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(std::time::Duration::from_secs(10))
-        .connect(url)
+        .connect_with(options)
         .await
         .map_err(|e| anyhow::anyhow!("connecting to the archive database: {e}"))?;
     MIGRATOR
