@@ -27,7 +27,7 @@ export TOPICS_FILE
 
 # `credit-bus access helm` is the reference for helm/credit-bus/files/access.yaml.
 ACCESS_FILE=""
-for bin in "$CB_ROOT/target/debug/credit-bus" "$CB_ROOT/target/release/credit-bus"; do
+for bin in "$CB_TARGET/debug/credit-bus" "$CB_TARGET/release/credit-bus"; do
   if [ -x "$bin" ]; then
     ACCESS_FILE="$CB_RUN/access-helm.yaml"
     "$bin" access helm >"$ACCESS_FILE"
@@ -160,6 +160,8 @@ BAD = [
     ("two registry replicas", {"registry": {"replicas": 2}}),
     ("a department id with capitals", {"departments": {"publishing": ["Courts"]}}),
     ("a dead-letter share above 1", {"prometheusRule": {"rules": {"deadLetterShare": {"threshold": 3}}}}),
+    ("an archive role that does not exist", {"archive": {"departments": [{"id": "tax", "roles": ["admin"]}]}}),
+    ("an archive config key it does not have", {"archive": {"config": {"database_url": "postgres://u:p@db/x"}}}),
 ]
 for what, vals in BAD:
     check(f"schema rejects {what}", any(True for _ in v7.iter_errors(merge(defaults, vals))))
@@ -176,15 +178,34 @@ def toml_keys(path):
 common_defaults = toml_keys("crates/runtime/default.toml")
 svc_defaults = {}
 for svc, d in [("registry", "registry"), ("normaliser", "normaliser"), ("engine", "engine"),
-               ("feedback", "feedback"), ("quality", "quality"), ("dashboard", "dashboard")]:
+               ("feedback", "feedback"), ("quality", "quality"), ("dashboard", "dashboard"), ("archive", "archive")]:
     p = f"services/{d}/default.toml"
     svc_defaults[svc] = merge(common_defaults, toml_keys(p)) if os.path.exists(p) else None
+
+# [[archive.departments]] entries: the fields of DepartmentAccess (deny_unknown_fields)
+# and the roles of auth::Role (snake_case), read from the archive's source.
+def rust_struct_fields(path, name):
+    src = open(path).read()
+    body = src[src.index(f"pub struct {name} {{"):]
+    return set(re.findall(r"^\s*pub (\w+):", body[: body.index("\n}")], re.M))
+ARCHIVE_DEPT_KEYS = rust_struct_fields("services/archive/src/config.rs", "DepartmentAccess")
+_roles = open("services/archive/src/auth.rs").read()
+_roles = _roles[_roles.index("pub enum Role {"):]
+ARCHIVE_ROLES = {re.sub(r"(?<!^)([A-Z])", r"_\1", r).lower()
+                 for r in re.findall(r"^\s*([A-Z]\w*),", _roles[: _roles.index("\n}")], re.M)}
+check("archive: DepartmentAccess fields and roles read from the source",
+      {"id", "token_file", "roles"} <= ARCHIVE_DEPT_KEYS and ARCHIVE_ROLES == {"read", "personal_data", "audit"},
+      f"{ARCHIVE_DEPT_KEYS} {ARCHIVE_ROLES}")
 
 def config_problems(component, cfg):
     allowed = svc_defaults.get(component)
     if allowed is None:
         return [f"services/{component}/default.toml not found"]
     out = []
+    if component == "archive":
+        for i, d in enumerate(cfg.get("archive", {}).get("departments", [])):
+            out += [f"archive.departments[{i}].{k} unknown to credit-archive" for k in set(d) - ARCHIVE_DEPT_KEYS]
+            out += [f"archive.departments[{i}]: role {r!r} unknown" for r in set(d.get("roles", [])) - ARCHIVE_ROLES]
     for section, table in cfg.items():
         if section not in allowed:
             out.append(f"[{section}] unknown to credit-{component}")
@@ -219,7 +240,8 @@ def access_users(eff):
     u = eff["strimzi"]["users"]
     on = {"department": True, "normaliser": eff["normaliser"]["enabled"], "engine": eff["engine"]["enabled"],
           "registry": eff["registry"]["enabled"], "feedback": eff["feedback"]["enabled"],
-          "quality": eff["quality"]["enabled"], "operator": u["operator"], "archive": u["archive"]}
+          "quality": eff["quality"]["enabled"], "operator": u["operator"],
+          "archive": u["archive"] or eff["archive"]["enabled"]}
     out = {}
     for user in access_doc["users"]:
         if not on[user["component"]]:
@@ -235,6 +257,63 @@ def access_users(eff):
     return out
 
 CRDS = {"ServiceMonitor", "PrometheusRule", "KafkaTopic", "KafkaUser"}
+
+def archive_problems(eff, kinds):
+    """What the rendered archive objects break of the chart's promises (docs/archive.md)."""
+    a, out = eff["archive"], []
+    of = lambda kind: [d for d in kinds.get(kind, []) if d["metadata"]["labels"].get("app.kubernetes.io/component") == "archive"]
+    deps, svcs, cms = of("Deployment"), of("Service"), of("ConfigMap")
+    if len(deps) != 1 or len(svcs) != 1 or len(cms) != 1:
+        return [f"want one Deployment, Service, ConfigMap; got {len(deps)}, {len(svcs)}, {len(cms)}"]
+    dep, svc = deps[0], svcs[0]
+    if dep["spec"]["replicas"] != 1 or dep["spec"].get("strategy", {}).get("type") != "Recreate":
+        out.append("not one replica with Recreate (two ingests would read every partition twice)")
+    pod = dep["spec"]["template"]["spec"]
+    c = pod["containers"][0]
+    if c["command"] != ["credit-archive"]:
+        out.append(f"command {c['command']}")
+    cfg = tomllib.loads(cms[0]["data"]["config.toml"])
+    ar = cfg.get("archive", {})
+    if "database_url" in ar:
+        out.append("database_url in the ConfigMap")
+    env = {e["name"]: e for e in c.get("env", [])}
+    ref = env.get("CREDIT_BUS__ARCHIVE__DATABASE_URL", {}).get("valueFrom", {}).get("secretKeyRef", {})
+    if ref != {"name": a["database"]["existingSecret"], "key": a["database"]["urlKey"]}:
+        out.append(f"database URL not from archive.database.existingSecret: {ref}")
+    port = int(cfg["telemetry"]["ops_listen"].rsplit(":", 1)[1])
+    cport = {p["name"]: p["containerPort"] for p in c["ports"]}
+    if port != a["port"] or cport.get("http") != port:
+        out.append(f"ops_listen {port}, container port {cport}, archive.port {a['port']}")
+    if [(p["port"], p["targetPort"]) for p in svc["spec"]["ports"]] != [(a["port"], "http")]:
+        out.append(f"Service ports {svc['spec']['ports']}")
+    for k, v in (a.get("config") or {}).items():
+        if ar.get(k) != v:
+            out.append(f"archive.{k} = {ar.get(k)!r}, values say {v!r}")
+    # Departments: as in values, each token a file of the tokens Secret, mounted read-only.
+    got = [(d["id"], d.get("roles")) for d in ar.get("departments", [])]
+    if got != [(d["id"], d["roles"]) for d in a["departments"]]:
+        out.append(f"departments {got}")
+    vols = {v["name"]: v for v in pod.get("volumes", [])}
+    files = {}
+    for m in c.get("volumeMounts", []):
+        sec = vols.get(m["name"], {}).get("secret")
+        if sec and m.get("readOnly"):
+            for it in sec.get("items", []):
+                files[f"{m['mountPath']}/{it['path']}"] = (sec["secretName"], it["key"])
+    for d, v in zip(ar.get("departments", []), a["departments"]):
+        if set(d) & {"token_env", "token_sha256"} or "token_file" not in d:
+            out.append(f"{d['id']}: token not from a file")
+        elif files.get(d["token_file"]) != (a["tokens"]["existingSecret"], v.get("key") or v["id"]):
+            out.append(f"{d['id']}: token_file {d['token_file']} is not key {v.get('key') or v['id']} of {a['tokens']['existingSecret']} ({files})")
+    # The dashboard scrapes it; with Strimzi users, its KafkaUser is rendered.
+    if eff["dashboard"]["enabled"]:
+        dcm = [d for d in kinds["ConfigMap"] if d["metadata"]["name"].endswith("-dashboard")]
+        targets = tomllib.loads(dcm[0]["data"]["config.toml"])["dashboard"]["targets"]
+        if {"name": "archive", "url": f"http://cb-credit-bus-archive:{a['port']}"} not in targets:
+            out.append("not a dashboard target")
+    if eff["strimzi"]["users"]["enabled"] and not any(u["metadata"]["name"] == "cb-credit-bus-archive" for u in kinds.get("KafkaUser", [])):
+        out.append("no KafkaUser archive")
+    return out
 reference_topics = None
 if os.environ.get("TOPICS_FILE"):
     reference_topics = [l.strip() for l in open(os.environ["TOPICS_FILE"]) if l.strip()]
@@ -291,7 +370,7 @@ with helm.Chart.load(CHART) as chart:
                 if env.get("CREDIT_BUS_CONFIG", {}).get("value") != "/etc/credit-bus/config/config.toml":
                     probs.append(f"{wn}: CREDIT_BUS_CONFIG not set")
                 for e in env.values():
-                    if "PASSWORD" in e["name"] and "value" in e:
+                    if ("PASSWORD" in e["name"] or "DATABASE_URL" in e["name"]) and "value" in e:
                         probs.append(f"{wn}: {e['name']} given in clear")
         check(f"[{name}] every pod: /healthz + /readyz probes, resources, non-root, read-only root fs", not probs, "; ".join(probs))
         # Config: every ConfigMap's TOML parses and names only keys its service accepts.
@@ -320,6 +399,13 @@ with helm.Chart.load(CHART) as chart:
             env = {e["name"]: e for e in sts[0]["spec"]["template"]["spec"]["containers"][0]["env"]} if sts else {}
             ok = ok and env.get("CREDIT_BUS__ENGINE__INSTANCE_ID", {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "metadata.name"
             check(f"[{name}] engine: StatefulSet, instance id = pod name", ok)
+        if eff["archive"]["enabled"]:
+            check(f"[{name}] archive: " + "; ".join(archive_problems(eff, kinds) or ["as promised"]),
+                  not archive_problems(eff, kinds))
+        else:
+            check(f"[{name}] archive off: no archive objects",
+                  not [d for _, d in docs if d["metadata"].get("labels", {}).get("app.kubernetes.io/component") == "archive"
+                       and d["kind"] != "KafkaUser"])
         pdb_targets = len(kinds.get("PodDisruptionBudget", []))
         check(f"[{name}] PodDisruptionBudgets rendered", pdb_targets > 0 or not eff["engine"]["pdb"]["enabled"])
         # Strimzi topics: exactly `credit-bus topics list` (+ the registry's store).
@@ -425,6 +511,16 @@ with helm.Chart.load(CHART) as chart:
     for what, vals, want in [
         ("values outside the schema", {"engine": {"replicaz": 3}}, "replicaz"),
         ("SASL without credentials", {"kafka": {"securityProtocol": "sasl_ssl"}}, "needs password, existingSecret"),
+        ("the archive without a database Secret", {"archive": {"enabled": True}}, "archive.database.existingSecret"),
+        ("archive departments without a token Secret",
+         {"archive": {"enabled": True, "database": {"existingSecret": "db"}, "departments": [{"id": "finance", "roles": ["read"]}]}},
+         "archive.tokens.existingSecret"),
+        ("an archive department outside the catalogue",
+         {"archive": {"enabled": True, "database": {"existingSecret": "db"}, "tokens": {"existingSecret": "t"},
+                      "departments": [{"id": "nobody", "roles": ["read"]}]}}, "not in departments.all"),
+        ("an archive department listed twice",
+         {"archive": {"enabled": True, "database": {"existingSecret": "db"}, "tokens": {"existingSecret": "t"},
+                      "departments": [{"id": "tax", "roles": ["read"]}, {"id": "tax", "roles": ["audit"]}]}}, "listed twice"),
     ]:
         try:
             chart.render(vals, name="cb", namespace="credit")

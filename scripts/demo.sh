@@ -209,9 +209,11 @@ log "  credit-bus subject <code> --measures --as-of $(date -u +%F) --token-file 
 log "  credit-bus precheck --file codes.txt --department finance --token-file $CB_RUN/archive/finance.token"
 log "  curl -H \"Authorization: Bearer \$(cat $CB_RUN/archive/tax.token)\" $ARCHIVE_OPS/v1/audit"
 
-log "starting the live dashboard on 127.0.0.1:$DASHBOARD_PORT"
+log "starting the live dashboard on 127.0.0.1:$DASHBOARD_PORT (subject view as finance, role read only: masked, audited)"
 CREDIT_BUS__DASHBOARD__TARGET_RATE_PER_S="$RATE" CREDIT_BUS__DASHBOARD__BROKERS="[\"$CREDIT_BUS__KAFKA__BROKERS\"]" \
   CREDIT_BUS__DASHBOARD__DEAD_LETTER_SAMPLES=true \
+  CREDIT_BUS__DASHBOARD__ARCHIVE_URL="http://$ARCHIVE_OPS" \
+  CREDIT_BUS__DASHBOARD__ARCHIVE_TOKEN_FILE="$CB_RUN/archive/finance.token" \
   start_bg services dashboard "$CB_RUN/dashboard.log" "$BIN/credit-dashboard" \
   --listen "127.0.0.1:$DASHBOARD_PORT" "${dash_args[@]}"
 

@@ -22,6 +22,7 @@
 
 pub mod access;
 pub mod amount;
+pub mod archive_api;
 pub mod cases;
 pub mod catalogue;
 pub mod codes;

@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
+use credit_core::archive_api;
 
 /// How to reach the archive.
 #[derive(clap::Args)]
@@ -67,10 +68,14 @@ pub async fn subject(
     url.path_segments_mut()
         .map_err(|_| anyhow::anyhow!("--archive cannot be a base URL"))?
         .pop_if_empty()
-        .extend(["v1", "subjects", code]);
-    if measures {
-        url.path_segments_mut().unwrap().push("measures");
-    }
+        .extend(archive_api::segments(
+            if measures {
+                archive_api::MEASURES
+            } else {
+                archive_api::SUBJECT
+            },
+            code,
+        ));
     if let Some(a) = as_of {
         url.query_pairs_mut().append_pair("as_of", a);
     }
@@ -116,7 +121,11 @@ pub async fn precheck(
     if let Some(a) = as_of {
         body["as_of"] = a.into();
     }
-    let url = format!("{}/v1/precheck", t.archive.trim_end_matches('/'));
+    let url = format!(
+        "{}{}",
+        t.archive.trim_end_matches('/'),
+        archive_api::PRECHECK
+    );
     let resp = reqwest::Client::new()
         .post(url)
         .bearer_auth(t.token()?)

@@ -308,3 +308,29 @@ shared credentials as a whole (so existingSecret: "" there really clears it).
 {{- end -}}
 {{- toYaml $c -}}
 {{- end -}}
+
+{{/* Where the archive's department tokens are mounted: <dir>/<department id>. */}}
+{{- define "credit-bus.archiveTokenDir" -}}
+/etc/credit-bus/archive-tokens
+{{- end -}}
+
+{{/* Refusals of archive values the schema cannot express, with a message. */}}
+{{- define "credit-bus.archiveChecks" -}}
+{{- $c := .Values.archive -}}
+{{- if not $c.database.existingSecret }}
+{{- fail "archive.enabled needs archive.database.existingSecret: a Secret you manage whose key archive.database.urlKey holds the postgres:// URL (the chart never writes a database password)" }}
+{{- end }}
+{{- if and $c.departments (not $c.tokens.existingSecret) }}
+{{- fail "archive.departments needs archive.tokens.existingSecret: a Secret with one key per department (its bearer token)" }}
+{{- end }}
+{{- $seen := dict -}}
+{{- range $c.departments }}
+{{- if not (has .id $.Values.departments.all) }}
+{{- fail (printf "archive.departments: %q is not in departments.all (the catalogue)" .id) }}
+{{- end }}
+{{- if hasKey $seen .id }}
+{{- fail (printf "archive.departments: %q listed twice" .id) }}
+{{- end }}
+{{- $_ := set $seen .id true }}
+{{- end }}
+{{- end -}}

@@ -25,6 +25,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use credit_core::archive_api;
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 
@@ -36,7 +37,7 @@ use crate::history::{self, AsOf, SubjectState};
 pub const OPENAPI: &str = include_str!("../openapi.json");
 
 /// Base of every problem `type` URI.
-pub const PROBLEM_BASE: &str = "https://credit-bus.example/problems/";
+pub const PROBLEM_BASE: &str = archive_api::PROBLEM_BASE;
 
 /// Shared by the handlers.
 pub struct Api {
@@ -754,11 +755,11 @@ async fn not_found() -> Problem {
 /// Every route, as (method, path template) — the OpenAPI test checks each
 /// is documented.
 pub const ROUTES: &[(&str, &str)] = &[
-    ("get", "/v1/subjects/{code}"),
-    ("get", "/v1/subjects/{code}/measures"),
-    ("post", "/v1/precheck"),
-    ("get", "/v1/audit"),
-    ("get", "/openapi.json"),
+    ("get", archive_api::SUBJECT),
+    ("get", archive_api::MEASURES),
+    ("post", archive_api::PRECHECK),
+    ("get", archive_api::AUDIT),
+    ("get", archive_api::OPENAPI),
 ];
 
 /// The API's routes (the ops routes are merged by the caller).

@@ -52,6 +52,11 @@ pub struct DashboardConfig {
     /// `[kafka]` section's login) for one sample per reason, personal data
     /// masked; off: no Kafka access at all.
     pub dead_letter_samples: bool,
+    /// The archive's API base URL for the subject view; empty = none.
+    pub archive_url: String,
+    /// A file holding the bearer token of a department with role `read`
+    /// (only: what the page shows is then masked); needed with `archive_url`.
+    pub archive_token_file: String,
 }
 
 impl Validate for DashboardConfig {
@@ -70,6 +75,21 @@ impl Validate for DashboardConfig {
                 .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
             {
                 p.push(format!("{s}.brokers[{i}]: {b:?} is not host:port"));
+            }
+        }
+        if !self.archive_url.is_empty() {
+            if !(self.archive_url.starts_with("http://")
+                || self.archive_url.starts_with("https://"))
+            {
+                p.push(format!(
+                    "{s}.archive_url: {:?} is not an http(s) URL",
+                    self.archive_url
+                ));
+            }
+            if self.archive_token_file.is_empty() {
+                p.push(format!(
+                    "{s}.archive_token_file: needed with archive_url (a department token with role read)"
+                ));
             }
         }
         if self.history < 2 {
@@ -194,6 +214,27 @@ mod tests {
                     Target::parse("engine=http://127.0.0.1:9110").unwrap(),
                 ]
             );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_archive_link_needs_an_http_url_and_a_token_file() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("CREDIT_BUS__DASHBOARD__ARCHIVE_URL", "ftp://archive");
+            let err = Config::load(None, None, &[]).unwrap_err().to_string();
+            assert!(err.contains("archive_url"), "{err}");
+            assert!(err.contains("archive_token_file"), "{err}");
+            jail.set_env(
+                "CREDIT_BUS__DASHBOARD__ARCHIVE_URL",
+                "http://127.0.0.1:9140",
+            );
+            jail.set_env(
+                "CREDIT_BUS__DASHBOARD__ARCHIVE_TOKEN_FILE",
+                "/run/finance.token",
+            );
+            let c = Config::load(None, None, &[]).unwrap();
+            assert_eq!(c.dashboard.archive_token_file, "/run/finance.token");
             Ok(())
         });
     }

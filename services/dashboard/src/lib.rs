@@ -4,6 +4,8 @@
 //! * `/` — one self-contained page (inline CSS, vanilla JS, SVG sparklines; no
 //!   network beyond this server) polling `/api/summary` every second;
 //! * `/api/summary` — the [`summary::Summary`] of the kept rounds, as JSON;
+//! * `POST /api/subject` — the subject view: one subject's record and measures
+//!   in force from the archive's API ([`subject`]), with `dashboard.archive_url`;
 //! * `/metrics`, `/healthz`, `/readyz` like every service (ready after the
 //!   first round).
 //!
@@ -12,6 +14,7 @@
 
 pub mod config;
 pub mod samples;
+pub mod subject;
 pub mod summary;
 
 use std::collections::VecDeque;
@@ -19,11 +22,13 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use axum::Json;
 use axum::Router;
 use axum::extract::State;
+use axum::extract::rejection::JsonRejection;
 use axum::http::header;
 use axum::response::{Html, IntoResponse};
-use axum::routing::get;
+use axum::routing::{get, post};
 use credit_runtime::ops::{self, Readiness};
 use credit_runtime::shutdown::Shutdown;
 use credit_runtime::telemetry::Telemetry;
@@ -41,6 +46,8 @@ const RATE_WINDOW_MS: u64 = 5_000;
 struct AppState {
     /// The latest summary, serialised once per round.
     summary: Arc<Mutex<Arc<String>>>,
+    /// The archive, for the subject view.
+    archive: Option<Arc<subject::ArchiveLink>>,
 }
 
 /// The dashboard's routes over the latest summary (and the ops routes).
@@ -48,6 +55,7 @@ fn router(state: AppState, tel: Telemetry, ready: Readiness) -> Router {
     Router::new()
         .route("/", get(|| async { Html(PAGE) }))
         .route("/api/summary", get(api_summary))
+        .route("/api/subject", post(api_subject))
         .with_state(state)
         .merge(ops::router(tel, ready))
 }
@@ -61,6 +69,24 @@ async fn api_summary(State(s): State<AppState>) -> impl IntoResponse {
         ],
         body.as_str().to_owned(),
     )
+}
+
+async fn api_subject(
+    State(s): State<AppState>,
+    q: Result<Json<subject::Lookup>, JsonRejection>,
+) -> axum::response::Response {
+    let Some(archive) = s.archive else {
+        return subject::not_configured();
+    };
+    match q {
+        Ok(Json(q)) => archive.lookup(&q).await,
+        Err(_) => subject::problem(
+            axum::http::StatusCode::BAD_REQUEST,
+            "malformed-request",
+            "Malformed request",
+            "send {\"code\": \"...\", \"as_of\": \"...\"} as JSON",
+        ),
+    }
 }
 
 /// Scrapes every target once, concurrently; a target that does not answer
@@ -180,8 +206,17 @@ pub async fn spawn(config: Config, tel: Telemetry, shutdown: Shutdown) -> anyhow
         tokio::task::spawn_blocking(move || samples::follow(kafka, out, stop))
     });
     let empty = serde_json::to_string(&summary::summarise(&[], RATE_WINDOW_MS))?;
+    let archive = if d.archive_url.is_empty() {
+        None
+    } else {
+        Some(Arc::new(subject::ArchiveLink::new(
+            &d.archive_url,
+            &d.archive_token_file,
+        )?))
+    };
     let state = AppState {
         summary: Arc::new(Mutex::new(Arc::new(empty))),
+        archive,
     };
     let ready = Readiness::default();
     let app = router(state.clone(), tel, ready.clone());
