@@ -597,7 +597,7 @@ async fn precheck(
     let facts = if candidates.is_empty() {
         history::Facts::default()
     } else {
-        db::facts(&api.pool, &candidates, at.known_ms)
+        db::duty_facts(&api.pool, &candidates, at.known_ms)
             .await
             .map_err(Problem::unavailable)?
     };
