@@ -666,7 +666,7 @@ impl PartitionState {
 
 /// The last day an entry is published: its stated end, cut to the maximum of
 /// its publication period when the catalogue sets one.
-fn published_until(
+pub fn published_until(
     catalogue: &Catalogue,
     list: ListType,
     severity: Severity,

@@ -1,6 +1,7 @@
 //! The query API (axum). Every answer comes from the facts stored in
 //! PostgreSQL, filtered by when the archive learned them and folded by
-//! [`crate::history::state`]; nothing is recomputed from the catalogue.
+//! [`crate::history::state_with`] (with the archived catalogue versions, for
+//! the entries' publication periods); nothing is re-planned.
 //!
 //! | route | role | what |
 //! |---|---|---|
@@ -45,8 +46,9 @@ pub struct Api {
     pub tokens: Tokens,
     pub max_precheck: usize,
     pub audit_limit: i64,
-    /// Measure ids per archived catalogue version (parsed once each).
-    measures: Mutex<HashMap<i32, BTreeSet<String>>>,
+    /// The archived catalogue versions, parsed (publication periods,
+    /// measure ids); read again only when a version not held is asked for.
+    catalogues: Mutex<(bool, Arc<history::Catalogues>)>,
     /// Effective date and description per archived catalogue version: a
     /// published version never changes, so each is read once.
     versions: Mutex<HashMap<i32, (String, String)>>,
@@ -59,7 +61,7 @@ impl Api {
             tokens,
             max_precheck,
             audit_limit,
-            measures: Mutex::new(HashMap::new()),
+            catalogues: Mutex::new((false, Arc::default())),
             versions: Mutex::new(HashMap::new()),
         }
     }
@@ -270,7 +272,8 @@ async fn subject_state(
     let facts = db::facts(&api.pool, &[code.to_string()], at.known_ms)
         .await
         .map_err(Problem::unavailable)?;
-    let mut s = history::state(&facts, at);
+    let cats = catalogues(api, facts.notices.iter().map(|n| n.catalogue_version)).await?;
+    let mut s = history::state_with(&facts, at, &cats);
     if s.is_empty() {
         return Err(Problem::new(
             StatusCode::NOT_FOUND,
@@ -468,25 +471,51 @@ pub struct PrecheckAnswer {
     pub restricted: Vec<Restricted>,
 }
 
-async fn known_measure(api: &Api, id: &str) -> Result<bool, Problem> {
-    if credit_measures::Catalogue::parse(credit_measures::V1)
-        .is_ok_and(|c| c.measures.iter().any(|m| &*m.id == id))
-    {
-        return Ok(true);
+/// The parsed catalogue versions, read from the database on first use and
+/// whenever one of `want` is not held (a version not archived yet, or
+/// unparseable, stays missing; the shipped one stands in for it).
+async fn catalogues(
+    api: &Api,
+    want: impl IntoIterator<Item = i32>,
+) -> Result<Arc<history::Catalogues>, Problem> {
+    let (loaded, held) = api
+        .catalogues
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    if loaded && want.into_iter().all(|v| held.contains_key(&v)) {
+        return Ok(held);
     }
     let bodies: Vec<(i32, String)> = sqlx::query_as("SELECT version, body FROM catalogue_versions")
         .fetch_all(&api.pool)
         .await
         .map_err(Problem::unavailable)?;
-    let mut cache = api.measures.lock().unwrap_or_else(|e| e.into_inner());
+    let mut map = (*held).clone();
     for (v, body) in bodies {
-        cache.entry(v).or_insert_with(|| {
-            credit_measures::Catalogue::parse(&body)
-                .map(|c| c.measures.iter().map(|m| m.id.to_string()).collect())
-                .unwrap_or_default()
-        });
+        if let std::collections::btree_map::Entry::Vacant(e) = map.entry(v)
+            && let Ok(c) = credit_measures::Catalogue::parse(&body)
+        {
+            e.insert(Arc::new(c));
+        }
     }
-    Ok(cache.values().any(|ids| ids.contains(id)))
+    let map = Arc::new(map);
+    *api.catalogues.lock().unwrap_or_else(|e| e.into_inner()) = (true, map.clone());
+    Ok(map)
+}
+
+async fn known_measure(api: &Api, id: &str) -> Result<bool, Problem> {
+    static SHIPPED: std::sync::LazyLock<BTreeSet<String>> = std::sync::LazyLock::new(|| {
+        credit_measures::Catalogue::parse(credit_measures::V1)
+            .map(|c| c.measures.iter().map(|m| m.id.to_string()).collect())
+            .unwrap_or_default()
+    });
+    if SHIPPED.contains(id) {
+        return Ok(true);
+    }
+    Ok(catalogues(api, None)
+        .await?
+        .values()
+        .any(|c| c.measures.iter().any(|m| &*m.id == id)))
 }
 
 async fn precheck(
@@ -601,6 +630,7 @@ async fn precheck(
             .await
             .map_err(Problem::unavailable)?
     };
+    let cats = catalogues(&api, facts.notices.iter().map(|n| n.catalogue_version)).await?;
     // One subject's facts each.
     let mut per: BTreeMap<&str, history::Facts> = BTreeMap::new();
     let record_subject: HashMap<&str, &str> = facts
@@ -643,7 +673,7 @@ async fn precheck(
     }
     let mut restricted_by_code: HashMap<&str, (bool, Vec<RestrictingMeasure>)> = HashMap::new();
     for (code, f) in &per {
-        let s = history::state(f, at);
+        let s = history::state_with(f, at, &cats);
         let ms: Vec<RestrictingMeasure> = s
             .restricted(req.measure.as_deref(), req.department.as_deref())
             .into_iter()

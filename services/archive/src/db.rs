@@ -789,6 +789,7 @@ pub async fn duty_facts(pool: &PgPool, codes: &[String], known_ms: i64) -> sqlx:
             String,
             String,
             i32,
+            i32,
             String,
             String,
             String,
@@ -796,7 +797,7 @@ pub async fn duty_facts(pool: &PgPool, codes: &[String], known_ms: i64) -> sqlx:
         ),
     >(&format!(
         r#"SELECT topic, "partition", "offset", {l}, notice_id, kind, department, measure_id,
-             generation, record_id, subject_type, subject_key, reason
+             generation, catalogue_version, record_id, subject_type, subject_key, reason
            FROM notices WHERE subject_key = ANY($1) AND learned_at <= {learned}"#,
         l = ms("learned_at"),
     ))
@@ -816,6 +817,7 @@ pub async fn duty_facts(pool: &PgPool, codes: &[String], known_ms: i64) -> sqlx:
             department,
             measure_id,
             generation,
+            catalogue_version,
             record_id,
             subject_type,
             subject_key,
@@ -834,7 +836,7 @@ pub async fn duty_facts(pool: &PgPool, codes: &[String], known_ms: i64) -> sqlx:
                 measure_id,
                 measure_name: String::new(),
                 legal_basis: String::new(),
-                catalogue_version: 0,
+                catalogue_version,
                 generation,
                 record_id,
                 list_type: String::new(),

@@ -19,8 +19,14 @@
 //! (generation, lift-after-apply) notice known, whatever order they arrived
 //! in: in force when that is a punishment or reward and its list entry is in
 //! force on the day.
+//!
+//! An entry's validity is its stated end cut to the maximum publication
+//! period of its catalogue version (the engine ends it then, whatever end
+//! its department stated): the version of its latest notice, else the newest
+//! version the archive holds, else the shipped one.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, LazyLock};
 
 use credit_core::notice::NoticeKind;
 use serde::Serialize;
@@ -285,7 +291,8 @@ pub enum Status {
     Active,
     /// Its validity starts after the day.
     Pending,
-    /// Its stated validity ended before the day.
+    /// Its validity ended before the day: its stated end, or the maximum
+    /// publication period of its catalogue version, whichever is first.
     Expired,
     /// An operator ended it (credit repair, withdrawal, ...) and the engine
     /// confirmed it (lifted or withdrew the entry's measures for that
@@ -420,10 +427,60 @@ fn applies(k: NoticeKind) -> bool {
     matches!(k, NoticeKind::Punishment | NoticeKind::Reward)
 }
 
+/// Catalogue versions by number (the archive's `catalogue_versions`, parsed).
+pub type Catalogues = BTreeMap<i32, Arc<credit_measures::Catalogue>>;
+
+static SHIPPED: LazyLock<Option<credit_measures::Catalogue>> =
+    LazyLock::new(|| credit_measures::Catalogue::parse(credit_measures::V1).ok());
+
+/// The last day `r` is published under `catalogue`: its stated end, cut to
+/// the maximum publication period of its list and severity (list entries
+/// only; other records keep their stated end).
+fn published_until(r: &RecordFact, catalogue: Option<&credit_measures::Catalogue>) -> Option<i32> {
+    use credit_core::record::{ListType, Severity};
+    let list = r
+        .list_type
+        .as_deref()
+        .and_then(|l| ListType::ALL.iter().copied().find(|x| x.symbol() == l));
+    let severity = Severity::ALL
+        .iter()
+        .copied()
+        .find(|x| x.symbol() == r.severity);
+    match (list, severity, catalogue) {
+        (Some(l), Some(s), Some(c)) => {
+            credit_measures::plan::published_until(c, l, s, r.valid_from, r.valid_until)
+        }
+        _ => r.valid_until,
+    }
+}
+
 /// The subject's state as of `at`, from `facts` in any order (facts learned
-/// after `at.known_ms` are ignored).
+/// after `at.known_ms` are ignored), with only the shipped catalogue known.
 pub fn state(facts: &Facts, at: AsOf) -> SubjectState {
+    state_with(facts, at, &Catalogues::new())
+}
+
+/// [`state`] with the catalogue versions the archive holds (for entries'
+/// publication periods).
+pub fn state_with(facts: &Facts, at: AsOf, catalogues: &Catalogues) -> SubjectState {
     let known = |ms: i64| ms <= at.known_ms;
+    // Each entry's catalogue version: that of its latest known notice.
+    let mut version_of: BTreeMap<&str, (i64, &Pos, i32)> = BTreeMap::new();
+    for n in facts.notices.iter().filter(|n| known(n.learned_ms)) {
+        let v = (n.learned_ms, &n.pos, n.catalogue_version);
+        let slot = version_of.entry(&n.record_id).or_insert(v);
+        if (v.0, v.1) > (slot.0, slot.1) {
+            *slot = v;
+        }
+    }
+    let catalogue_of = |r: &RecordFact| {
+        version_of
+            .get(r.record_id.as_str())
+            .and_then(|(_, _, v)| catalogues.get(v))
+            .or_else(|| catalogues.values().next_back())
+            .map(|c| &**c)
+            .or(SHIPPED.as_ref())
+    };
 
     // Operator ends, each only once the engine confirmed it: a lift or
     // withdrawal of the entry with the command's reason, learned no earlier
@@ -481,7 +538,7 @@ pub fn state(facts: &Facts, at: AsOf) -> SubjectState {
         }
         if r.valid_from > at.day {
             Status::Pending
-        } else if r.valid_until.is_some_and(|u| u < at.day) {
+        } else if published_until(r, catalogue_of(r)).is_some_and(|u| u < at.day) {
             Status::Expired
         } else {
             Status::Active
@@ -782,6 +839,87 @@ mod tests {
             source_partition: 0,
             source_offset: 0,
         }
+    }
+
+    /// An entry ends at its catalogue version's maximum publication period
+    /// (the engine lifts it then) even when its department stated a later
+    /// end or none; its duties leave "in force" with it.
+    #[test]
+    fn an_entry_expires_at_its_maximum_publication_period() {
+        let from = credit_core::date::days_from_civil(2024, 1, 10);
+        // MAJOR_TAX_VIOLATION, ORDINARY: published 3 to 12 months (v1).
+        let mut r = record("tax:0:1", "k1", 1_000, from, None);
+        r.list_type = Some("MAJOR_TAX_VIOLATION".into());
+        r.severity = "ORDINARY".into();
+        let mut stated = r.clone();
+        stated.record_id = "tax:0:2".into();
+        stated.source.record_key = "k2".into();
+        stated.pos.offset += 1;
+        stated.valid_until = Some(from + 2000);
+        let shorter = {
+            let mut x = stated.clone();
+            x.record_id = "tax:0:3".into();
+            x.source.record_key = "k3".into();
+            x.pos.offset += 1;
+            x.valid_until = Some(from + 30);
+            x
+        };
+        let facts = Facts {
+            records: vec![r.clone(), stated.clone(), shorter.clone()],
+            notices: vec![notice("tax:0:1", "m1", NoticeKind::Punishment, 1, 2_000, 1)],
+            ..Facts::default()
+        };
+        let last = credit_core::date::add_months(from, 12) - 1;
+        let status = |day: i32| {
+            let s = state(
+                &facts,
+                AsOf {
+                    known_ms: 10_000,
+                    day,
+                },
+            );
+            let of = |id: &str| {
+                s.list_entries
+                    .iter()
+                    .find(|v| v.record.record_id == id)
+                    .map(|v| v.status.clone())
+                    .unwrap()
+            };
+            (
+                of("tax:0:1"),
+                of("tax:0:2"),
+                of("tax:0:3"),
+                s.measures_in_force.is_empty(),
+            )
+        };
+        assert_eq!(
+            status(from + 10),
+            (Status::Active, Status::Active, Status::Active, false)
+        );
+        assert_eq!(
+            status(last),
+            (Status::Active, Status::Active, Status::Expired, false)
+        );
+        assert_eq!(
+            status(last + 1),
+            (Status::Expired, Status::Expired, Status::Expired, true)
+        );
+        // A version without a publication period for the list keeps the
+        // department's stated end.
+        let mut v2 = credit_measures::Catalogue::parse(credit_measures::V1).unwrap();
+        v2.publication.clear();
+        let cats = Catalogues::from([(1, Arc::new(v2))]);
+        let s = state_with(
+            &facts,
+            AsOf {
+                known_ms: 10_000,
+                day: last + 1,
+            },
+            &cats,
+        );
+        let st: Vec<_> = s.list_entries.iter().map(|v| v.status.clone()).collect();
+        assert!(st.contains(&Status::Active), "{st:?}");
+        assert!(!s.measures_in_force.is_empty());
     }
 
     #[test]
