@@ -337,6 +337,7 @@ async fn records_through_the_engine_are_archived_explained_as_of_and_rebuilt_ide
     };
     let mut by_measure = BTreeSet::new();
     let mut by_department = BTreeSet::new();
+    let mut answered = 0;
     for c in &codes {
         let (status, _, b) = get(
             &format!("{}/v1/subjects/{c}/measures", archive.url),
@@ -344,6 +345,7 @@ async fn records_through_the_engine_are_archived_explained_as_of_and_rebuilt_ide
         )
         .await;
         assert!(status == 200 || status == 404, "{b}");
+        answered += usize::from(status == 200);
         for ms in b["measures_in_force"]
             .as_object()
             .into_iter()
@@ -377,6 +379,53 @@ async fn records_through_the_engine_are_archived_explained_as_of_and_rebuilt_ide
         assert_eq!(&restricted(&a), want, "pre-check by {filter}: {a}");
     }
     let precheck_code = serde_json::json!({"codes": [code], "measure": measure});
+
+    // What ops see on /metrics: the facts stored by input and the requests
+    // by route template and outcome, never a subject's code.
+    use credit_runtime::metrics::MetricName;
+    let scrape = || async {
+        reqwest::get(format!("{}/metrics", archive.url))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    let sum = |text: &str, name: &str, labels: &[&str]| -> f64 {
+        text.lines()
+            .filter(|l| l.starts_with(&format!("{name}{{")) && labels.iter().all(|x| l.contains(x)))
+            .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+            .sum()
+    };
+    let stored = MetricName::ArchiveFactsStored.exported();
+    let mut metrics = scrape().await;
+    for _ in 0..50 {
+        if sum(&metrics, stored, &["input=\"notices\""]) as usize >= oracle.notices.len() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        metrics = scrape().await;
+    }
+    assert_eq!(
+        (
+            sum(&metrics, stored, &["input=\"records\""]) as usize,
+            sum(&metrics, stored, &["input=\"notices\""]) as usize,
+        ),
+        (w.records.len(), oracle.notices.len()),
+        "{metrics}"
+    );
+    let count = format!("{}_count", MetricName::ArchiveRequestDuration.exported());
+    let measures_route = format!("route=\"{}\"", "/v1/subjects/{code}/measures");
+    assert!(
+        sum(&metrics, &count, &[&measures_route, "outcome=\"ok\""]) as usize >= answered
+            && sum(
+                &metrics,
+                &count,
+                &["route=\"/v1/precheck\"", "outcome=\"ok\""]
+            ) >= 2.0,
+        "{metrics}"
+    );
+    assert!(!metrics.contains(&code), "a subject code on /metrics");
 
     // The entry is withdrawn: out of force now, in force as of before.
     tokio::time::sleep(Duration::from_millis(20)).await;

@@ -70,10 +70,16 @@ pub enum MetricName {
     EngineCommitDuration,
     /// List entries a department's resend changed (same record key, other content), by department.
     EntriesUpdated,
+    /// Facts the archive stored, by input (records, notices, feedback, commands, catalogue, unreadable).
+    ArchiveFactsStored,
+    /// Time to write one archive batch to PostgreSQL (one transaction).
+    ArchiveWriteDuration,
+    /// Time to answer one archive API request, by route (the template, never a code) and outcome.
+    ArchiveRequestDuration,
 }
 
 impl MetricName {
-    pub const ALL: [MetricName; 24] = [
+    pub const ALL: [MetricName; 27] = [
         MetricName::RecordsIn,
         MetricName::RecordsOut,
         MetricName::RecordsDeadLettered,
@@ -98,6 +104,9 @@ impl MetricName {
         MetricName::CodeConflictRatio,
         MetricName::EngineCommitDuration,
         MetricName::EntriesUpdated,
+        MetricName::ArchiveFactsStored,
+        MetricName::ArchiveWriteDuration,
+        MetricName::ArchiveRequestDuration,
     ];
 
     /// Instrument name given to the OpenTelemetry SDK.
@@ -127,6 +136,9 @@ impl MetricName {
             MetricName::CodeConflictRatio => "credit_bus_code_conflict_ratio",
             MetricName::EngineCommitDuration => "credit_bus_engine_commit_duration",
             MetricName::EntriesUpdated => "credit_bus_entries_updated",
+            MetricName::ArchiveFactsStored => "credit_bus_archive_facts_stored",
+            MetricName::ArchiveWriteDuration => "credit_bus_archive_write_duration",
+            MetricName::ArchiveRequestDuration => "credit_bus_archive_request_duration",
         }
     }
 
@@ -157,6 +169,9 @@ impl MetricName {
             MetricName::CodeConflictRatio => "credit_bus_code_conflict_ratio",
             MetricName::EngineCommitDuration => "credit_bus_engine_commit_duration_seconds",
             MetricName::EntriesUpdated => "credit_bus_entries_updated_total",
+            MetricName::ArchiveFactsStored => "credit_bus_archive_facts_stored_total",
+            MetricName::ArchiveWriteDuration => "credit_bus_archive_write_duration_seconds",
+            MetricName::ArchiveRequestDuration => "credit_bus_archive_request_duration_seconds",
         }
     }
 
@@ -215,6 +230,7 @@ pub mod label {
     pub const CONCEPT: &str = "concept";
     pub const DECISION: &str = "decision";
     pub const COLUMN: &str = "column";
+    pub const ROUTE: &str = "route";
 }
 
 pub fn department(id: &'static str) -> KeyValue {

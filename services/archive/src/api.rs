@@ -793,6 +793,37 @@ pub const ROUTES: &[(&str, &str)] = &[
 ];
 
 /// The API's routes (the ops routes are merged by the caller).
+/// Middleware timing every API request into
+/// `credit_bus_archive_request_duration_seconds{route,outcome}`: the route is
+/// the matched template (`/v1/subjects/{code}`), never a code. Applied with
+/// `route_layer(from_fn_with_state(histogram, time_request))`.
+pub async fn time_request(
+    State(h): State<opentelemetry::metrics::Histogram<f64>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    use credit_runtime::metrics::label;
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let started = std::time::Instant::now();
+    let resp = next.run(req).await;
+    let outcome = match resp.status().as_u16() {
+        200..=399 => "ok",
+        400..=499 => "client_error",
+        _ => "server_error",
+    };
+    h.record(
+        started.elapsed().as_secs_f64(),
+        &[
+            opentelemetry::KeyValue::new(label::ROUTE, route),
+            opentelemetry::KeyValue::new(label::OUTCOME, outcome),
+        ],
+    );
+    resp
+}
+
 pub fn router(api: Arc<Api>) -> Router {
     Router::new()
         .route(ROUTES[0].1, get(subject))

@@ -24,8 +24,13 @@ use std::time::Duration;
 
 use apache_avro::Schema;
 use credit_runtime::config::{KafkaConfig, RegistryConfig};
+use credit_runtime::errors::{Class, Disposition, ErrorPolicy, Fault};
+use credit_runtime::metrics::{MetricName, label};
 use credit_runtime::ops::Readiness;
+use credit_runtime::telemetry::Telemetry;
 use credit_schemas::registry::RegistryClient;
+use opentelemetry::KeyValue;
+use opentelemetry::metrics::{Counter, Histogram};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{Offset, TopicPartitionList};
@@ -195,6 +200,58 @@ async fn partitions(
     }
 }
 
+/// What the ingest counts: facts stored by input, batch write time, and
+/// database retries in the error policy's one counter.
+struct Metrics {
+    stored: Counter<u64>,
+    write: Histogram<f64>,
+    errors: ErrorPolicy,
+}
+
+impl Metrics {
+    fn new(tel: &Telemetry) -> Metrics {
+        let meter = tel.meter();
+        Metrics {
+            stored: MetricName::ArchiveFactsStored.counter(
+                &meter,
+                "Facts the archive stored, by input (unreadable: kept in ingest_errors)",
+            ),
+            write: MetricName::ArchiveWriteDuration
+                .seconds_histogram(&meter, "Time to write one archive batch (one transaction)"),
+            errors: ErrorPolicy::new(tel),
+        }
+    }
+
+    fn stored(&self, batch: &Batch) {
+        let mut by = [0u64; 6];
+        for f in &batch.facts {
+            by[match f {
+                Fact::Record(..) => 0,
+                Fact::Notice(_) => 1,
+                Fact::Feedback(_) => 2,
+                Fact::Command(_) => 3,
+                Fact::Catalogue(_) | Fact::Nothing => 4,
+            }] += 1;
+        }
+        by[5] = batch.errors.len() as u64;
+        for (n, input) in by.into_iter().zip([
+            "records",
+            "notices",
+            "feedback",
+            "commands",
+            "catalogue",
+            "unreadable",
+        ]) {
+            if n > 0 {
+                self.stored.add(n, &[KeyValue::new(label::INPUT, input)]);
+            }
+        }
+    }
+}
+
+/// The database refused or was away: the same batch is written again.
+const DATABASE_RETRY: Class = Class::new("archive_database", Fault::External, Disposition::Retry);
+
 /// Follows the inputs until `stop`.
 pub async fn run(
     kafka: KafkaConfig,
@@ -202,8 +259,10 @@ pub async fn run(
     pool: PgPool,
     settings: Settings,
     ready: Readiness,
+    tel: &Telemetry,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
+    let metrics = Metrics::new(tel);
     let naming = kafka.naming();
     let topics = inputs(&kafka);
     let input_of: HashMap<String, Input> = topics.iter().cloned().collect();
@@ -298,9 +357,15 @@ pub async fn run(
         // idempotent), never skip it.
         let mut delay = Duration::from_millis(200);
         loop {
+            let started = std::time::Instant::now();
             match db::write(&pool, &batch).await {
-                Ok(_) => break,
+                Ok(_) => {
+                    metrics.write.record(started.elapsed().as_secs_f64(), &[]);
+                    metrics.stored(&batch);
+                    break;
+                }
                 Err(e) => {
+                    metrics.errors.count(DATABASE_RETRY);
                     tracing::warn!(error = %e, "archive database write failed; retrying");
                     tokio::select! {
                         _ = stop.cancelled() => return Ok(()),

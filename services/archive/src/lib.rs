@@ -52,7 +52,16 @@ pub async fn run(
         a.max_precheck,
         a.audit_limit,
     ));
-    let app = api::router(api).merge(ops::router(tel.clone(), ready.clone()));
+    let requests = credit_runtime::metrics::MetricName::ArchiveRequestDuration.seconds_histogram(
+        &tel.meter(),
+        "Time to answer one archive API request, by route and outcome",
+    );
+    let app = api::router(api)
+        .route_layer(axum::middleware::from_fn_with_state(
+            requests,
+            api::time_request,
+        ))
+        .merge(ops::router(tel.clone(), ready.clone()));
     let (addr, server) =
         ops::serve(&config.common.telemetry.ops_listen, app, shutdown.clone()).await?;
     tracing::info!(%addr, "archive API and ops endpoints listening");
@@ -68,6 +77,7 @@ pub async fn run(
             batch_wait: Duration::from_millis(a.batch_wait_ms),
         },
         ready,
+        &tel,
         shutdown.clone(),
     )
     .await;
