@@ -581,7 +581,10 @@ struct EndRow {
 /// statement (one round trip: the subject query's latency is mostly round
 /// trips): the records and notices by subject, the feedback on those
 /// notices and the end commands of those entries, each row as JSON tagged
-/// with its table.
+/// with its table. Feedback and commands are looked up per id (a LATERAL
+/// subquery fenced with OFFSET 0): the generic plan cannot know the array
+/// holds one code and hash-joined a sequential scan of all commands instead
+/// (57 ms against 0.6 ms on the 10M-subject bench archive).
 pub async fn facts(pool: &PgPool, codes: &[String], known_ms: i64) -> sqlx::Result<Facts> {
     let sql = format!(
         r#"WITH r AS (
@@ -597,14 +600,18 @@ pub async fn facts(pool: &PgPool, codes: &[String], known_ms: i64) -> sqlx::Resu
                source_topic, source_partition, source_offset
              FROM notices WHERE subject_key = ANY($1) AND learned_at <= {learned}),
            f AS (
-             SELECT topic, "partition", "offset", {l} AS learned_ms, notice_id, department, outcome,
-               reason, {ra} AS responded_ms
-             FROM feedback WHERE notice_id IN (SELECT notice_id FROM n) AND learned_at <= {learned}),
+             SELECT x.* FROM (SELECT DISTINCT notice_id FROM n) ids CROSS JOIN LATERAL (
+               SELECT topic, "partition", "offset", {l} AS learned_ms, notice_id, department, outcome,
+                 reason, {ra} AS responded_ms
+               FROM feedback WHERE notice_id = ids.notice_id AND learned_at <= {learned}
+               OFFSET 0) x),
            c AS (
-             SELECT topic, "partition", "offset", {l} AS learned_ms, record_id, reason
-             FROM commands
-             WHERE record_id IN (SELECT record_id FROM r UNION SELECT record_id FROM n)
-               AND reason IS NOT NULL AND learned_at <= {learned})
+             SELECT x.* FROM (SELECT record_id FROM r UNION SELECT record_id FROM n) ids
+             CROSS JOIN LATERAL (
+               SELECT topic, "partition", "offset", {l} AS learned_ms, record_id, reason
+               FROM commands
+               WHERE record_id = ids.record_id AND reason IS NOT NULL AND learned_at <= {learned}
+               OFFSET 0) x)
            SELECT 0::int2, row_to_json(r)::text FROM r
            UNION ALL SELECT 1::int2, row_to_json(n)::text FROM n
            UNION ALL SELECT 2::int2, row_to_json(f)::text FROM f
@@ -861,8 +868,10 @@ pub async fn duty_facts(pool: &PgPool, codes: &[String], known_ms: i64) -> sqlx:
     ids.sort_unstable();
     ids.dedup();
     let ends = sqlx::query_as::<_, (String, i32, i64, i64, String, String)>(&format!(
-        r#"SELECT topic, "partition", "offset", {l}, record_id, reason
-           FROM commands WHERE record_id = ANY($1) AND reason IS NOT NULL AND learned_at <= {learned}"#,
+        r#"SELECT x.* FROM unnest($1::text[]) ids(record_id) CROSS JOIN LATERAL (
+             SELECT topic, "partition", "offset", {l}, record_id, reason
+             FROM commands WHERE record_id = ids.record_id AND reason IS NOT NULL
+               AND learned_at <= {learned} OFFSET 0) x"#,
         l = ms("learned_at"),
     ))
     .bind(&ids)
@@ -870,12 +879,18 @@ pub async fn duty_facts(pool: &PgPool, codes: &[String], known_ms: i64) -> sqlx:
     .fetch_all(&mut *conn)
     .await?
     .into_iter()
-    .map(|(topic, partition, offset, learned_ms, record_id, reason)| EndFact {
-        pos: Pos { topic, partition, offset },
-        learned_ms,
-        record_id,
-        reason,
-    })
+    .map(
+        |(topic, partition, offset, learned_ms, record_id, reason)| EndFact {
+            pos: Pos {
+                topic,
+                partition,
+                offset,
+            },
+            learned_ms,
+            record_id,
+            reason,
+        },
+    )
     .collect();
     Ok(Facts {
         records,
