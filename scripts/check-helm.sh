@@ -311,6 +311,29 @@ def archive_problems(eff, kinds):
         targets = tomllib.loads(dcm[0]["data"]["config.toml"])["dashboard"]["targets"]
         if {"name": "archive", "url": f"http://cb-credit-bus-archive:{a['port']}"} not in targets:
             out.append("not a dashboard target")
+        # The subject view: the archive's Service and the one department's token
+        # file, mounted read-only from the tokens Secret (no other key of it).
+        want = eff["dashboard"].get("archiveDepartment")
+        dcfg = tomllib.loads(dcm[0]["data"]["config.toml"])["dashboard"]
+        if want:
+            entry = next(d for d in a["departments"] if d["id"] == want)
+            ddep = [d for d in kinds["Deployment"] if d["metadata"]["name"].endswith("-dashboard")][0]
+            dpod = ddep["spec"]["template"]["spec"]
+            dvols = {v["name"]: v for v in dpod.get("volumes", [])}
+            dfiles = {}
+            for m in dpod["containers"][0].get("volumeMounts", []):
+                sec = dvols.get(m["name"], {}).get("secret")
+                if sec and sec["secretName"] == a["tokens"]["existingSecret"]:
+                    if not m.get("readOnly"):
+                        out.append(f"dashboard mounts {m['name']} writable")
+                    for it in sec.get("items") or [{"key": "*", "path": "*"}]:
+                        dfiles[f"{m['mountPath']}/{it['path']}"] = (sec["secretName"], it["key"])
+            if dcfg.get("archive_url") != f"http://cb-credit-bus-archive:{a['port']}":
+                out.append(f"dashboard archive_url {dcfg.get('archive_url')}")
+            if dfiles != {dcfg.get("archive_token_file"): (a["tokens"]["existingSecret"], entry.get("key") or entry["id"])}:
+                out.append(f"dashboard token file {dcfg.get('archive_token_file')} mounts {dfiles}")
+        elif "archive_url" in dcfg:
+            out.append("dashboard archive_url without dashboard.archiveDepartment")
     if eff["strimzi"]["users"]["enabled"] and not any(u["metadata"]["name"] == "cb-credit-bus-archive" for u in kinds.get("KafkaUser", [])):
         out.append("no KafkaUser archive")
     return out
@@ -518,6 +541,16 @@ with helm.Chart.load(CHART) as chart:
         ("an archive department outside the catalogue",
          {"archive": {"enabled": True, "database": {"existingSecret": "db"}, "tokens": {"existingSecret": "t"},
                       "departments": [{"id": "nobody", "roles": ["read"]}]}}, "not in departments.all"),
+        ("a dashboard subject view as a department that reads personal data",
+         {"archive": {"enabled": True, "database": {"existingSecret": "db"}, "tokens": {"existingSecret": "t"},
+                      "departments": [{"id": "courts", "roles": ["read", "personal_data"]}]},
+          "dashboard": {"archiveDepartment": "courts"}}, "not personal_data"),
+        ("a dashboard subject view as a department the archive does not list",
+         {"archive": {"enabled": True, "database": {"existingSecret": "db"}, "tokens": {"existingSecret": "t"},
+                      "departments": [{"id": "finance", "roles": ["read"]}]},
+          "dashboard": {"archiveDepartment": "tax"}}, "not one of archive.departments"),
+        ("a dashboard subject view without the archive", {"dashboard": {"archiveDepartment": "finance"}},
+         "needs archive.enabled"),
         ("an archive department listed twice",
          {"archive": {"enabled": True, "database": {"existingSecret": "db"}, "tokens": {"existingSecret": "t"},
                       "departments": [{"id": "tax", "roles": ["read"]}, {"id": "tax", "roles": ["audit"]}]}}, "listed twice"),

@@ -334,3 +334,30 @@ shared credentials as a whole (so existingSecret: "" there really clears it).
 {{- $_ := set $seen .id true }}
 {{- end }}
 {{- end -}}
+
+{{/* The archive department the dashboard's subject view asks as (its
+     archive.departments entry), or nothing; refuses one that could read
+     unmasked personal data. */}}
+{{- define "credit-bus.dashboardArchiveEntry" -}}
+{{- $want := .Values.dashboard.archiveDepartment -}}
+{{- if $want }}
+{{- if not .Values.archive.enabled }}
+{{- fail "dashboard.archiveDepartment needs archive.enabled: the subject view asks the archive" }}
+{{- end }}
+{{- $found := dict -}}
+{{- range .Values.archive.departments }}
+{{- if eq .id $want }}{{- $found = . -}}{{- end }}
+{{- end }}
+{{- if not $found }}
+{{- fail (printf "dashboard.archiveDepartment: %q is not one of archive.departments" $want) }}
+{{- end }}
+{{- if or (not (has "read" $found.roles)) (has "personal_data" $found.roles) }}
+{{- fail (printf "dashboard.archiveDepartment: %q must have role read and not personal_data (the dashboard shows masked answers only)" $want) }}
+{{- end }}
+{{- toJson $found }}
+{{- end }}
+{{- end -}}
+
+{{- define "credit-bus.dashboardArchiveTokenDir" -}}
+/etc/credit-bus/archive-token
+{{- end -}}
