@@ -626,9 +626,15 @@ async fn precheck(
     let facts = if candidates.is_empty() {
         history::Facts::default()
     } else {
-        db::duty_facts(&api.pool, &candidates, at.known_ms)
-            .await
-            .map_err(Problem::unavailable)?
+        db::duty_facts(
+            &api.pool,
+            &candidates,
+            at.known_ms,
+            req.measure.as_deref(),
+            req.department.as_deref(),
+        )
+        .await
+        .map_err(Problem::unavailable)?
     };
     let cats = catalogues(&api, facts.notices.iter().map(|n| n.catalogue_version)).await?;
     // One subject's facts each.

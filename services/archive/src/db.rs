@@ -743,7 +743,16 @@ pub async fn facts(pool: &PgPool, codes: &[String], known_ms: i64) -> sqlx::Resu
 /// duties' notices, the end commands), typed, with the descriptive text
 /// left empty. The subjects are the few [`punished`] names, but a batch's
 /// worth of them: reading every column as JSON cost 0.1 ms per subject.
-pub async fn duty_facts(pool: &PgPool, codes: &[String], known_ms: i64) -> sqlx::Result<Facts> {
+/// Of the notices, only the duties of `measure` / `department` and the
+/// lifts and withdrawals (which confirm ends) are read: the others decide
+/// nothing the pre-check asks.
+pub async fn duty_facts(
+    pool: &PgPool,
+    codes: &[String],
+    known_ms: i64,
+    measure: Option<&str>,
+    department: Option<&str>,
+) -> sqlx::Result<Facts> {
     let mut conn = pool.acquire().await?;
     let learned = ts("$2::int8");
     let records: Vec<RecordFact> = sqlx::query_as::<_, (String, i32, i64, i64, String, String, String, String, String, i32, Option<i32>, String)>(&format!(
@@ -805,11 +814,17 @@ pub async fn duty_facts(pool: &PgPool, codes: &[String], known_ms: i64) -> sqlx:
     >(&format!(
         r#"SELECT topic, "partition", "offset", {l}, notice_id, kind, department, measure_id,
              generation, catalogue_version, record_id, subject_type, subject_key, reason
-           FROM notices WHERE subject_key = ANY($1) AND learned_at <= {learned}"#,
+           FROM notices WHERE subject_key = ANY($1) AND learned_at <= {learned}
+             AND (kind IN ('{lift}', '{withdrawal}')
+                  OR (($3::text IS NULL OR measure_id = $3) AND ($4::text IS NULL OR department = $4)))"#,
         l = ms("learned_at"),
+        lift = NoticeKind::Lift.as_str(),
+        withdrawal = NoticeKind::Withdrawal.as_str(),
     ))
     .bind(codes)
     .bind(known_ms)
+    .bind(measure)
+    .bind(department)
     .fetch_all(&mut *conn)
     .await?
     .into_iter()
