@@ -58,6 +58,9 @@ struct Args {
     /// Subjects written through the archive's write path for the ingest ratio.
     #[arg(long, default_value_t = 20_000)]
     ingest_subjects: u64,
+    /// Facts per archive write (the service's `archive.batch_size` by default).
+    #[arg(long, default_value_t = credit_archive::Config::defaults().batch_size)]
+    ingest_batch: usize,
     /// Queries per latency figure and round.
     #[arg(long, default_value_t = 20_000)]
     samples: usize,
@@ -374,16 +377,24 @@ async fn main() -> anyhow::Result<()> {
     let mut admin = sqlx::PgConnection::connect(&args.database_url).await?;
     let measures = punishments()?;
 
-    // Ingest ratio, in a scratch database.
-    let scratch = format!("bench_archive_ingest_{}", std::process::id());
-    sqlx::query(&format!("CREATE DATABASE {scratch}"))
-        .execute(&mut admin)
-        .await?;
-    let result = ingest(&args, &format!("{root}/{scratch}"), &measures).await;
-    sqlx::query(&format!("DROP DATABASE {scratch} WITH (FORCE)"))
-        .execute(&mut admin)
-        .await?;
-    result?;
+    // Ingest ratio, each round in a scratch database of its own.
+    let mut ratios = Vec::new();
+    for _ in 0..args.rounds {
+        let scratch = format!("bench_archive_ingest_{}", std::process::id());
+        sqlx::query(&format!("CREATE DATABASE {scratch}"))
+            .execute(&mut admin)
+            .await?;
+        let result = ingest(&args, &format!("{root}/{scratch}"), &measures).await;
+        sqlx::query(&format!("DROP DATABASE {scratch} WITH (FORCE)"))
+            .execute(&mut admin)
+            .await?;
+        ratios.push(result?);
+    }
+    println!(
+        "ingest ratio to COPY over {} rounds: min/median/max {}",
+        args.rounds,
+        spread(ratios)
+    );
 
     // The loaded archive.
     let name = args
@@ -409,12 +420,12 @@ async fn main() -> anyhow::Result<()> {
     result
 }
 
-/// The archive's write path against a bare `COPY` of the same rows.
+/// The archive's write path against a bare `COPY` of the same rows; the ratio.
 async fn ingest(
     args: &Args,
     url: &str,
     measures: &[(String, String, String)],
-) -> anyhow::Result<()> {
+) -> anyhow::Result<f64> {
     let pool = credit_archive::db::connect(url, 4).await?;
     let mut batch = credit_archive::db::Batch::default();
     let mut bufs: [Vec<u8>; 4] = Default::default();
@@ -424,7 +435,7 @@ async fn ingest(
         let f = subject_facts(args, s, measures);
         copy_rows(&f, &mut bufs);
         batch.facts.extend(f);
-        if batch.facts.len() >= 2_000 || s + 1 == args.ingest_subjects {
+        if batch.facts.len() >= args.ingest_batch || s + 1 == args.ingest_subjects {
             batch
                 .next
                 .insert(("credit.records".into(), 0), s as i64 + 1);
@@ -456,12 +467,13 @@ async fn ingest(
     let ingest_rate = rows as f64 / write_time.as_secs_f64();
     let copy_rate = rows as f64 / copy_time.as_secs_f64();
     println!(
-        "ingest: {} subjects, {rows} rows through db::write (batches of 2,000 facts): {ingest_rate:.0} rows/s; \
+        "ingest: {} subjects, {rows} rows through db::write (batches of {} facts): {ingest_rate:.0} rows/s; \
          bare COPY of the same rows: {copy_rate:.0} rows/s; ratio {:.2}",
         args.ingest_subjects,
+        args.ingest_batch,
         ingest_rate / copy_rate
     );
-    Ok(())
+    Ok(ingest_rate / copy_rate)
 }
 
 /// What a loaded database holds (reused when it matches).
