@@ -312,13 +312,21 @@ async fn subject_state(
     Ok((h, s))
 }
 
-/// `GET /v1/subjects/{code}`.
+/// `GET /v1/subjects/{code}` (`S`: the subject's state) and
+/// `/measures` (`S`: its measures in force only). Serialised once, straight
+/// from the state.
 #[derive(Debug, Serialize, Deserialize)]
-pub struct SubjectAnswer {
+pub struct SubjectAnswer<S> {
     pub subject: SubjectHead,
     pub as_of: AsOfView,
     #[serde(flatten)]
-    pub state: serde_json::Value,
+    pub state: S,
+}
+
+/// The `/measures` answer's state.
+#[derive(Debug, Serialize)]
+struct InForce {
+    measures_in_force: BTreeMap<String, Vec<history::MeasureInForce>>,
 }
 
 async fn subject(
@@ -330,13 +338,12 @@ async fn subject(
     let c = caller(&api, &headers, Role::Read)?;
     let code = code_of(&code)?;
     let at = as_of(&q)?;
-    let (h, s) = subject_state(&api, c, &code, at, "subject").await?;
-    let mut state = serde_json::to_value(&s).map_err(internal)?;
-    fill_catalogue(&api, &mut state).await?;
+    let (h, mut s) = subject_state(&api, c, &code, at, "subject").await?;
+    fill_catalogue(&api, &mut s.measures_in_force).await?;
     Ok(Json(SubjectAnswer {
         subject: h,
         as_of: at.into(),
-        state,
+        state: s,
     })
     .into_response())
 }
@@ -352,8 +359,10 @@ async fn measures(
     let code = code_of(&code)?;
     let at = as_of(&q)?;
     let (h, s) = subject_state(&api, c, &code, at, "measures").await?;
-    let mut state = serde_json::json!({ "measures_in_force": s.measures_in_force });
-    fill_catalogue(&api, &mut state).await?;
+    let mut state = InForce {
+        measures_in_force: s.measures_in_force,
+    };
+    fill_catalogue(&api, &mut state.measures_in_force).await?;
     Ok(Json(SubjectAnswer {
         subject: h,
         as_of: at.into(),
@@ -362,31 +371,16 @@ async fn measures(
     .into_response())
 }
 
-fn internal(e: impl std::fmt::Display) -> Problem {
-    tracing::error!(error = %e, "archive answer");
-    Problem::new(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "internal",
-        "Internal error",
-        "the archive could not build the answer",
-    )
-}
-
 /// Adds each explanation's catalogue version details (effective date,
 /// description) where the archive holds that version.
-async fn fill_catalogue(api: &Api, v: &mut serde_json::Value) -> Result<(), Problem> {
-    let Some(by_dept) = v
-        .get_mut("measures_in_force")
-        .and_then(|m| m.as_object_mut())
-    else {
-        return Ok(());
-    };
+async fn fill_catalogue(
+    api: &Api,
+    by_dept: &mut BTreeMap<String, Vec<history::MeasureInForce>>,
+) -> Result<(), Problem> {
     let mut versions: Vec<i32> = by_dept
         .values()
-        .filter_map(|ms| ms.as_array())
         .flatten()
-        .filter_map(|m| m["explanation"]["catalogue_version"].as_i64())
-        .map(|v| v as i32)
+        .map(|m| m.explanation.catalogue_version)
         .collect();
     versions.sort();
     versions.dedup();
@@ -408,24 +402,12 @@ async fn fill_catalogue(api: &Api, v: &mut serde_json::Value) -> Result<(), Prob
             .unwrap_or_else(|e| e.into_inner())
             .extend(found);
     }
-    let known = api
-        .versions
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone();
-    for m in by_dept
-        .values_mut()
-        .filter_map(|ms| ms.as_array_mut())
-        .flatten()
-    {
-        let e = &mut m["explanation"];
-        let version = e["catalogue_version"].as_i64().unwrap_or(-1) as i32;
-        let (eff, desc) = match known.get(&version) {
-            Some((eff, desc)) => (serde_json::json!(eff), serde_json::json!(desc)),
-            None => (serde_json::Value::Null, serde_json::Value::Null),
-        };
-        e["catalogue_effective"] = eff;
-        e["catalogue_description"] = desc;
+    let known = api.versions.lock().unwrap_or_else(|e| e.into_inner());
+    for e in by_dept.values_mut().flatten().map(|m| &mut m.explanation) {
+        if let Some((eff, desc)) = known.get(&e.catalogue_version) {
+            e.catalogue_effective = Some(eff.clone());
+            e.catalogue_description = Some(desc.clone());
+        }
     }
     Ok(())
 }

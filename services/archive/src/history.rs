@@ -355,6 +355,10 @@ pub struct Explanation {
     pub department_record_key: Option<String>,
     /// The inbound topic, partition and offset the record was normalised from.
     pub inbound: Option<Lineage>,
+    /// The catalogue version's effective date and description, when the
+    /// archive holds that version (filled by the API).
+    pub catalogue_effective: Option<String>,
+    pub catalogue_description: Option<String>,
 }
 
 /// A measure in force.
@@ -689,6 +693,8 @@ pub fn state_with(facts: &Facts, at: AsOf, catalogues: &Catalogues) -> SubjectSt
                     record_offset: n.source_offset,
                     department_record_key: r.map(|r| r.source.record_key.clone()),
                     inbound: r.map(|r| r.source.clone()),
+                    catalogue_effective: None,
+                    catalogue_description: None,
                 },
             });
     }
