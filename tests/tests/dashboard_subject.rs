@@ -8,7 +8,8 @@
 //! archive's audit row for the look; the archive's problems (bad code,
 //! unknown subject, 401 and 403 for the dashboard's token) passed on; the
 //! dashboard's own when the archive is unreachable or the code empty; the
-//! resident ID never in the dashboard's log or any answer.
+//! resident ID never in the dashboard's log or any answer. Then the same look
+//! typed into the page in a headless chromium (`tests/browser/subject.mjs`).
 
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -299,4 +300,53 @@ async fn the_subject_view_shows_what_a_read_only_department_may_see() {
     }
     let gone_log = std::fs::read_to_string(&gone.log).unwrap();
     assert!(gone_log.contains("archive not reachable"), "{gone_log}");
+
+    // The same look in a real browser, as an operator types it into the page
+    // (tests/browser/subject.mjs): masked, with the measure and why, and the
+    // bad code's problem shown; one more audit row for it.
+    let browser_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("browser");
+    assert!(
+        browser_dir.join("node_modules/playwright-core").exists(),
+        "playwright-core not installed in {}: run scripts/test.sh (ensure_browser_test_deps)",
+        browser_dir.display()
+    );
+    let chromium = std::env::var("CHROMIUM_PATH").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(
+        std::path::Path::new(&chromium).exists(),
+        "{chromium} missing: run scripts/test.sh (ensure_chromium)"
+    );
+    let url = format!("{}/", d.url);
+    let (code, masked_code, masked_name, bad) = (
+        rid.clone(),
+        credit_core::ids::mask_id(&rid),
+        credit_core::ids::mask_person_name(name),
+        wrong.clone(),
+    );
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("node")
+            .arg("subject.mjs")
+            .args(["--url", &url, "--code", &code])
+            .args(["--masked-code", &masked_code, "--masked-name", &masked_name])
+            .args(["--measure", "M-PROCUREMENT", "--bad-code", &bad])
+            .args(["--timeout-s", "30"])
+            .current_dir(browser_dir)
+            .env("CHROMIUM_PATH", chromium)
+            .output()
+            .expect("running node (scripts/test.sh installs it)")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!("{stdout}");
+    assert!(
+        out.status.success() && stdout.contains("subject browser check: all ok"),
+        "browser check failed ({}):\n{stdout}\n{stderr}",
+        out.status
+    );
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM audit")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(n, 2, "the browser's look is audited too");
 }
