@@ -247,11 +247,30 @@ async fn api_summary_agrees_with_what_was_published() {
             "{x}"
         );
     }
-    let text = s.to_string();
-    let digits: Vec<&str> = text
-        .split(|c: char| !c.is_ascii_alphanumeric())
-        .filter(|w| w.len() == 18 && w[..17].bytes().all(|b| b.is_ascii_digit()))
-        .collect();
+    // Every string (and key) and every integer of the summary, searched for
+    // resident-ID-shaped tokens; a float's digits (0.039650000000000005) are
+    // not an ID and were once mistaken for one.
+    fn id_shaped(v: &Value, out: &mut Vec<String>) {
+        let scan = |t: &str, out: &mut Vec<String>| {
+            out.extend(
+                t.split(|c: char| !c.is_ascii_alphanumeric())
+                    .filter(|w| w.len() == 18 && w[..17].bytes().all(|b| b.is_ascii_digit()))
+                    .map(str::to_string),
+            )
+        };
+        match v {
+            Value::String(t) => scan(t, out),
+            Value::Number(n) if n.is_u64() || n.is_i64() => scan(&n.to_string(), out),
+            Value::Array(a) => a.iter().for_each(|x| id_shaped(x, out)),
+            Value::Object(o) => o.iter().for_each(|(k, x)| {
+                scan(k, out);
+                id_shaped(x, out)
+            }),
+            _ => {}
+        }
+    }
+    let mut digits = Vec::new();
+    id_shaped(&s, &mut digits);
     assert!(
         digits.is_empty(),
         "resident-ID-shaped values in the summary: {digits:?}"
