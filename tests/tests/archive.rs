@@ -753,6 +753,37 @@ async fn departments_see_what_their_roles_allow_and_every_personal_read_is_audit
         (200, Some(2), Some(0)),
         "{a}"
     );
+    // Asking about a natural person is a read of personal data even when the
+    // answer is "not restricted": audited; the legal person is not.
+    let (status, _, audit) =
+        get(&format!("{base}/v1/audit?subject={person}"), Some(&auditor)).await;
+    assert_eq!(status, 200, "{audit}");
+    let prechecks: Vec<&Value> = audit["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["action"] == "precheck")
+        .collect();
+    assert_eq!(prechecks.len(), 1, "{audit}");
+    assert_eq!(
+        (
+            &prechecks[0]["department"],
+            &prechecks[0]["masked"],
+            &prechecks[0]["fields"]
+        ),
+        (
+            &Value::from("finance"),
+            &Value::from(true),
+            &serde_json::json!(["subject_key", "restriction"])
+        ),
+        "{audit}"
+    );
+    let (_, _, audit) = get(
+        &format!("{base}/v1/audit?subject={unknown}"),
+        Some(&auditor),
+    )
+    .await;
+    assert_eq!(audit["rows"], serde_json::json!([]), "{audit}");
     let (status, ct, p) = post(&pre, &reader, &serde_json::json!({"codes": [person]})).await;
     assert_eq!(
         (status, ct.as_str()),

@@ -162,6 +162,15 @@ fn caller<'a>(api: &'a Api, headers: &HeaderMap, role: Role) -> Result<&'a Calle
 /// pre-2015 15-digit registration number, as the normaliser accepts them.
 /// Letters are upper-cased (a lower-case check character `x`); nothing else
 /// is corrected. The reason never repeats the code.
+/// Whether a code [`check_code`] accepted is a resident ID number (a natural
+/// person): 18 characters, 17 digits first, and not a valid USCC (the order
+/// `check_code` tries them in).
+fn is_resident_id(code: &str) -> bool {
+    code.len() == 18
+        && code.as_bytes()[..17].iter().all(u8::is_ascii_digit)
+        && credit_core::ids::check_uscc(code).is_err()
+}
+
 pub fn check_code(raw: &str, today: i32) -> Result<String, String> {
     use credit_core::ids;
     let code = raw.trim().to_ascii_uppercase();
@@ -683,22 +692,29 @@ async fn precheck(
         }
     }
     let unmasked = c.has(Role::PersonalData);
-    let mut audit = Vec::new();
+    // A natural person: a resident ID asked about, or a subject its facts
+    // say is one.
+    let person =
+        |code: &str| is_resident_id(code) || restricted_by_code.get(code).is_some_and(|(p, _)| *p);
+    // Every natural person asked about is a read of personal data, restricted
+    // or not (the answer says which): one audit row each.
+    let audit: Vec<db::Audit> = unique
+        .iter()
+        .filter(|code| person(code))
+        .map(|code| db::Audit {
+            department: c.department.clone(),
+            action: "precheck".into(),
+            subject_key: code.clone(),
+            fields: vec!["subject_key".into(), "restriction".into()],
+            masked: !unmasked,
+        })
+        .collect();
     let mut restricted = Vec::new();
     for (index, code) in codes.iter().enumerate() {
-        if let Some((person, ms)) = restricted_by_code.get(code.as_str()) {
-            if *person {
-                audit.push(db::Audit {
-                    department: c.department.clone(),
-                    action: "precheck".into(),
-                    subject_key: code.clone(),
-                    fields: vec!["subject_key".into(), "restriction".into()],
-                    masked: !unmasked,
-                });
-            }
+        if let Some((_, ms)) = restricted_by_code.get(code.as_str()) {
             restricted.push(Restricted {
                 index,
-                code: if *person && !unmasked {
+                code: if person(code) && !unmasked {
                     credit_core::ids::mask_id(code)
                 } else {
                     code.clone()
