@@ -47,11 +47,9 @@ pub struct Api {
     pub max_precheck: usize,
     pub audit_limit: i64,
     /// The archived catalogue versions, parsed (publication periods,
-    /// measure ids); read again only when a version not held is asked for.
+    /// measure ids, effective dates, descriptions): a published version never
+    /// changes, so it is read again only when a version not held is asked for.
     catalogues: Mutex<(bool, Arc<history::Catalogues>)>,
-    /// Effective date and description per archived catalogue version: a
-    /// published version never changes, so each is read once.
-    versions: Mutex<HashMap<i32, (String, String)>>,
 }
 
 impl Api {
@@ -62,7 +60,6 @@ impl Api {
             max_precheck,
             audit_limit,
             catalogues: Mutex::new((false, Arc::default())),
-            versions: Mutex::new(HashMap::new()),
         }
     }
 }
@@ -270,14 +267,15 @@ fn head(code: &str, s: &SubjectState) -> SubjectHead {
     }
 }
 
-/// Loads, folds, masks and audits one subject's state.
+/// Loads, folds, masks and audits one subject's state; with the catalogue
+/// versions its notices name.
 async fn subject_state(
     api: &Api,
     c: &Caller,
     code: &str,
     at: AsOf,
     action: &str,
-) -> Result<(SubjectHead, SubjectState), Problem> {
+) -> Result<(SubjectHead, SubjectState, Arc<history::Catalogues>), Problem> {
     let facts = db::facts(&api.pool, &[code.to_string()], at.known_ms)
         .await
         .map_err(Problem::unavailable)?;
@@ -318,7 +316,7 @@ async fn subject_state(
             h.name = credit_core::ids::mask_person_name(&h.name);
         }
     }
-    Ok((h, s))
+    Ok((h, s, cats))
 }
 
 /// `GET /v1/subjects/{code}` (`S`: the subject's state) and
@@ -347,8 +345,8 @@ async fn subject(
     let c = caller(&api, &headers, Role::Read)?;
     let code = code_of(&code)?;
     let at = as_of(&q)?;
-    let (h, mut s) = subject_state(&api, c, &code, at, "subject").await?;
-    fill_catalogue(&api, &mut s.measures_in_force).await?;
+    let (h, mut s, cats) = subject_state(&api, c, &code, at, "subject").await?;
+    fill_catalogue(&mut s.measures_in_force, &cats);
     Ok(Json(SubjectAnswer {
         subject: h,
         as_of: at.into(),
@@ -367,11 +365,11 @@ async fn measures(
     let c = caller(&api, &headers, Role::Read)?;
     let code = code_of(&code)?;
     let at = as_of(&q)?;
-    let (h, s) = subject_state(&api, c, &code, at, "measures").await?;
+    let (h, s, cats) = subject_state(&api, c, &code, at, "measures").await?;
     let mut state = InForce {
         measures_in_force: s.measures_in_force,
     };
-    fill_catalogue(&api, &mut state.measures_in_force).await?;
+    fill_catalogue(&mut state.measures_in_force, &cats);
     Ok(Json(SubjectAnswer {
         subject: h,
         as_of: at.into(),
@@ -382,43 +380,16 @@ async fn measures(
 
 /// Adds each explanation's catalogue version details (effective date,
 /// description) where the archive holds that version.
-async fn fill_catalogue(
-    api: &Api,
+fn fill_catalogue(
     by_dept: &mut BTreeMap<String, Vec<history::MeasureInForce>>,
-) -> Result<(), Problem> {
-    let mut versions: Vec<i32> = by_dept
-        .values()
-        .flatten()
-        .map(|m| m.explanation.catalogue_version)
-        .collect();
-    versions.sort();
-    versions.dedup();
-    let missing: Vec<i32> = {
-        let cached = api.versions.lock().unwrap_or_else(|e| e.into_inner());
-        versions
-            .iter()
-            .copied()
-            .filter(|v| !cached.contains_key(v))
-            .collect()
-    };
-    if !missing.is_empty() {
-        let found = db::catalogue_versions(&api.pool, &missing)
-            .await
-            .map_err(Problem::unavailable)?;
-        // Only versions found are kept: one not archived yet may come.
-        api.versions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .extend(found);
-    }
-    let known = api.versions.lock().unwrap_or_else(|e| e.into_inner());
+    cats: &history::Catalogues,
+) {
     for e in by_dept.values_mut().flatten().map(|m| &mut m.explanation) {
-        if let Some((eff, desc)) = known.get(&e.catalogue_version) {
-            e.catalogue_effective = Some(eff.clone());
-            e.catalogue_description = Some(desc.clone());
+        if let Some(c) = cats.get(&e.catalogue_version) {
+            e.catalogue_effective = Some(c.effective.clone());
+            e.catalogue_description = Some(c.description.clone());
         }
     }
-    Ok(())
 }
 
 /// `POST /v1/precheck` body.

@@ -953,22 +953,6 @@ pub async fn punished(
     Ok(rows.into_iter().map(|(c,)| c).collect())
 }
 
-/// A catalogue version's effective date and description, when archived.
-pub async fn catalogue_versions(
-    pool: &PgPool,
-    versions: &[i32],
-) -> sqlx::Result<HashMap<i32, (String, String)>> {
-    Ok(sqlx::query(
-        "SELECT version, effective, description FROM catalogue_versions WHERE version = ANY($1)",
-    )
-    .bind(versions)
-    .fetch_all(pool)
-    .await?
-    .into_iter()
-    .map(|r| (r.get(0), (r.get(1), r.get(2))))
-    .collect())
-}
-
 /// One audit row.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Audit {
