@@ -136,36 +136,32 @@ async fn decode_message(
     };
     let learned = learned_ms(m);
     let payload = m.payload();
-    match input {
-        Input::Commands => Ok(match payload {
-            Some(v) => decode::command(v, pos, learned),
-            None => Err("empty command value".into()),
-        }),
-        Input::Catalogue => Ok(decode::catalogue(m.key(), payload, learned)),
-        Input::Records | Input::Notices | Input::Feedback => {
-            let Some(v) = payload.filter(|v| !v.is_empty()) else {
-                return Ok(Err("empty value".into()));
-            };
-            let (id, body) = match credit_schemas::wire::split(v) {
-                Ok(x) => x,
-                Err(e) => return Ok(Err(format!("not a Confluent-framed Avro value: {e}"))),
-            };
-            let writer = match schemas.get(id, stop).await? {
-                Ok(w) => w,
-                Err(e) => return Ok(Err(e)),
-            };
-            let reader = input
-                .reader_schema()
-                .expect("Avro inputs have a reader schema");
-            Ok(match input {
-                Input::Feedback => decode::feedback(&writer, body, pos, learned),
-                Input::Records => decode::resolve(&writer, reader, body)
-                    .and_then(|v| decode::record(v, pos, learned)),
-                _ => decode::resolve(&writer, reader, body)
-                    .and_then(|v| decode::notice(v, pos, learned)),
-            })
+    // Commands (JSON) and catalogue versions (TOML) carry no Avro.
+    let Some(reader) = input.reader_schema() else {
+        return Ok(match (input, payload) {
+            (Input::Catalogue, _) => decode::catalogue(m.key(), payload, learned),
+            (_, Some(v)) => decode::command(v, pos, learned),
+            (_, None) => Err("empty command value".into()),
+        });
+    };
+    let Some(v) = payload.filter(|v| !v.is_empty()) else {
+        return Ok(Err("empty value".into()));
+    };
+    let (id, body) = match credit_schemas::wire::split(v) {
+        Ok(x) => x,
+        Err(e) => return Ok(Err(format!("not a Confluent-framed Avro value: {e}"))),
+    };
+    let writer = match schemas.get(id, stop).await? {
+        Ok(w) => w,
+        Err(e) => return Ok(Err(e)),
+    };
+    Ok(match input {
+        Input::Feedback => decode::feedback(&writer, body, pos, learned),
+        Input::Records => {
+            decode::resolve(&writer, reader, body).and_then(|v| decode::record(v, pos, learned))
         }
-    }
+        _ => decode::resolve(&writer, reader, body).and_then(|v| decode::notice(v, pos, learned)),
+    })
 }
 
 /// The partitions of `topics` the broker knows, waiting (until `stop`) for
