@@ -503,3 +503,18 @@ impl Drop for Proc {
         self.kill9();
     }
 }
+
+/// An HTTP answer as the API tests read it: status, content type, and the
+/// body as JSON (or, when it is not JSON, as a JSON string).
+pub async fn answer(resp: reqwest::Response) -> (u16, String, serde_json::Value) {
+    let status = resp.status().as_u16();
+    let ct = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let text = resp.text().await.expect("an HTTP body");
+    let body = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+    (status, ct, body)
+}

@@ -70,43 +70,15 @@ async fn get(url: &str, token: Option<&str>) -> (u16, String, Value) {
     if let Some(t) = token {
         r = r.bearer_auth(t);
     }
-    let resp = r.send().await.unwrap();
-    let status = resp.status().as_u16();
-    let ct = resp
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
-    let text = resp.text().await.unwrap();
-    (
-        status,
-        ct,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
+    answer(r.send().await.unwrap()).await
 }
 
 async fn post(url: &str, token: &str, body: &Value) -> (u16, String, Value) {
-    let resp = reqwest::Client::new()
+    let r = reqwest::Client::new()
         .post(url)
         .bearer_auth(token)
-        .json(body)
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    let ct = resp
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
-    let text = resp.text().await.unwrap();
-    (
-        status,
-        ct,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
+        .json(body);
+    answer(r.send().await.unwrap()).await
 }
 
 /// Polls `url` until `ok` holds for a 200 answer (within `secs`).

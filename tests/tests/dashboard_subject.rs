@@ -151,18 +151,8 @@ async fn dashboard(archive: &str, token: &str) -> Dashboard {
 async fn look(d: &Dashboard, body: Value) -> (u16, String, Value) {
     let r = reqwest::Client::new()
         .post(format!("{}/api/subject", d.url))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    let ct = r
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
-    (status, ct, r.json().await.unwrap())
+        .json(&body);
+    answer(r.send().await.unwrap()).await
 }
 
 fn kind(v: &Value) -> &str {
