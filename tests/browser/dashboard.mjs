@@ -8,7 +8,7 @@
 //        [--screenshot out.png] [--timeout-s 60]
 //
 // Prints one line per check ("ok ..." or "FAILED ..."); exits 0 only if all pass.
-import { chromium } from 'playwright-core';
+import { checks, finish, launch, watchedPage } from './harness.mjs';
 import { parseArgs } from 'node:util';
 
 const { values: a } = parseArgs({
@@ -32,25 +32,13 @@ if (!a.url) {
 const timeout = Number(a['timeout-s']) * 1000;
 const list = (s) => s.split(',').map((x) => x.trim()).filter(Boolean);
 
-let failed = 0;
-const ok = (what) => console.log(`ok ${what}`);
-const fail = (what) => { failed += 1; console.log(`FAILED ${what}`); };
-const check = (cond, what) => (cond ? ok(what) : fail(what));
+const c = checks();
+const { ok, fail, check } = c;
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM_PATH || '/usr/bin/chromium',
-  headless: true,
-  // Root in a container has no user namespaces for chromium's sandbox.
-  args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'],
-});
+const browser = await launch();
 const problems = [];
 try {
-  const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
-  page.setDefaultTimeout(Math.min(timeout, 10000));
-  page.on('console', (m) => { if (m.type() === 'error') problems.push(`console error: ${m.text()}`); });
-  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
-  page.on('requestfailed', (r) => problems.push(`request failed: ${r.url()} ${r.failure()?.errorText}`));
-  page.on('response', (r) => { if (r.status() >= 400) problems.push(`HTTP ${r.status()}: ${r.url()}`); });
+  const page = await watchedPage(browser, timeout, problems);
 
   const resp = await page.goto(a.url, { waitUntil: 'load', timeout });
   check(resp && resp.status() === 200, `page loads (HTTP ${resp && resp.status()})`);
@@ -157,6 +145,4 @@ try {
 } finally {
   await browser.close();
 }
-check(problems.length === 0, `no console, page or request errors${problems.length ? ': ' + problems.join(' | ') : ''}`);
-console.log(failed === 0 ? 'dashboard browser check: all ok' : `dashboard browser check: ${failed} check(s) FAILED`);
-process.exit(failed === 0 ? 0 : 1);
+finish('dashboard', c, problems);

@@ -9,7 +9,7 @@
 //        --bad-code 440106199001011231 [--timeout-s 30]
 //
 // Prints one line per check ("ok ..." or "FAILED ..."); exits 0 only if all pass.
-import { chromium } from 'playwright-core';
+import { checks, finish, launch, watchedPage } from './harness.mjs';
 import { parseArgs } from 'node:util';
 
 const { values: a } = parseArgs({
@@ -30,32 +30,14 @@ for (const k of ['url', 'code', 'masked-code', 'masked-name', 'measure', 'bad-co
   }
 }
 const timeout = Number(a['timeout-s']) * 1000;
-let failed = 0;
-const ok = (what) => console.log(`ok ${what}`);
-const fail = (what) => { failed += 1; console.log(`FAILED ${what}`); };
-const check = (cond, what) => (cond ? ok(what) : fail(what));
+const c = checks();
+const { ok, fail, check } = c;
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM_PATH || '/usr/bin/chromium',
-  headless: true,
-  args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'],
-});
+const browser = await launch();
 const problems = [];
 try {
-  const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
-  page.setDefaultTimeout(Math.min(timeout, 10000));
-  // Chromium logs every 4xx answer as a console error: those are judged by
-  // the response handler below instead.
-  page.on('console', (m) => {
-    if (m.type() === 'error' && !/^Failed to load resource: the server responded with a status of 4\d\d/.test(m.text())) {
-      problems.push(`console error: ${m.text()}`);
-    }
-  });
-  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
-  // The bad code's 400 is the answer under test; any other failure is a problem.
-  page.on('response', (r) => {
-    if (r.status() >= 400 && !r.url().endsWith('/api/subject')) problems.push(`HTTP ${r.status()}: ${r.url()}`);
-  });
+  // The bad code's 400 is an answer under test; any other failure is a problem.
+  const page = await watchedPage(browser, timeout, problems, (r) => r.url().endsWith('/api/subject'));
 
   const resp = await page.goto(a.url, { waitUntil: 'load', timeout });
   check(resp && resp.status() === 200, `page loads (HTTP ${resp && resp.status()})`);
@@ -92,6 +74,4 @@ try {
 } finally {
   await browser.close();
 }
-check(problems.length === 0, `no console, page or request errors${problems.length ? ': ' + problems.join(' | ') : ''}`);
-console.log(failed === 0 ? 'subject browser check: all ok' : `subject browser check: ${failed} check(s) FAILED`);
-process.exit(failed === 0 ? 0 : 1);
+finish('subject', c, problems);
