@@ -17,7 +17,7 @@
 //! caller has `personal_data`; each answer about a subject with personal
 //! data writes an audit row before it is sent (no audit, no answer).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use axum::extract::rejection::JsonRejection;
@@ -465,19 +465,13 @@ async fn catalogues(
     Ok(map)
 }
 
+/// Whether `id` is a measure of the shipped catalogue or of an archived version.
 async fn known_measure(api: &Api, id: &str) -> Result<bool, Problem> {
-    static SHIPPED: std::sync::LazyLock<BTreeSet<String>> = std::sync::LazyLock::new(|| {
-        credit_measures::Catalogue::parse(credit_measures::V1)
-            .map(|c| c.measures.iter().map(|m| m.id.to_string()).collect())
-            .unwrap_or_default()
-    });
-    if SHIPPED.contains(id) {
+    let has = |c: &credit_measures::Catalogue| c.measures.iter().any(|m| &*m.id == id);
+    if history::SHIPPED.as_ref().is_some_and(has) {
         return Ok(true);
     }
-    Ok(catalogues(api, None)
-        .await?
-        .values()
-        .any(|c| c.measures.iter().any(|m| &*m.id == id)))
+    Ok(catalogues(api, None).await?.values().any(|c| has(c)))
 }
 
 async fn precheck(

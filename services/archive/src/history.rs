@@ -434,7 +434,8 @@ fn applies(k: NoticeKind) -> bool {
 /// Catalogue versions by number (the archive's `catalogue_versions`, parsed).
 pub type Catalogues = BTreeMap<i32, Arc<credit_measures::Catalogue>>;
 
-static SHIPPED: LazyLock<Option<credit_measures::Catalogue>> =
+/// The catalogue shipped with this build (version 1), parsed once.
+pub static SHIPPED: LazyLock<Option<credit_measures::Catalogue>> =
     LazyLock::new(|| credit_measures::Catalogue::parse(credit_measures::V1).ok());
 
 /// The last day `r` is published under `catalogue`: its stated end, cut to

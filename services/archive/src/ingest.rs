@@ -18,7 +18,7 @@
 //! beginning and, learning each fact at its message's timestamp, rebuilds
 //! the same rows.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -219,28 +219,22 @@ impl Metrics {
     }
 
     fn stored(&self, batch: &Batch) {
-        let mut by = [0u64; 6];
+        let mut by: BTreeMap<&'static str, u64> = BTreeMap::new();
         for f in &batch.facts {
-            by[match f {
-                Fact::Record(..) => 0,
-                Fact::Notice(_) => 1,
-                Fact::Feedback(_) => 2,
-                Fact::Command(_) => 3,
-                Fact::Catalogue(_) | Fact::Nothing => 4,
-            }] += 1;
+            *by.entry(match f {
+                Fact::Record(..) => "records",
+                Fact::Notice(_) => "notices",
+                Fact::Feedback(_) => "feedback",
+                Fact::Command(_) => "commands",
+                Fact::Catalogue(_) | Fact::Nothing => "catalogue",
+            })
+            .or_default() += 1;
         }
-        by[5] = batch.errors.len() as u64;
-        for (n, input) in by.into_iter().zip([
-            "records",
-            "notices",
-            "feedback",
-            "commands",
-            "catalogue",
-            "unreadable",
-        ]) {
-            if n > 0 {
-                self.stored.add(n, &[KeyValue::new(label::INPUT, input)]);
-            }
+        if !batch.errors.is_empty() {
+            by.insert("unreadable", batch.errors.len() as u64);
+        }
+        for (input, n) in by {
+            self.stored.add(n, &[KeyValue::new(label::INPUT, input)]);
         }
     }
 }
